@@ -1,0 +1,11 @@
+"""HTTP routes: thin handlers that parse, call the serving layer and shape responses."""
+
+from fastapi import APIRouter
+
+from app.api import admin, health, inference, models
+
+api_router = APIRouter()
+api_router.include_router(health.router)
+api_router.include_router(models.router)
+api_router.include_router(inference.router)
+api_router.include_router(admin.router)

@@ -1,0 +1,43 @@
+"""Dependencies as ``Annotated`` aliases: settings, registry and the admin guard."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from app.config import Settings
+from app.errors import Forbidden, Unauthorized
+from app.serving.registry import ModelRegistry
+
+_bearer = HTTPBearer(auto_error=False, description="TORCHGATE_ADMIN_TOKEN")
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_registry(request: Request) -> ModelRegistry:
+    return request.app.state.registry
+
+
+def require_admin(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """Constant-time bearer check: 401 without a token, 403 with a wrong one."""
+    if credentials is None:
+        raise Unauthorized(
+            "this admin endpoint needs 'Authorization: Bearer <token>' "
+            "(the token is TORCHGATE_ADMIN_TOKEN, or the one logged at start-up)."
+        )
+    expected: str = request.app.state.admin_token
+    if not hmac.compare_digest(credentials.credentials.encode(), expected.encode()):
+        raise Forbidden("the admin token is not valid.")
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+AdminDep = Depends(require_admin)

@@ -1,0 +1,107 @@
+"""Inference: classification (v1 predict) and generation (gan)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from app.api.deps import RegistryDep, SettingsDep
+from app.api.parsing import read_predict_payload, resolve_top_k
+from app.api.schemas import ErrorResponse, GenerateRequest, GenerateResponse, PredictResponse
+from app.errors import BadRequest
+from app.responses import FastJSONResponse
+from app.serving.runtime import ModelRuntime
+
+router = APIRouter(prefix="/v1", tags=["inference"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 404, 409, 413, 415, 422, 503)
+}
+
+_PREDICT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "file": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "top_k": {"type": "integer", "minimum": 1},
+                    },
+                    "required": ["file"],
+                }
+            },
+            "application/json": {"schema": {"$ref": "#/components/schemas/JsonPredictRequest"}},
+        },
+    }
+}
+
+
+def _version_headers(runtime: ModelRuntime, version: int) -> dict[str, str]:
+    return {
+        "X-Model-Version": str(version),
+        "X-Model-Parameters-SHA256": runtime.sha256_of(version),
+    }
+
+
+@router.post(
+    "/models/{name}/predict",
+    response_model=PredictResponse,
+    responses=_ERRORS,
+    openapi_extra=_PREDICT_BODY,
+)
+async def predict(
+    name: str,
+    request: Request,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    top_k: Annotated[int | None, Query(ge=1, description="Labels per input (default 5).")] = None,
+) -> FastJSONResponse:
+    """Classify one or more images (multipart files or base64 JSON) or a JSON tensor batch."""
+    runtime = registry.runtime(name)
+    if not runtime.spec.is_classifier:
+        raise BadRequest(f"model {name!r} is a generator; use POST /v1/models/{name}/generate.")
+    payload = await read_predict_payload(request, settings.max_images_per_request)
+    k = resolve_top_k(top_k, payload.top_k, num_classes=len(runtime.labels))
+    if payload.images is not None:
+        samples = await runtime.decode_images(payload.images)
+    else:
+        assert payload.array is not None
+        samples = runtime.samples_from_array(payload.array)
+    predictions, version = await runtime.classify(samples, k)
+    body = {
+        "model": name,
+        "parameters_version": version,
+        "predictions": [[p.__dict__ for p in per_input] for per_input in predictions],
+    }
+    return FastJSONResponse(body, headers=_version_headers(runtime, version))
+
+
+@router.post(
+    "/models/{name}/generate",
+    response_model=GenerateResponse,
+    responses={**_ERRORS, 200: {"content": {"image/png": {}}, "description": "PNG grid or JSON."}},
+)
+async def generate(name: str, request: GenerateRequest, registry: RegistryDep) -> Response:
+    """Draw images from the class-conditional generator, as one PNG grid or base64 PNGs."""
+    runtime = registry.runtime(name)
+    if runtime.spec.is_classifier:
+        raise BadRequest(f"model {name!r} is a classifier; use POST /v1/models/{name}/predict.")
+    generation = await runtime.generate(request.n, request.label, request.seed)
+    headers = _version_headers(runtime, generation.version)
+    headers["X-Seed"] = str(generation.seed)
+    if request.format == "png":
+        grid = (await runtime.encode_pngs(generation.images, grid=True))[0]
+        return Response(grid, media_type="image/png", headers=headers)
+    pngs = await runtime.encode_pngs(generation.images, grid=False)
+    body = {
+        "model": name,
+        "seed": generation.seed,
+        "labels": generation.labels,
+        "parameters_version": generation.version,
+        "images": [base64.b64encode(png).decode("ascii") for png in pngs],
+    }
+    return FastJSONResponse(body, headers=headers)

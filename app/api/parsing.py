@@ -1,0 +1,95 @@
+"""Read a predict request in any of its three forms into image bytes or a float array."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from fastapi import Request
+from starlette.datastructures import UploadFile
+
+from app.errors import BadRequest, InvalidInput, UnsupportedMediaType
+from app.serving.payloads import decode_base64_images, float_array, parse_json_object
+
+
+@dataclass(frozen=True)
+class PredictPayload:
+    """Exactly one of ``images`` (encoded files) or ``array`` (a batch tensor) is set."""
+
+    images: list[bytes] | None = None
+    array: np.ndarray | None = None
+    top_k: object = None
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+async def _read_multipart(request: Request, max_images: int) -> PredictPayload:
+    form = await request.form(max_files=max_images, max_fields=16)
+    try:
+        parts = form.getlist("file")
+        if not parts:
+            raise BadRequest(
+                "the multipart body has no 'file' part; send one or more files as 'file'."
+            )
+        images = []
+        for part in parts:
+            if not isinstance(part, UploadFile):
+                raise BadRequest("each 'file' part must be a file upload, not a text field.")
+            images.append(await part.read())
+        top_k = form.get("top_k")
+        return PredictPayload(images=images, top_k=top_k)
+    finally:
+        await form.close()
+
+
+async def _read_json(request: Request, max_images: int) -> PredictPayload:
+    payload = parse_json_object(await request.body())
+    unknown = set(payload) - {"images", "inputs", "top_k"}
+    if unknown:
+        raise BadRequest(
+            f"unknown field(s) {sorted(unknown)}; use 'images' or 'inputs', and 'top_k'."
+        )
+    has_images, has_inputs = "images" in payload, "inputs" in payload
+    if has_images == has_inputs:
+        raise BadRequest("send exactly one of 'images' (base64 files) or 'inputs' (a tensor).")
+    top_k = payload.get("top_k")
+    if has_images:
+        images = decode_base64_images(payload["images"], max_images)
+        return PredictPayload(images=images, top_k=top_k)
+    array = float_array(payload["inputs"])
+    if array.shape[0] > max_images:
+        raise InvalidInput(f"{array.shape[0]} inputs in one request; the limit is {max_images}.")
+    return PredictPayload(array=array, top_k=top_k)
+
+
+async def read_predict_payload(request: Request, max_images: int) -> PredictPayload:
+    """Dispatch on Content-Type: multipart/form-data or application/json."""
+    media_type = _media_type(request)
+    if media_type == "multipart/form-data":
+        return await _read_multipart(request, max_images)
+    if media_type == "application/json" or media_type.endswith("+json"):
+        return await _read_json(request, max_images)
+    raise UnsupportedMediaType(
+        f"Content-Type {media_type or '(none)'} is not supported; send multipart/form-data with "
+        "'file' parts, or application/json with 'images' or 'inputs'."
+    )
+
+
+def resolve_top_k(*candidates: object, num_classes: int, default: int = 5) -> int:
+    """The first top_k given (query, then body), checked against the model's class count."""
+    value = next((c for c in candidates if c is not None and c != ""), None)
+    if value is None:
+        return min(default, num_classes)
+    if isinstance(value, bool):
+        raise InvalidInput("top_k must be an integer.")
+    try:
+        top_k = int(value) if isinstance(value, (int, str)) else None
+    except ValueError:
+        top_k = None
+    if top_k is None:
+        raise InvalidInput(f"top_k must be an integer; got {value!r}.")
+    if not 1 <= top_k <= num_classes:
+        raise InvalidInput(f"top_k must be between 1 and {num_classes}; got {top_k}.")
+    return top_k

@@ -1,0 +1,110 @@
+"""Request and response bodies; they are also the OpenAPI documentation."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.serving.reinit import Scheme
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="What went wrong and how to fix it.")
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "loading", "ready"]
+    models: dict[str, str] = Field(default_factory=dict)
+
+
+class BatchingInfo(BaseModel):
+    max_batch_size: int
+    max_delay_ms: float
+    max_queue: int
+
+
+class ModelInfo(BaseModel):
+    name: str
+    kind: str
+    summary: str
+    status: Literal["loading", "ready", "unavailable", "error"]
+    reason: str | None = None
+    device: str
+    dtype: str | None = None
+    training: bool = False
+    parameter_count: int | None = None
+    weights_source: str | None = None
+    parameters_sha256: str | None = None
+    parameters_version: int | None = None
+    labels: int | None = Field(default=None, description="Number of output classes.")
+    input: str | None = Field(default=None, description="What the model accepts.")
+    batching: BatchingInfo | None = None
+    load_seconds: float | None = None
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+
+
+class PredictionItem(BaseModel):
+    index: int
+    label: str
+    probability: float
+
+
+class PredictResponse(BaseModel):
+    model: str
+    parameters_version: int
+    predictions: list[list[PredictionItem]] = Field(
+        description="One list per input, in input order, probabilities descending."
+    )
+
+
+class JsonPredictRequest(BaseModel):
+    """One of ``images`` (base64 files) or ``inputs`` (nested-list tensor) is required."""
+
+    images: list[str] | None = None
+    inputs: list | None = None  # type: ignore[type-arg]
+    top_k: int | None = Field(default=None, ge=1)
+
+
+class GenerateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    n: int = Field(default=1, ge=1, le=64, description="How many images.")
+    label: int | None = Field(
+        default=None, ge=0, le=9, description="Class to draw; null cycles through all classes."
+    )
+    seed: int | None = Field(
+        default=None, ge=0, le=2**63 - 1, description="Same seed and label, same images."
+    )
+    format: Literal["png", "json"] = "png"
+
+
+class GenerateResponse(BaseModel):
+    model: str
+    seed: int
+    labels: list[int]
+    parameters_version: int
+    images: list[str] = Field(description="Base64-encoded 28x28 greyscale PNGs.")
+
+
+class ReinitializeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scheme: Scheme = "default"
+    mean: float = Field(default=0.0, allow_inf_nan=False)
+    std: float = Field(default=0.01, gt=0, allow_inf_nan=False)
+    a: float = Field(default=-0.05, allow_inf_nan=False)
+    b: float = Field(default=0.05, allow_inf_nan=False)
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+
+
+class ParametersResponse(BaseModel):
+    model: str
+    parameters_sha256: str
+    parameters_version: int
+    training: bool
+    device: str
+    seed: int | None = None

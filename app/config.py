@@ -1,0 +1,93 @@
+"""Settings: the one place that reads the environment (``TORCHGATE_*``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import torch.hub
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ALL_MODELS: tuple[str, ...] = ("alexnet", "vgg16", "resnet101", "cnn", "lstm", "gan")
+
+GraphMode = Literal["auto", "eager", "script", "compile"]
+
+
+def default_weights_dir() -> Path:
+    """torch hub's checkpoint folder, so weights already fetched by torchvision are reused."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _parse_per_model(value: object) -> object:
+    """Accept ``16`` (every model) or ``cnn=64,resnet101=8`` (per model) from the environment."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text:
+        return {}
+    if "=" not in text:
+        return {"*": text}
+    pairs = (item.split("=", 1) for item in text.split(",") if item.strip())
+    return {name.strip(): number.strip() for name, number in pairs}
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; each is also an environment variable ``TORCHGATE_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="TORCHGATE_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    device: str = "auto"
+    models: Annotated[tuple[str, ...], NoDecode] = ALL_MODELS
+    weights_dir: Path = Field(default_factory=default_weights_dir)
+    download_weights: bool = True
+    verify_weights: bool = True
+    checkpoint_dir: Path = Path("models")
+    data_dir: Path = Path("data")
+    admin_token: SecretStr | None = None
+    max_batch_size: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
+    max_batch_delay_ms: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    max_image_pixels: int = Field(default=40_000_000, gt=0)
+    max_images_per_request: int = Field(default=64, gt=0)
+    half: bool = False
+    graph: GraphMode = "auto"
+    load_concurrency: int = Field(default=2, ge=1)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _split_models(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _known_models(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [name for name in value if name not in ALL_MODELS]
+        if unknown:
+            raise ValueError(f"unknown model(s) {unknown}; choose from {list(ALL_MODELS)}")
+        return tuple(dict.fromkeys(value))
+
+    @field_validator("max_batch_size", "max_batch_delay_ms", mode="before")
+    @classmethod
+    def _per_model(cls, value: object) -> object:
+        return _parse_per_model(value)
+
+    @field_validator("device")
+    @classmethod
+    def _device_syntax(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
+            return value
+        raise ValueError("device must be auto, cpu, cuda or cuda:N")
+
+    def batch_size_for(self, model: str, default: int) -> int:
+        """The model's batch limit: its own setting, else the global one, else the spec's."""
+        return int(self.max_batch_size.get(model, self.max_batch_size.get("*", default)))
+
+    def batch_delay_for(self, model: str, default: float) -> float:
+        """The model's batching delay in milliseconds, resolved like ``batch_size_for``."""
+        return float(self.max_batch_delay_ms.get(model, self.max_batch_delay_ms.get("*", default)))

@@ -1,0 +1,108 @@
+"""Domain exceptions, and the one place that maps them (and framework errors) to HTTP."""
+
+from __future__ import annotations
+
+import logging
+from typing import ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.responses import FastJSONResponse
+
+logger = logging.getLogger(__name__)
+
+
+class TorchgateError(Exception):
+    """An error a client can act on: its message says what to change."""
+
+    status_code = 400
+    headers: ClassVar[dict[str, str] | None] = None
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class BadRequest(TorchgateError):
+    status_code = 400
+
+
+class InvalidInput(TorchgateError):
+    """Well-formed request whose content cannot be used (corrupt image, NaN, wrong shape)."""
+
+    status_code = 422
+
+
+class UnsupportedMediaType(TorchgateError):
+    status_code = 415
+
+
+class PayloadTooLarge(TorchgateError):
+    status_code = 413
+
+
+class NotFound(TorchgateError):
+    status_code = 404
+
+
+class ModelNotReady(TorchgateError):
+    status_code = 409
+
+
+class Overloaded(TorchgateError):
+    status_code = 503
+    headers: ClassVar[dict[str, str] | None] = {"Retry-After": "1"}
+
+
+class Unauthorized(TorchgateError):
+    status_code = 401
+    headers: ClassVar[dict[str, str] | None] = {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(TorchgateError):
+    status_code = 403
+
+
+class WeightsUnavailable(Exception):
+    """Weights cannot be had right now (missing file, offline, hash mismatch): the model is
+    ``unavailable`` with this message as its reason, and every other model keeps serving."""
+
+
+class ConfigurationError(Exception):
+    """The service cannot start as configured (e.g. CUDA requested on a host without it)."""
+
+
+def _format_validation_error(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        location = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+        message = error.get("msg", "invalid value")
+        parts.append(f"{location}: {message}" if location else message)
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer every error as JSON ``{"detail": "..."}``; unexpected ones as a logged generic 500."""
+
+    @app.exception_handler(TorchgateError)
+    async def _domain_error(_: Request, exc: TorchgateError) -> FastJSONResponse:
+        return FastJSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> FastJSONResponse:
+        return FastJSONResponse({"detail": _format_validation_error(exc)}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> FastJSONResponse:
+        return FastJSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected_error(request: Request, exc: Exception) -> FastJSONResponse:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return FastJSONResponse({"detail": "internal server error"}, status_code=500)

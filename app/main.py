@@ -1,0 +1,65 @@
+"""Build the FastAPI application: settings, lifespan (model loading), routers, error handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app import __version__
+from app.api import api_router
+from app.api.body_limit import BodySizeLimitMiddleware
+from app.config import Settings
+from app.errors import install_error_handlers
+from app.metrics import Metrics, MetricsMiddleware
+from app.serving.devices import configure_backends, resolve_device
+from app.serving.registry import ModelRegistry
+
+logger = logging.getLogger(__name__)
+
+
+def _admin_token(settings: Settings) -> str:
+    if settings.admin_token is not None and settings.admin_token.get_secret_value():
+        return settings.admin_token.get_secret_value()
+    token = secrets.token_urlsafe(32)
+    logger.warning("TORCHGATE_ADMIN_TOKEN is not set; the admin token for this run is: %s", token)
+    return token
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The app for ``settings`` (read from the environment when omitted)."""
+    settings = settings or Settings()
+    device = resolve_device(settings.device)
+    configure_backends(device)
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        registry = ModelRegistry(settings, device, metrics)
+        app.state.registry = registry
+        loading = asyncio.create_task(registry.load_all(), name="load-models")
+        try:
+            yield
+        finally:
+            loading.cancel()
+            await asyncio.gather(loading, return_exceptions=True)
+            await registry.close()
+
+    app = FastAPI(
+        title="torchgate",
+        version=__version__,
+        summary="Serve PyTorch models over HTTP, with token-protected admin operations.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.admin_token = _admin_token(settings)
+    install_error_handlers(app)
+    app.include_router(api_router)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

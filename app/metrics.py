@@ -1,0 +1,116 @@
+"""Prometheus metrics, in a registry per app so several apps (tests) never collide."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.zoo import SPECS
+
+disable_created_metrics()  # the *_created series only add noise to scrapes
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class Metrics:
+    """Every metric the service exports; names follow Prometheus conventions."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "torchgate_http_requests_total",
+            "HTTP requests by model, route and status code.",
+            ["model", "route", "method", "code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "torchgate_http_request_duration_seconds",
+            "HTTP request latency, from first byte in to last byte out.",
+            ["model", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_wait = Histogram(
+            "torchgate_queue_wait_seconds",
+            "Time an item waited in its model's batching queue.",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.forward = Histogram(
+            "torchgate_inference_seconds",
+            "Time of one batched forward pass (including host/device copies).",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "torchgate_batch_size",
+            "Items per forward pass.",
+            ["model"],
+            buckets=_BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "torchgate_queue_depth",
+            "Items waiting in a model's batching queue.",
+            ["model"],
+            registry=self.registry,
+        )
+        self.model_status = Gauge(
+            "torchgate_model_status",
+            "1 for the model's current status, 0 for the others.",
+            ["model", "status"],
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def _model_label(scope: Scope) -> str:
+    name = scope.get("path_params", {}).get("name")
+    if name is None:
+        return ""
+    return name if name in SPECS else "unknown"
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request by route template (bounded label values)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            model = _model_label(scope)
+            metrics = self._metrics
+            metrics.requests.labels(model, template, scope["method"], str(status)).inc()
+            metrics.latency.labels(model, template).observe(time.perf_counter() - started)

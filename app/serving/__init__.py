@@ -1,0 +1,1 @@
+"""The serving layer: model lifecycle, weights, preprocessing, batching, inference."""

@@ -1,0 +1,170 @@
+"""Dynamic batching: queue items per model, run each batch as one call on the device worker.
+
+A batch closes when it holds ``max_batch_size`` items or ``max_delay`` has passed since its
+first item was queued. Only items of the same tensor shapes share a batch (others wait for the
+next one, keeping their order). If a batch fails, it is retried in halves so that one bad item
+cannot fail its batch-mates, and transient device faults (e.g. CUDA OOM) get a smaller retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from app.errors import Overloaded
+
+logger = logging.getLogger(__name__)
+
+Inputs = tuple[torch.Tensor, ...]
+BatchFn = Callable[[list[Inputs]], Sequence[Any]]
+
+
+@dataclass(slots=True)
+class _Item:
+    inputs: Inputs
+    future: asyncio.Future[Any]
+    enqueued: float
+    key: tuple[Any, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.key = tuple((t.shape, t.dtype) for t in self.inputs)
+
+
+@dataclass(frozen=True)
+class BatchObserver:
+    """Hooks for metrics; the batcher itself stays free of any metrics library."""
+
+    on_batch: Callable[[int, float], None] = lambda size, seconds: None
+    on_wait: Callable[[float], None] = lambda seconds: None
+
+
+class DynamicBatcher:
+    """Owns one model's queue and the asyncio task that turns it into batches."""
+
+    def __init__(
+        self,
+        run_batch: BatchFn,
+        executor: Executor,
+        max_batch_size: int,
+        max_delay_s: float,
+        max_queue: int,
+        observer: BatchObserver | None = None,
+    ) -> None:
+        if max_batch_size < 1:
+            raise ValueError("max_batch_size must be at least 1")
+        self._run_batch = run_batch
+        self._executor = executor
+        self.max_batch_size = max_batch_size
+        self.max_delay_s = max(0.0, max_delay_s)
+        self.max_queue = max_queue
+        self._observer = observer or BatchObserver()
+        self._pending: deque[_Item] = deque()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def depth(self) -> int:
+        return len(self._pending)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name="batcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        while self._pending:
+            item = self._pending.popleft()
+            if not item.future.done():
+                item.future.set_exception(Overloaded("the model is shutting down; retry later."))
+
+    async def submit(self, samples: Sequence[Inputs]) -> list[Any]:
+        """Queue every sample of one request and return their outputs in the same order."""
+        if len(self._pending) + len(samples) > self.max_queue:
+            raise Overloaded(
+                f"the model's queue is full ({self.max_queue} items waiting); retry shortly."
+            )
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        items = [_Item(inputs, loop.create_future(), now) for inputs in samples]
+        self._pending.extend(items)
+        self._wakeup.set()
+        try:
+            return list(await asyncio.gather(*(item.future for item in items)))
+        except BaseException:
+            for item in items:
+                item.future.cancel()
+            raise
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._pending:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            deadline = self._pending[0].enqueued + self.max_delay_s
+            while len(self._pending) < self.max_batch_size:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                self._wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), remaining)
+                except TimeoutError:
+                    break
+            batch = self._take_batch()
+            if batch:
+                now = loop.time()
+                for item in batch:
+                    self._observer.on_wait(now - item.enqueued)
+                await self._execute(batch)
+
+    def _take_batch(self) -> list[_Item]:
+        """Pop up to max_batch_size live items sharing the first live item's shapes."""
+        batch: list[_Item] = []
+        skipped: list[_Item] = []
+        key = None
+        while self._pending and len(batch) < self.max_batch_size:
+            item = self._pending.popleft()
+            if item.future.done():
+                continue
+            if key is None:
+                key = item.key
+            if item.key == key:
+                batch.append(item)
+            else:
+                skipped.append(item)
+        self._pending.extendleft(reversed(skipped))
+        return batch
+
+    async def _execute(self, batch: list[_Item]) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            outputs = await loop.run_in_executor(
+                self._executor, self._run_batch, [item.inputs for item in batch]
+            )
+        except Exception as exc:
+            if len(batch) == 1:
+                if not batch[0].future.done():
+                    batch[0].future.set_exception(exc)
+                return
+            logger.warning("batch of %d failed (%s); retrying in halves", len(batch), exc)
+            middle = len(batch) // 2
+            await self._execute(batch[:middle])
+            await self._execute(batch[middle:])
+            return
+        self._observer.on_batch(len(batch), loop.time() - started)
+        for item, output in zip(batch, outputs, strict=True):
+            if not item.future.done():
+                item.future.set_result(output)

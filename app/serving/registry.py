@@ -1,0 +1,157 @@
+"""The model registry: every enabled model's lifecycle (loading -> ready | unavailable | error).
+
+Models load in the background, a few at a time, so the server answers ``/healthz`` at once and
+one model's missing weights never stop the others from serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import StrEnum
+
+import torch
+
+from app.config import Settings
+from app.errors import ModelNotReady, NotFound, WeightsUnavailable
+from app.metrics import Metrics
+from app.serving.batching import BatchObserver
+from app.serving.loading import WeightsLocation, load_model
+from app.serving.runtime import BatchingConfig, ModelRuntime
+from app.zoo import ModelSpec, get_spec
+
+logger = logging.getLogger(__name__)
+
+
+class ModelStatus(StrEnum):
+    LOADING = "loading"
+    READY = "ready"
+    UNAVAILABLE = "unavailable"
+    ERROR = "error"
+
+
+@dataclass
+class ModelEntry:
+    spec: ModelSpec
+    status: ModelStatus = ModelStatus.LOADING
+    reason: str | None = None
+    runtime: ModelRuntime | None = None
+    load_seconds: float | None = None
+
+
+class ModelRegistry:
+    """Owns the models, the device's forward worker and the decode pool."""
+
+    def __init__(self, settings: Settings, device: torch.device, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.device = device
+        self.entries = {name: ModelEntry(get_spec(name)) for name in settings.models}
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"forward-{device.type}")
+        self._decode_pool = ThreadPoolExecutor(
+            max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="decode"
+        )
+        self._done = asyncio.Event()
+
+    @property
+    def ready(self) -> bool:
+        """True once every enabled model has finished loading, successfully or not."""
+        return all(entry.status is not ModelStatus.LOADING for entry in self.entries.values())
+
+    def entry(self, name: str) -> ModelEntry:
+        spec = get_spec(name)
+        entry = self.entries.get(spec.name)
+        if entry is None:
+            raise NotFound(
+                f"model {name!r} is not enabled on this server; enabled: "
+                f"{', '.join(self.entries)} (see TORCHGATE_MODELS)."
+            )
+        return entry
+
+    def runtime(self, name: str) -> ModelRuntime:
+        entry = self.entry(name)
+        if entry.runtime is None or entry.status is not ModelStatus.READY:
+            reason = entry.reason or "it is still loading; retry when /readyz answers 200"
+            raise ModelNotReady(f"model {name!r} is {entry.status.value}: {reason}")
+        return entry.runtime
+
+    async def wait_loaded(self) -> None:
+        await self._done.wait()
+
+    async def load_all(self) -> None:
+        limit = asyncio.Semaphore(self.settings.load_concurrency)
+        started = time.perf_counter()
+        await asyncio.gather(*(self._load(entry, limit) for entry in self.entries.values()))
+        logger.info("models loaded in %.2f s", time.perf_counter() - started)
+        self._done.set()
+
+    async def _load(self, entry: ModelEntry, limit: asyncio.Semaphore) -> None:
+        spec = entry.spec
+        async with limit:
+            started = time.perf_counter()
+            try:
+                runtime = await asyncio.to_thread(self._build_runtime, spec)
+            except WeightsUnavailable as exc:
+                entry.status, entry.reason = ModelStatus.UNAVAILABLE, str(exc)
+                logger.warning("model %s unavailable: %s", spec.name, exc)
+                return
+            except Exception as exc:
+                entry.status, entry.reason = ModelStatus.ERROR, f"{type(exc).__name__}: {exc}"
+                logger.exception("model %s failed to load", spec.name)
+                return
+            runtime.start()
+            self.metrics.queue_depth.labels(spec.name).set_function(lambda: runtime.queue_depth)
+            entry.runtime, entry.status = runtime, ModelStatus.READY
+            entry.load_seconds = time.perf_counter() - started
+            logger.info(
+                "model %s ready on %s in %.2f s", spec.name, self.device, entry.load_seconds
+            )
+
+    def _build_runtime(self, spec: ModelSpec) -> ModelRuntime:
+        settings = self.settings
+        where = WeightsLocation(
+            weights_dir=settings.weights_dir,
+            checkpoint_dir=settings.checkpoint_dir,
+            download=settings.download_weights,
+            verify=settings.verify_weights,
+        )
+        loaded = load_model(spec, where, self.device)
+        max_batch = settings.batch_size_for(spec.name, spec.max_batch_size)
+        batching = BatchingConfig(
+            max_batch_size=max_batch,
+            max_delay_ms=settings.batch_delay_for(spec.name, spec.max_batch_delay_ms),
+            max_queue=max(max_batch * 32, settings.max_images_per_request * 4),
+        )
+        return ModelRuntime(
+            spec,
+            loaded,
+            self.device,
+            worker=self._worker,
+            decode_pool=self._decode_pool,
+            batching=batching,
+            max_image_pixels=settings.max_image_pixels,
+            half=settings.half,
+            observer=self._observer(spec.name),
+        )
+
+    def _observer(self, name: str) -> BatchObserver:
+        batch_size = self.metrics.batch_size.labels(name)
+        forward = self.metrics.forward.labels(name)
+        wait = self.metrics.queue_wait.labels(name)
+
+        def on_batch(size: int, seconds: float) -> None:
+            batch_size.observe(size)
+            forward.observe(seconds)
+
+        return BatchObserver(on_batch=on_batch, on_wait=wait.observe)
+
+    async def close(self) -> None:
+        for entry in self.entries.values():
+            if entry.runtime is not None:
+                await entry.runtime.stop()
+        self._worker.shutdown(wait=True, cancel_futures=True)
+        self._decode_pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,289 @@
+"""One served model: decode -> dynamic batch -> one forward per batch -> postprocess.
+
+Every forward and every parameter swap (reinitialize, reload) runs on the device's single
+worker thread, so a swap can never interleave with a batch: each answer comes entirely from
+one parameter version, and that version is reported with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import asdict, dataclass
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+from app.errors import InvalidInput, Overloaded
+from app.serving.batching import BatchObserver, DynamicBatcher, Inputs
+from app.serving.checksum import parameter_count, parameters_sha256
+from app.serving.inputs import InputCodec
+from app.serving.loading import LoadedModel
+from app.serving.pngs import encode_grid, encode_png
+from app.serving.reinit import InitPlan, reinitialize
+from app.zoo import ModelSpec
+
+T = TypeVar("T")
+GENERATOR_INPUT = "JSON {n, label, seed, format}: a latent of 100 normal values per image + class"
+logger = logging.getLogger(__name__)
+_HISTORY = 64  # parameter versions whose checksum responses can still name
+
+
+@dataclass(frozen=True)
+class ParameterState:
+    """Which parameters answer now: a counter bumped by every swap, and their checksum."""
+
+    version: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Output:
+    tensor: torch.Tensor
+    version: int
+
+
+@dataclass(frozen=True)
+class Prediction:
+    index: int
+    label: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Generation:
+    images: list[np.ndarray]
+    labels: list[int]
+    seed: int
+    version: int
+
+
+@dataclass(frozen=True)
+class BatchingConfig:
+    max_batch_size: int
+    max_delay_ms: float
+    max_queue: int
+
+
+class ModelRuntime:
+    """Owns a loaded model's queue, its forward function and its parameter swaps."""
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        loaded: LoadedModel,
+        device: torch.device,
+        worker: Executor,
+        decode_pool: Executor,
+        batching: BatchingConfig,
+        max_image_pixels: int,
+        half: bool = False,
+        observer: BatchObserver | None = None,
+    ) -> None:
+        self.spec = spec
+        self.loaded = loaded
+        self.module = loaded.module
+        self.device = device
+        self.batching = batching
+        self.max_image_pixels = max_image_pixels
+        self._worker = worker
+        self._decode_pool = decode_pool
+        self._autocast = half and device.type == "cuda"
+        self.state = ParameterState(1, parameters_sha256(self.module))
+        self.parameter_count = parameter_count(self.module)
+        self._history = {self.state.version: self.state.sha256}
+        self._admin_lock = asyncio.Lock()
+        self._batcher = DynamicBatcher(
+            self._run_batch,
+            worker,
+            max_batch_size=batching.max_batch_size,
+            max_delay_s=batching.max_delay_ms / 1000.0,
+            max_queue=batching.max_queue,
+            observer=observer,
+        )
+
+    def describe(self) -> dict[str, object]:
+        """What /v1/models shows about the live model."""
+        first = next(iter(self.module.parameters()), None)
+        codec = self.loaded.codec
+        return {
+            "dtype": str(first.dtype).removeprefix("torch.") if first is not None else None,
+            "training": self.module.training,
+            "parameter_count": self.parameter_count,
+            "weights_source": self.loaded.source,
+            "parameters_sha256": self.state.sha256,
+            "parameters_version": self.state.version,
+            "labels": len(self.loaded.labels),
+            "input": codec.description if codec is not None else GENERATOR_INPUT,
+            "batching": asdict(self.batching),
+        }
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.loaded.labels
+
+    @property
+    def queue_depth(self) -> int:
+        return self._batcher.depth
+
+    def start(self) -> None:
+        self._batcher.start()
+
+    async def stop(self) -> None:
+        await self._batcher.stop()
+
+    # -- inputs -----------------------------------------------------------------------------
+
+    def _require_codec(self) -> InputCodec:
+        if self.loaded.codec is None:
+            raise InvalidInput(f"model {self.spec.name!r} takes no image or tensor inputs.")
+        return self.loaded.codec
+
+    async def decode_images(self, blobs: Sequence[bytes]) -> list[torch.Tensor]:
+        """Decode and preprocess in the decode pool, one task per image, keeping order."""
+        codec = self._require_codec()
+        loop = asyncio.get_running_loop()
+        tasks = [
+            loop.run_in_executor(self._decode_pool, codec.from_image, blob, self.max_image_pixels)
+            for blob in blobs
+        ]
+        return list(await asyncio.gather(*tasks))
+
+    def samples_from_array(self, array: np.ndarray) -> list[torch.Tensor]:
+        return self._require_codec().from_array(array)
+
+    # -- inference --------------------------------------------------------------------------
+
+    def _run_batch(self, batch: list[Inputs]) -> list[Output]:
+        """Runs on the worker thread: stack, copy to the device, forward, back to the CPU."""
+        columns = [torch.stack(column) for column in zip(*batch, strict=True)]
+        if self.device.type == "cuda":
+            columns = [c.pin_memory().to(self.device, non_blocking=True) for c in columns]
+        autocast = (
+            torch.autocast("cuda", dtype=torch.float16)
+            if self._autocast
+            else contextlib.nullcontext()
+        )
+        try:
+            with torch.inference_mode(), autocast:
+                result = self.module(*columns).float()
+                if self.spec.is_classifier:
+                    result = result.softmax(dim=1)
+            result = result.cpu()
+        except torch.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            raise
+        version = self.state.version
+        return [Output(row, version) for row in result.unbind(0)]
+
+    async def infer(self, samples: Sequence[Inputs]) -> list[Output]:
+        """Queue samples for batching; device faults become 503/422 instead of 500."""
+        try:
+            return await self._batcher.submit(samples)
+        except torch.OutOfMemoryError as exc:
+            raise Overloaded("the device ran out of memory for this input; retry later.") from exc
+        except (RuntimeError, ValueError) as exc:
+            logger.warning("model %s failed on a client input: %s", self.spec.name, exc)
+            raise InvalidInput(
+                f"model {self.spec.name!r} could not process the input: {exc}"
+            ) from exc
+
+    async def classify(
+        self, samples: Sequence[torch.Tensor], top_k: int
+    ) -> tuple[list[list[Prediction]], int]:
+        """Top-k labels per sample (probabilities descending) and the parameter version used."""
+        outputs = await self.infer([(sample,) for sample in samples])
+        labels = self.loaded.labels
+        k = min(top_k, len(labels))
+        predictions = []
+        for output in outputs:
+            probabilities, indices = output.tensor.topk(k)
+            predictions.append(
+                [
+                    Prediction(index, labels[index], probability)
+                    for probability, index in zip(
+                        probabilities.tolist(), indices.tolist(), strict=True
+                    )
+                ]
+            )
+        return predictions, min(output.version for output in outputs)
+
+    async def generate(self, n: int, label: int | None, seed: int | None) -> Generation:
+        """``n`` images of class ``label`` (or cycling through the classes), seeded latents."""
+        seed = seed if seed is not None else secrets.randbits(63)
+        latent = torch.randn(
+            n,
+            int(getattr(self.module, "latent_dim", 100)),
+            generator=torch.Generator().manual_seed(seed),
+        )
+        classes = max(1, len(self.loaded.labels))
+        labels = [label if label is not None else i % classes for i in range(n)]
+        targets = torch.tensor(labels, dtype=torch.long)
+        outputs = await self.infer(list(zip(latent.unbind(0), targets.unbind(0), strict=True)))
+        images = [
+            ((o.tensor.clamp(-1, 1) + 1) * 127.5)
+            .round()
+            .to(torch.uint8)
+            .reshape(o.tensor.shape[-2:])
+            .numpy()
+            for o in outputs
+        ]
+        return Generation(images, labels, seed, min(o.version for o in outputs))
+
+    async def encode_pngs(self, images: Sequence[np.ndarray], grid: bool) -> list[bytes]:
+        """PNG encoding is CPU work: done in the decode pool, never on the event loop."""
+        loop = asyncio.get_running_loop()
+        if grid:
+            return [await loop.run_in_executor(self._decode_pool, encode_grid, images)]
+        return list(
+            await asyncio.gather(
+                *(loop.run_in_executor(self._decode_pool, encode_png, i) for i in images)
+            )
+        )
+
+    # -- parameter swaps --------------------------------------------------------------------
+
+    async def on_worker(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the device worker, between batches."""
+        return await asyncio.get_running_loop().run_in_executor(self._worker, fn)
+
+    def sha256_of(self, version: int) -> str:
+        """The checksum of a recent parameter version (responses name the one that served them)."""
+        return self._history.get(version, "")
+
+    def _swap(self, mutate: Callable[[], T]) -> T:
+        result = mutate()
+        self.module.eval()
+        self.state = ParameterState(self.state.version + 1, parameters_sha256(self.module))
+        self._history[self.state.version] = self.state.sha256
+        while len(self._history) > _HISTORY:
+            del self._history[min(self._history)]
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        return result
+
+    async def reinitialize(self, plan: InitPlan) -> int:
+        """Reinitialize in place with ``plan``; returns the seed used."""
+        async with self._admin_lock:
+            return await self.on_worker(lambda: self._swap(lambda: reinitialize(self.module, plan)))
+
+    async def reload(self) -> None:
+        """Re-read the weights from their source (verified again) and swap them in."""
+        async with self._admin_lock:
+            state = await asyncio.to_thread(self.loaded.read_state)
+            await self.on_worker(lambda: self._swap(lambda: self.module.load_state_dict(state)))
+
+    def forward_blocking(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Raw outputs for a whole batch, from a non-event-loop thread (evaluation jobs)."""
+
+        def run() -> tuple[torch.Tensor, int]:
+            with torch.inference_mode():
+                moved = [t.to(self.device) for t in inputs]
+                return self.module(*moved).float().cpu(), self.state.version
+
+        return self._worker.submit(run).result()

@@ -1,0 +1,107 @@
+"""The six served models, described as data: how each is built, where its weights come from,
+what it takes as input and how it is batched by default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from torchvision.models import (
+    AlexNet_Weights,
+    ResNet101_Weights,
+    VGG16_Weights,
+    WeightsEnum,
+)
+
+from app.errors import NotFound
+
+
+class ModelKind(StrEnum):
+    IMAGE_CLASSIFIER = "image-classifier"
+    SEQUENCE_CLASSIFIER = "sequence-classifier"
+    GENERATOR = "generator"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One served model. Exactly one of ``pretrained`` (torchvision) or ``net_module`` (trained
+    here, checkpoint + manifest in the checkpoint dir) says where its weights come from."""
+
+    name: str
+    kind: ModelKind
+    summary: str
+    max_batch_size: int
+    max_batch_delay_ms: float
+    pretrained: WeightsEnum | None = None
+    net_module: str | None = None
+    dataset: str = "imagenet-1k"
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.kind is not ModelKind.GENERATOR
+
+
+SPECS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            "alexnet",
+            ModelKind.IMAGE_CLASSIFIER,
+            "AlexNet, ImageNet-1k (torchvision)",
+            max_batch_size=16,
+            max_batch_delay_ms=5.0,
+            pretrained=AlexNet_Weights.DEFAULT,
+        ),
+        ModelSpec(
+            "vgg16",
+            ModelKind.IMAGE_CLASSIFIER,
+            "VGG-16, ImageNet-1k (torchvision)",
+            max_batch_size=8,
+            max_batch_delay_ms=5.0,
+            pretrained=VGG16_Weights.DEFAULT,
+        ),
+        ModelSpec(
+            "resnet101",
+            ModelKind.IMAGE_CLASSIFIER,
+            "ResNet-101, ImageNet-1k (torchvision)",
+            max_batch_size=8,
+            max_batch_delay_ms=5.0,
+            pretrained=ResNet101_Weights.DEFAULT,
+        ),
+        ModelSpec(
+            "cnn",
+            ModelKind.IMAGE_CLASSIFIER,
+            "compact CNN trained on Fashion-MNIST",
+            max_batch_size=64,
+            max_batch_delay_ms=2.0,
+            net_module="app.nets.cnn",
+            dataset="fashion-mnist",
+        ),
+        ModelSpec(
+            "lstm",
+            ModelKind.SEQUENCE_CLASSIFIER,
+            "bidirectional LSTM reading Fashion-MNIST images row by row",
+            max_batch_size=64,
+            max_batch_delay_ms=2.0,
+            net_module="app.nets.lstm",
+            dataset="fashion-mnist",
+        ),
+        ModelSpec(
+            "gan",
+            ModelKind.GENERATOR,
+            "class-conditional DCGAN generator (Fashion-MNIST)",
+            max_batch_size=64,
+            max_batch_delay_ms=2.0,
+            net_module="app.nets.gan",
+            dataset="fashion-mnist",
+        ),
+    )
+}
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The spec for ``name``; an unknown name lists the valid ones."""
+    try:
+        return SPECS[name]
+    except KeyError:
+        raise NotFound(f"no model named {name!r}; available models: {', '.join(SPECS)}.") from None

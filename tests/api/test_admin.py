@@ -1,0 +1,137 @@
+"""Admin endpoints: token guard, reinitialize, reload, and atomicity under concurrent load."""
+
+import asyncio
+
+import pytest
+
+from tests.conftest import admin_headers, image_bytes
+
+pytestmark = pytest.mark.anyio
+
+REINIT = "/admin/models/alexnet/reinitialize"
+RELOAD = "/admin/models/alexnet/reload"
+
+
+async def _checksum(client) -> str:
+    return (await client.get("/v1/models/alexnet")).json()["parameters_sha256"]
+
+
+@pytest.mark.parametrize("path", [REINIT, RELOAD])
+async def test_admin_needs_a_bearer_token(alexnet_client, path: str) -> None:
+    missing = await alexnet_client.post(path)
+    assert missing.status_code == 401
+    assert "Bearer" in missing.json()["detail"]
+    assert missing.headers["WWW-Authenticate"] == "Bearer"
+    wrong = await alexnet_client.post(path, headers=admin_headers("nope"))
+    assert wrong.status_code == 403
+    basic = await alexnet_client.post(path, headers={"Authorization": "Basic dXNlcjpwdw=="})
+    assert basic.status_code == 401
+
+
+async def test_reinitialize_changes_the_checksum_reproducibly(alexnet_client) -> None:
+    original = await _checksum(alexnet_client)
+    first = await alexnet_client.post(
+        REINIT,
+        json={"scheme": "normal", "mean": 0, "std": 0.02, "seed": 42},
+        headers=admin_headers(),
+    )
+    assert first.status_code == 200
+    body = first.json()
+    assert body["parameters_sha256"] != original
+    assert body["training"] is False and body["device"] == "cpu" and body["seed"] == 42
+    assert await _checksum(alexnet_client) == body["parameters_sha256"]
+    again = await alexnet_client.post(
+        REINIT, json={"scheme": "normal", "std": 0.02, "seed": 42}, headers=admin_headers()
+    )
+    assert again.json()["parameters_sha256"] == body["parameters_sha256"]
+    assert again.json()["parameters_version"] == body["parameters_version"] + 1
+    other = await alexnet_client.post(
+        REINIT, json={"scheme": "kaiming_normal", "seed": 42}, headers=admin_headers()
+    )
+    assert other.json()["parameters_sha256"] != body["parameters_sha256"]
+    info = (await alexnet_client.get("/v1/models/alexnet")).json()
+    assert info["training"] is False and info["status"] == "ready"
+
+
+async def test_reinitialized_model_still_serves_and_reports_its_version(alexnet_client) -> None:
+    reinit = await alexnet_client.post(REINIT, json={"seed": 1}, headers=admin_headers())
+    response = await alexnet_client.post(
+        "/v1/models/alexnet/predict", files=[("file", ("a.jpg", image_bytes(), "image/jpeg"))]
+    )
+    assert response.status_code == 200
+    assert response.json()["parameters_version"] == reinit.json()["parameters_version"]
+    assert response.headers["X-Model-Parameters-SHA256"] == reinit.json()["parameters_sha256"]
+
+
+async def test_reload_restores_the_original_weights(alexnet_client) -> None:
+    original = await _checksum(alexnet_client)
+    await alexnet_client.post(REINIT, json={"scheme": "uniform"}, headers=admin_headers())
+    assert await _checksum(alexnet_client) != original
+    reload = await alexnet_client.post(RELOAD, headers=admin_headers())
+    assert reload.status_code == 200
+    assert reload.json()["parameters_sha256"] == original
+    assert await _checksum(alexnet_client) == original
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"scheme": "zeros"},
+        {"std": 0},
+        {"std": -1},
+        {"a": 1, "b": 0},
+        {"seed": -1},
+        {"scheme": "normal", "unknown": 1},
+    ],
+)
+async def test_invalid_reinitialize_requests_are_422(alexnet_client, body: dict) -> None:
+    original = await _checksum(alexnet_client)
+    response = await alexnet_client.post(REINIT, json=body, headers=admin_headers())
+    assert response.status_code == 422
+    assert isinstance(response.json()["detail"], str)
+    assert await _checksum(alexnet_client) == original
+
+
+async def test_admin_on_unknown_model_is_404(alexnet_client) -> None:
+    response = await alexnet_client.post("/admin/models/bert/reload", headers=admin_headers())
+    assert response.status_code == 404
+
+
+async def test_swaps_are_atomic_under_concurrent_predictions(alexnet_client) -> None:
+    """Under churn, every prediction succeeds and equals what one whole parameter state gives."""
+    data = image_bytes((256, 256))
+
+    async def predict() -> tuple[str, list]:
+        response = await alexnet_client.post(
+            "/v1/models/alexnet/predict", files=[("file", ("a.jpg", data, "image/jpeg"))]
+        )
+        assert response.status_code == 200, response.text
+        return response.headers["X-Model-Parameters-SHA256"], response.json()["predictions"]
+
+    async def swap(seed: int | None) -> None:
+        if seed is None:
+            await alexnet_client.post(RELOAD, headers=admin_headers())
+        else:
+            await alexnet_client.post(REINIT, json={"seed": seed}, headers=admin_headers())
+
+    plan = [0, None, 1, None, 2, None]
+    expected = dict([await predict()])
+    for step in plan:  # the answer each parameter state gives, measured without concurrency
+        await swap(step)
+        checksum, predictions = await predict()
+        expected[checksum] = predictions
+
+    async def churn() -> None:
+        for step in plan:
+            await swap(step)
+            await asyncio.sleep(0.01)
+
+    results = await asyncio.gather(*(predict() for _ in range(24)), churn())
+    answers = [r for r in results if r is not None]
+    assert len(answers) == 24
+    for checksum, predictions in answers:
+        assert checksum in expected
+        reference = expected[checksum][0]
+        assert [p["index"] for p in predictions[0]] == [p["index"] for p in reference]
+        for got, want in zip(predictions[0], reference, strict=True):
+            assert got["probability"] == pytest.approx(want["probability"], rel=1e-4)

@@ -1,0 +1,121 @@
+"""Shared fixtures: test weights files, settings and an app client that has finished loading."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+import torchvision
+from asgi_lifespan import LifespanManager
+from PIL import Image
+
+from app.config import Settings
+from app.main import create_app
+from app.serving.weights import pretrained_filename
+from app.zoo import SPECS
+
+ADMIN_TOKEN = "test-admin-token"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def write_random_weights(name: str, directory: Path, seed: int = 0) -> Path:
+    """A randomly initialised state dict saved under the official file name (hash won't match)."""
+    spec = SPECS[name]
+    assert spec.pretrained is not None
+    path = directory / pretrained_filename(spec.pretrained)
+    if not path.exists():
+        torch.manual_seed(seed)
+        model = torchvision.models.get_model(name, weights=None)
+        torch.save(model.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A weights dir holding alexnet test weights (the big networks are added on demand)."""
+    directory = tmp_path_factory.mktemp("weights")
+    write_random_weights("alexnet", directory)
+    return directory
+
+
+@pytest.fixture
+def settings_factory(weights_dir: Path, tmp_path: Path) -> Callable[..., Settings]:
+    def build(**overrides: object) -> Settings:
+        values: dict[str, object] = {
+            "models": ("alexnet",),
+            "weights_dir": weights_dir,
+            "download_weights": False,
+            "verify_weights": False,
+            "checkpoint_dir": REPO_ROOT / "models",
+            "data_dir": REPO_ROOT / "data",
+            "admin_token": ADMIN_TOKEN,
+            "device": "cpu",
+        }
+        values.update(overrides)
+        return Settings(**values)  # type: ignore[arg-type]
+
+    return build
+
+
+async def wait_ready(client: httpx.AsyncClient, timeout: float = 120.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if (await client.get("/readyz")).status_code == 200:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the app did not become ready in time")
+
+
+@asynccontextmanager
+async def running_app(settings: Settings, ready: bool = True) -> AsyncIterator[httpx.AsyncClient]:
+    """Run the app's lifespan and give an httpx client on it (after loading, by default)."""
+    app = create_app(settings)
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", timeout=120
+        ) as client:
+            if ready:
+                await wait_ready(client)
+            yield client
+
+
+@pytest.fixture
+async def alexnet_client(
+    settings_factory: Callable[..., Settings],
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with running_app(settings_factory()) as client:
+        yield client
+
+
+def admin_headers(token: str = ADMIN_TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def image_bytes(
+    size: tuple[int, int] = (500, 375),
+    color: tuple[int, int, int] = (200, 30, 30),
+    fmt: str = "JPEG",
+    mode: str = "RGB",
+) -> bytes:
+    """A small synthetic image; a gradient so that different colours give different inputs."""
+    image = Image.new(mode, size, color if mode == "RGB" else 128)
+    if mode == "RGB":
+        for x in range(0, size[0], 7):
+            for y in range(0, size[1], 11):
+                image.putpixel((x, y), (x % 256, y % 256, (x + y) % 256))
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()

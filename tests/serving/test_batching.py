@@ -1,0 +1,141 @@
+"""Batching correctness with a fake model; no timing assertions beyond generous bounds."""
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+
+from app.errors import Overloaded
+from app.serving.batching import DynamicBatcher, Inputs
+
+pytestmark = pytest.mark.anyio
+
+
+class FakeModel:
+    """Doubles its input; records batch sizes; can fail on a marked item or block."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def __call__(self, batch: list[Inputs]) -> list[float]:
+        self.gate.wait(10)
+        stacked = torch.stack([inputs[0] for inputs in batch])
+        if (stacked < 0).any():
+            raise RuntimeError("negative input")
+        self.batches.append(len(batch))
+        return (stacked * 2).flatten(1).sum(1).tolist()
+
+
+@pytest.fixture
+def executor():
+    with ThreadPoolExecutor(1) as pool:
+        yield pool
+
+
+def _batcher(model: FakeModel, executor, **kwargs) -> DynamicBatcher:
+    options = {"max_batch_size": 8, "max_delay_s": 0.02, "max_queue": 1000} | kwargs
+    batcher = DynamicBatcher(model, executor, **options)
+    batcher.start()
+    return batcher
+
+
+def _samples(*values: float) -> list[Inputs]:
+    return [(torch.tensor([v]),) for v in values]
+
+
+async def test_results_match_unbatched_and_keep_order(executor) -> None:
+    model = FakeModel()
+    batcher = _batcher(model, executor)
+    requests = [list(range(i, i + size)) for i, size in enumerate([1, 3, 2, 5, 1, 4])]
+    results = await asyncio.gather(*(batcher.submit(_samples(*r)) for r in requests))
+    assert results == [[2.0 * v for v in r] for r in requests]
+    assert max(model.batches) <= 8
+    assert sum(model.batches) == sum(len(r) for r in requests)
+    assert len(model.batches) < len(requests)  # requests really shared batches
+    await batcher.stop()
+
+
+async def test_oversized_request_is_split_across_batches(executor) -> None:
+    model = FakeModel()
+    batcher = _batcher(model, executor, max_batch_size=4)
+    result = await batcher.submit(_samples(*range(10)))
+    assert result == [2.0 * v for v in range(10)]
+    assert model.batches == [4, 4, 2]
+    await batcher.stop()
+
+
+async def test_one_failing_item_does_not_fail_its_batch_mates(executor) -> None:
+    model = FakeModel()
+    model.gate.clear()
+    batcher = _batcher(model, executor)
+    good = [asyncio.create_task(batcher.submit(_samples(v))) for v in (1, 2, 3)]
+    bad = asyncio.create_task(batcher.submit(_samples(-1)))
+    more = [asyncio.create_task(batcher.submit(_samples(v))) for v in (4, 5)]
+    await asyncio.sleep(0.05)
+    model.gate.set()
+    assert [await t for t in good + more] == [[2.0], [4.0], [6.0], [8.0], [10.0]]
+    with pytest.raises(RuntimeError, match="negative"):
+        await bad
+    await batcher.stop()
+
+
+async def test_items_of_different_shapes_never_share_a_batch(executor) -> None:
+    seen: list[set] = []
+
+    def shapes(batch: list[Inputs]) -> list[int]:
+        seen.append({tuple(inputs[0].shape) for inputs in batch})
+        return [inputs[0].numel() for inputs in batch]
+
+    batcher = DynamicBatcher(shapes, executor, max_batch_size=8, max_delay_s=0.02, max_queue=100)
+    batcher.start()
+    requests = [[(torch.zeros(n),)] for n in (3, 5, 3, 5, 3)]
+    results = await asyncio.gather(*(batcher.submit(r) for r in requests))
+    assert results == [[3], [5], [3], [5], [3]]
+    assert all(len(s) == 1 for s in seen)
+    await batcher.stop()
+
+
+async def test_a_lone_item_waits_at_most_about_the_delay(executor) -> None:
+    model = FakeModel()
+    batcher = _batcher(model, executor, max_delay_s=0.05)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await batcher.submit(_samples(1)) == [2.0]
+    assert loop.time() - started < 2.0  # bounded by the delay, not stuck until more arrive
+    assert model.batches == [1]
+    await batcher.stop()
+
+
+async def test_full_queue_answers_overloaded(executor) -> None:
+    model = FakeModel()
+    model.gate.clear()
+    batcher = _batcher(model, executor, max_batch_size=1, max_queue=2)
+    first = asyncio.create_task(batcher.submit(_samples(1)))
+    await asyncio.sleep(0.05)  # first is now running and blocked
+    queued = asyncio.create_task(batcher.submit(_samples(2, 3)))
+    await asyncio.sleep(0)
+    with pytest.raises(Overloaded, match="queue is full"):
+        await batcher.submit(_samples(4))
+    model.gate.set()
+    assert await first == [2.0] and await queued == [4.0, 6.0]
+    await batcher.stop()
+
+
+async def test_cancelled_requests_are_dropped_before_the_forward(executor) -> None:
+    model = FakeModel()
+    model.gate.clear()
+    batcher = _batcher(model, executor, max_batch_size=2)
+    blocker = asyncio.create_task(batcher.submit(_samples(1, 2)))
+    await asyncio.sleep(0.05)
+    doomed = asyncio.create_task(batcher.submit(_samples(3, 4, 5)))
+    await asyncio.sleep(0)
+    doomed.cancel()
+    model.gate.set()
+    assert await blocker == [2.0, 4.0]
+    assert await batcher.submit(_samples(6)) == [12.0]
+    assert model.batches == [2, 1]
+    await batcher.stop()

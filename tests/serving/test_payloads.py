@@ -1,0 +1,49 @@
+import base64
+
+import numpy as np
+import pytest
+
+from app.errors import BadRequest, InvalidInput
+from app.serving.payloads import decode_base64_images, float_array, parse_json_object
+
+
+def test_json_object_parsing() -> None:
+    assert parse_json_object(b'{"a": [1, 2]}') == {"a": [1, 2]}
+    for body, message in [
+        (b"", "empty"),
+        (b"{", "not valid JSON"),
+        (b"[1]", "object"),
+        (b'{"x": NaN}', "not valid JSON"),
+    ]:
+        with pytest.raises(BadRequest, match=message):
+            parse_json_object(body)
+
+
+def test_deeply_nested_json_is_refused_not_crashing() -> None:
+    with pytest.raises(BadRequest):
+        parse_json_object(b"[" * 100_000 + b"]" * 100_000)
+
+
+def test_float_array_accepts_rectangular_numbers() -> None:
+    array = float_array([[1, 2.5], [3, 4]])
+    assert array.dtype == np.float32 and array.shape == (2, 2)
+
+
+@pytest.mark.parametrize("value", [[[1, 2], [3]], [["a", "b"]], [[1, None]], [], 5, [{"x": 1}]])
+def test_float_array_refuses_ragged_or_non_numeric(value: object) -> None:
+    with pytest.raises(InvalidInput):
+        float_array(value)
+
+
+def test_base64_images_decode_strictly() -> None:
+    encoded = base64.b64encode(b"\x89PNG data").decode()
+    assert decode_base64_images([encoded, "data:image/png;base64," + encoded], 4) == [
+        b"\x89PNG data",
+        b"\x89PNG data",
+    ]
+    with pytest.raises(BadRequest, match="base64"):
+        decode_base64_images(["not base64!"], 4)
+    with pytest.raises(BadRequest, match="string"):
+        decode_base64_images([3], 4)
+    with pytest.raises(InvalidInput, match="limit is 1"):
+        decode_base64_images([encoded, encoded], 1)

@@ -1,0 +1,49 @@
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from app.config import ALL_MODELS, Settings
+
+
+def test_defaults_follow_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(__import__("os").environ):
+        if key.startswith("TORCHGATE_"):
+            monkeypatch.delenv(key)
+    settings = Settings()
+    assert (settings.host, settings.port) == ("127.0.0.1", 8000)
+    assert settings.models == ALL_MODELS
+    assert settings.device == "auto"
+    assert settings.checkpoint_dir == Path("models")
+    assert settings.data_dir == Path("data")
+    assert settings.weights_dir.name == "checkpoints"
+    assert settings.max_upload_bytes == 20 * 1024 * 1024
+    assert settings.max_image_pixels == 40_000_000
+    assert settings.download_weights and settings.verify_weights and not settings.half
+
+
+def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCHGATE_MODELS", "cnn, alexnet")
+    monkeypatch.setenv("TORCHGATE_PORT", "9001")
+    monkeypatch.setenv("TORCHGATE_MAX_BATCH_SIZE", "cnn=128,alexnet=4")
+    monkeypatch.setenv("TORCHGATE_MAX_BATCH_DELAY_MS", "3.5")
+    monkeypatch.setenv("TORCHGATE_ADMIN_TOKEN", "s3cret")
+    settings = Settings()
+    assert settings.models == ("cnn", "alexnet")
+    assert settings.port == 9001
+    assert settings.batch_size_for("cnn", 64) == 128
+    assert settings.batch_size_for("vgg16", 8) == 8
+    assert settings.batch_delay_for("cnn", 2.0) == 3.5
+    assert settings.admin_token is not None
+    assert settings.admin_token.get_secret_value() == "s3cret"
+
+
+def test_unknown_model_names_are_refused_with_the_valid_ones() -> None:
+    with pytest.raises(ValidationError, match="resnet101"):
+        Settings(models=("alexnet", "bert"))
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "tpu"])
+def test_device_syntax_is_checked(device: str) -> None:
+    with pytest.raises(ValidationError, match="device"):
+        Settings(device=device)

@@ -1,0 +1,23 @@
+"""The README's two newcomer commands stay true: CI runs exactly the documented test command."""
+
+from tests.conftest import REPO_ROOT
+
+
+def _readme_commands() -> list[str]:
+    lines = (REPO_ROOT / "README.md").read_text().splitlines()
+    return [line.strip() for line in lines[:12] if line.startswith("    ")]
+
+
+def test_readme_opens_with_exactly_two_commands() -> None:
+    serve, test = _readme_commands()
+    assert serve.endswith("python -m app serve")
+    assert "pip install -e ." in serve
+    assert test.endswith("python -m pytest")
+    assert "pip install -e '.[test]'" in test
+
+
+def test_ci_runs_the_readme_test_command_verbatim() -> None:
+    _, test = _readme_commands()
+    ci = (REPO_ROOT / ".ci" / "run").read_text().splitlines()
+    assert test in [line.strip() for line in ci]
+    assert "set -euo pipefail" in ci

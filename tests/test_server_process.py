@@ -1,0 +1,89 @@
+"""A real ``python -m app serve`` process on a free loopback port, driven with httpx."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ADMIN_TOKEN, REPO_ROOT, image_bytes
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(weights_dir: Path, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "TORCHGATE_MODELS": "alexnet,vgg16",
+        "TORCHGATE_WEIGHTS_DIR": str(weights_dir),
+        "TORCHGATE_DOWNLOAD_WEIGHTS": "false",
+        "TORCHGATE_VERIFY_WEIGHTS": "false",
+        "TORCHGATE_ADMIN_TOKEN": ADMIN_TOKEN,
+        "TORCHGATE_PORT": str(port),
+        "PYTHONUNBUFFERED": "1",
+    }
+    log = (tmp_path / "server.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert process.poll() is None, (tmp_path / "server.log").read_text()
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise AssertionError("server did not become ready")
+        yield base, process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(30)
+        log.close()
+
+
+def test_real_server_serves_predictions_and_admin(server: tuple[str, subprocess.Popen]) -> None:
+    base, process = server
+    with httpx.Client(base_url=base, timeout=60) as client:
+        assert client.get("/healthz").status_code == 200
+        models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+        assert models["alexnet"]["status"] == "ready"
+        assert models["vgg16"]["status"] == "unavailable"
+        assert "vgg16-397923af.pth" in models["vgg16"]["reason"]
+        response = client.post(
+            "/v1/models/alexnet/predict",
+            files=[("file", ("a.jpg", image_bytes(), "image/jpeg"))],
+            params={"top_k": 2},
+        )
+        assert response.status_code == 200
+        assert len(response.json()["predictions"][0]) == 2
+        reinit = client.post(
+            "/admin/models/alexnet/reinitialize",
+            json={"seed": 3},
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        )
+        assert reinit.status_code == 200
+        assert client.post("/admin/models/alexnet/reload").status_code == 401
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
