@@ -9,10 +9,12 @@ from typing import Annotated
 import typer
 
 from app.config import Settings
+from app.training.cli import train_app
 
 cli = typer.Typer(no_args_is_help=True, help="torchgate: serve PyTorch models over HTTP.")
 weights_cli = typer.Typer(no_args_is_help=True, help="Manage pretrained ImageNet weights.")
 cli.add_typer(weights_cli, name="weights")
+cli.add_typer(train_app, name="train")
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

@@ -17,6 +17,8 @@ from app.config import Settings
 from app.errors import install_error_handlers
 from app.metrics import Metrics, MetricsMiddleware
 from app.serving.devices import configure_backends, resolve_device
+from app.serving.evaluations import Evaluator
+from app.serving.jobs import JobStore
 from app.serving.registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
@@ -41,12 +43,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         registry = ModelRegistry(settings, device, metrics)
         app.state.registry = registry
+        app.state.jobs = jobs = JobStore()
+        app.state.evaluator = Evaluator(registry, settings.data_dir)
         loading = asyncio.create_task(registry.load_all(), name="load-models")
         try:
             yield
         finally:
             loading.cancel()
             await asyncio.gather(loading, return_exceptions=True)
+            await jobs.close()
             await registry.close()
 
     app = FastAPI(

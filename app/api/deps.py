@@ -10,6 +10,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.config import Settings
 from app.errors import Forbidden, Unauthorized
+from app.serving.evaluations import Evaluator
+from app.serving.jobs import JobStore
 from app.serving.registry import ModelRegistry
 
 _bearer = HTTPBearer(auto_error=False, description="TORCHGATE_ADMIN_TOKEN")
@@ -21,6 +23,14 @@ def get_settings(request: Request) -> Settings:
 
 def get_registry(request: Request) -> ModelRegistry:
     return request.app.state.registry
+
+
+def get_jobs(request: Request) -> JobStore:
+    return request.app.state.jobs
+
+
+def get_evaluator(request: Request) -> Evaluator:
+    return request.app.state.evaluator
 
 
 def require_admin(
@@ -40,4 +50,6 @@ def require_admin(
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+JobsDep = Annotated[JobStore, Depends(get_jobs)]
+EvaluatorDep = Annotated[Evaluator, Depends(get_evaluator)]
 AdminDep = Depends(require_admin)

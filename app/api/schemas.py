@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -108,3 +108,47 @@ class ParametersResponse(BaseModel):
     training: bool
     device: str
     seed: int | None = None
+
+
+class EvaluateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    image_folder: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="ImageNet models: an ImageFolder directory relative to the data dir.",
+    )
+
+
+class JobProgress(BaseModel):
+    done: int
+    total: int
+
+
+class JobResponse(BaseModel):
+    job_id: str
+    kind: str
+    model: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    progress: JobProgress
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status_url: str
+
+
+class AccuracyResponse(BaseModel):
+    model: str
+    latest: dict[str, Any] | None = Field(
+        description="The latest finished evaluation of this server run, or null if none yet."
+    )
+    recorded: dict[str, Any] = Field(
+        description="Accuracy recorded when the weights were made (training manifest or "
+        "torchvision's published metrics)."
+    )

@@ -123,6 +123,26 @@ class ModelRuntime:
             "batching": asdict(self.batching),
         }
 
+    def recorded_accuracy(self) -> dict[str, object]:
+        """Accuracy recorded with the weights: the training manifest, or torchvision's metrics."""
+        weights = self.spec.pretrained
+        if weights is not None:
+            metrics = weights.meta.get("_metrics", {}).get("ImageNet-1K", {})
+            return {
+                "source": "torchvision weights metadata",
+                "dataset": "ImageNet-1K validation",
+                "top1": metrics.get("acc@1", 0.0) / 100,
+                "top5": metrics.get("acc@5", 0.0) / 100,
+            }
+        manifest = self.loaded.manifest
+        recorded = {
+            key: value
+            for key, value in manifest.items()
+            if key.startswith(("test_", "val_", "consistency", "classes_produced"))
+        }
+        extra = {k: manifest.get(k) for k in ("dataset", "best_epoch", "epochs", "wall_time_s")}
+        return {"source": "training manifest", **extra, **recorded}
+
     @property
     def labels(self) -> tuple[str, ...]:
         return self.loaded.labels
@@ -218,7 +238,7 @@ class ModelRuntime:
         seed = seed if seed is not None else secrets.randbits(63)
         latent = torch.randn(
             n,
-            int(getattr(self.module, "latent_dim", 100)),
+            int(getattr(self.module, "z_dim", 100)),
             generator=torch.Generator().manual_seed(seed),
         )
         classes = max(1, len(self.loaded.labels))

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from tests.conftest import admin_headers, image_bytes
+from tests.conftest import admin_headers, image_bytes, running_app
 
 pytestmark = pytest.mark.anyio
 
@@ -135,3 +135,60 @@ async def test_swaps_are_atomic_under_concurrent_predictions(alexnet_client) -> 
         assert [p["index"] for p in predictions[0]] == [p["index"] for p in reference]
         for got, want in zip(predictions[0], reference, strict=True):
             assert got["probability"] == pytest.approx(want["probability"], rel=1e-4)
+
+
+async def test_imagenet_evaluation_on_an_image_folder(
+    settings_factory, tmp_path, weights_dir
+) -> None:
+    """top-1/top-5 over an ImageFolder under the data dir equal a direct computation."""
+    import torch
+    import torchvision
+    from PIL import Image
+    from torchvision.models import AlexNet_Weights
+
+    folder = tmp_path / "data" / "tiny-imagenet"
+    for index in ("1", "404"):
+        (folder / index).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (80 + 10 * i, 64), (40 * i, int(index) % 256, 90)).save(
+                folder / index / f"{i}.png"
+            )
+    async with running_app(settings_factory(data_dir=tmp_path / "data")) as client:
+        outside = await client.post(
+            "/admin/models/alexnet/evaluate", json={"image_folder": "../"},
+            headers=admin_headers(),
+        )
+        assert outside.status_code == 400
+        missing = await client.post("/admin/models/alexnet/evaluate", headers=admin_headers())
+        assert missing.status_code == 400 and "image_folder" in missing.json()["detail"]
+        started = await client.post(
+            "/admin/models/alexnet/evaluate", json={"image_folder": "tiny-imagenet"},
+            headers=admin_headers(),
+        )
+        assert started.status_code == 202
+        job_id = started.json()["job_id"]
+        for _ in range(300):
+            job = (await client.get(f"/admin/jobs/{job_id}", headers=admin_headers())).json()
+            if job["status"] in ("succeeded", "failed"):
+                break
+            await asyncio.sleep(0.1)
+        assert job["status"] == "succeeded", job["error"]
+        accuracy = await client.get("/admin/models/alexnet/accuracy", headers=admin_headers())
+    model = torchvision.models.alexnet()
+    model.load_state_dict(torch.load(weights_dir / "alexnet-owt-7be5be79.pth"))
+    model.eval()
+    transform = AlexNet_Weights.DEFAULT.transforms()
+    top1 = top5 = 0
+    for index in ("1", "404"):
+        for i in range(3):
+            x = transform(Image.open(folder / index / f"{i}.png").convert("RGB")).unsqueeze(0)
+            with torch.inference_mode():
+                ranked = model(x)[0].topk(5).indices.tolist()
+            top1 += ranked[0] == int(index)
+            top5 += int(index) in ranked
+    result = job["result"]
+    assert result["n"] == 6 and job["progress"] == {"done": 6, "total": 6}
+    assert result["accuracy"] == top1 / 6 and result["top5"] == top5 / 6
+    assert result["dataset"] == "ImageFolder tiny-imagenet"
+    recorded = accuracy.json()["recorded"]
+    assert recorded["top1"] == pytest.approx(0.56522) and recorded["top5"] == pytest.approx(0.79066)

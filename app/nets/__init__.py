@@ -1,0 +1,11 @@
+"""The networks trained on Fashion-MNIST: nn.Modules only, no I/O.
+
+Every constructor argument has a default, so a manifest can record the kwargs and
+rebuild the exact architecture.
+"""
+
+from app.nets.cnn import FashionCNN
+from app.nets.gan import ConditionalGenerator, ProjectionDiscriminator
+from app.nets.lstm import RowLSTM
+
+__all__ = ["ConditionalGenerator", "FashionCNN", "ProjectionDiscriminator", "RowLSTM"]

@@ -1,0 +1,1 @@
+"""Training for the Fashion-MNIST models and fine-tuning of the torchvision classifiers."""

@@ -1,0 +1,203 @@
+"""`python -m app train ...`: the typer sub-application mounted by app/__main__.py."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.logging import RichHandler
+
+from app.datasets import DatasetNotFound
+from app.training.artifacts import ManifestError
+from app.training.classifiers import TrainResult, train_cnn, train_lstm
+from app.training.finetune import finetune as finetune_model
+from app.training.gan import train_gan
+from app.training.options import TrainOptions
+
+__all__ = ["train_app"]
+
+log = logging.getLogger(__name__)
+
+train_app = typer.Typer(
+    help="Train the Fashion-MNIST models (cnn, lstm, gan) or fine-tune an ImageNet classifier.",
+    no_args_is_help=True,
+)
+
+
+class DatasetName(StrEnum):
+    fashion_mnist = "fashion-mnist"
+    mnist = "mnist"
+
+
+class FinetuneModel(StrEnum):
+    alexnet = "alexnet"
+    vgg16 = "vgg16"
+    resnet101 = "resnet101"
+
+
+Epochs = Annotated[int, typer.Option(min=1, help="Passes over the training set.")]
+BatchSize = Annotated[int, typer.Option(min=1, help="Images per optimisation step.")]
+Lr = Annotated[float, typer.Option(min=0.0, help="Peak learning rate.")]
+Seed = Annotated[int, typer.Option(help="Seeds the split, the initialisation and the batches.")]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+Dataset = Annotated[DatasetName, typer.Option(help="Training dataset.")]
+DataDir = Annotated[Path, typer.Option(help="Where datasets are found or unpacked.")]
+Out = Annotated[Path, typer.Option(help="Where checkpoint, manifest and plots are written.")]
+Limit = Annotated[int | None, typer.Option(min=1, help="Use only this many training images.")]
+Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bar (logs only).")]
+
+
+@train_app.callback()
+def _logging() -> None:
+    """Log through rich unless the host program configured logging already."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(message)s", handlers=[RichHandler(show_path=False)]
+        )
+
+
+def _run(train: Callable[..., TrainResult], *args: object, **kwargs: object) -> TrainResult:
+    """Run a trainer, turning the errors a user can fix into one logged sentence and exit 1."""
+    try:
+        return train(*args, **kwargs)
+    except (DatasetNotFound, FileNotFoundError, ManifestError, ValueError) as exc:
+        log.error("%s", exc)
+        raise typer.Exit(code=1) from exc
+
+
+@train_app.command()
+def cnn(
+    epochs: Epochs = 15,
+    batch_size: BatchSize = 256,
+    lr: Lr = 3e-3,
+    seed: Seed = 0,
+    device: Device = "auto",
+    dataset: Dataset = DatasetName.fashion_mnist,
+    data_dir: DataDir = Path("data"),
+    out: Out = Path("models"),
+    limit: Limit = None,
+    quiet: Quiet = False,
+) -> None:
+    """Train the CNN classifier (AdamW + OneCycleLR, best validation epoch kept)."""
+    options = TrainOptions(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        device=device,
+        dataset=dataset.value,
+        data_dir=data_dir,
+        out=out,
+        limit=limit,
+    )
+    _run(train_cnn, options, show_progress=not quiet)
+
+
+@train_app.command()
+def lstm(
+    epochs: Epochs = 15,
+    batch_size: BatchSize = 256,
+    lr: Lr = 3e-3,
+    seed: Seed = 0,
+    device: Device = "auto",
+    dataset: Dataset = DatasetName.fashion_mnist,
+    data_dir: DataDir = Path("data"),
+    out: Out = Path("models"),
+    limit: Limit = None,
+    quiet: Quiet = False,
+) -> None:
+    """Train the bidirectional LSTM that reads an image row by row."""
+    options = TrainOptions(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        device=device,
+        dataset=dataset.value,
+        data_dir=data_dir,
+        out=out,
+        limit=limit,
+    )
+    _run(train_lstm, options, show_progress=not quiet)
+
+
+@train_app.command()
+def gan(
+    epochs: Epochs = 20,
+    batch_size: BatchSize = 128,
+    lr: Lr = 2e-4,
+    seed: Seed = 0,
+    device: Device = "auto",
+    dataset: Dataset = DatasetName.fashion_mnist,
+    data_dir: DataDir = Path("data"),
+    out: Out = Path("models"),
+    limit: Limit = None,
+    judge: Annotated[
+        Path | None,
+        typer.Option(help="The cnn manifest that scores the GAN (default: OUT/cnn.json)."),
+    ] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Train the class-conditional GAN; needs the trained cnn to pick the best epoch."""
+    options = TrainOptions(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        device=device,
+        dataset=dataset.value,
+        data_dir=data_dir,
+        out=out,
+        limit=limit,
+    )
+    _run(train_gan, options, judge=judge, show_progress=not quiet)
+
+
+@train_app.command()
+def finetune(
+    model: Annotated[FinetuneModel, typer.Argument(help="The torchvision classifier.")],
+    image_folder: Annotated[
+        Path, typer.Option(exists=True, file_okay=False, help="ImageFolder root (train/, val/).")
+    ],
+    epochs: Epochs = 5,
+    batch_size: BatchSize = 32,
+    lr: Annotated[float, typer.Option(min=0.0, help="Backbone learning rate.")] = 1e-3,
+    head_lr: Annotated[float, typer.Option(min=0.0, help="Classifier head learning rate.")] = 1e-2,
+    seed: Seed = 0,
+    device: Device = "auto",
+    weights_dir: Annotated[
+        Path | None,
+        typer.Option(help="Pretrained weights, torch hub layout (default: the hub dir)."),
+    ] = None,
+    pretrained: Annotated[bool, typer.Option(help="Start from the ImageNet weights.")] = True,
+    workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")] = 0,
+    out: Out = Path("models"),
+    limit: Limit = None,
+    quiet: Quiet = False,
+) -> None:
+    """Fine-tune alexnet, vgg16 or resnet101 with separate backbone and head learning rates."""
+    options = TrainOptions(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        device=device,
+        dataset=str(image_folder),
+        out=out,
+        limit=limit,
+    )
+    _run(
+        finetune_model,
+        model.value,
+        image_folder,
+        options,
+        head_lr=head_lr,
+        weights_dir=weights_dir,
+        pretrained=pretrained,
+        workers=workers,
+        show_progress=not quiet,
+    )

@@ -1,0 +1,59 @@
+"""Training curves and GAN sample grids as PNG files (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+from torch import Tensor
+
+__all__ = ["plot_curves", "plot_samples"]
+
+
+def plot_curves(history: dict[str, list[float | None]], path: Path, title: str) -> None:
+    """Loss on the left, accuracy-like scores on the right, one point per epoch.
+
+    Keys ending in ``loss`` go to the left panel, every other key except ``lr`` to
+    the right; None entries (e.g. no training loss before epoch 1) are skipped.
+    """
+    fig, (ax_loss, ax_score) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, values in history.items():
+        if key == "lr":
+            continue
+        points = [(i, v) for i, v in enumerate(values) if v is not None]
+        if not points:
+            continue
+        ax = ax_loss if key.endswith("loss") else ax_score
+        ax.plot(*zip(*points, strict=True), marker="o", markersize=3, label=key)
+    for ax, label in ((ax_loss, "loss"), (ax_score, "accuracy")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_samples(images: Tensor, class_names: list[str], path: Path) -> None:
+    """A grid with one row per class; ``images`` is [classes * per_row, 1, 28, 28] in [-1, 1]."""
+    rows = len(class_names)
+    cols = images.shape[0] // rows
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.8 + 1.6, rows * 0.8), squeeze=False)
+    for r in range(rows):
+        for c in range(cols):
+            ax = axes[r][c]
+            ax.imshow(images[r * cols + c, 0].cpu().numpy(), cmap="gray", vmin=-1, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r][0].set_ylabel(class_names[r], rotation=0, ha="right", va="center", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

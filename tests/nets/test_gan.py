@@ -1,0 +1,39 @@
+"""The conditional generator's output contract and its training discriminator."""
+
+from __future__ import annotations
+
+import torch
+
+from app.nets import ConditionalGenerator, ProjectionDiscriminator
+
+
+def test_generator_makes_28x28_images_in_tanh_range() -> None:
+    gen = ConditionalGenerator().eval()
+    with torch.inference_mode():
+        images = gen(torch.randn(5, 100) * 10, torch.arange(5))
+    assert images.shape == (5, 1, 28, 28)
+    assert images.min() >= -1.0 and images.max() <= 1.0
+
+
+def test_generator_output_depends_on_the_label() -> None:
+    gen = ConditionalGenerator().eval()
+    z = torch.randn(1, 100).expand(2, 100)
+    with torch.inference_mode():
+        images = gen(z, torch.tensor([0, 9]))
+    assert not torch.allclose(images[0], images[1])
+
+
+def test_generator_is_deterministic_for_a_seed() -> None:
+    gen = ConditionalGenerator().eval()
+    labels = torch.tensor([3, 3])
+    with torch.inference_mode():
+        a = gen(torch.randn(2, 100, generator=torch.Generator().manual_seed(4)), labels)
+        b = gen(torch.randn(2, 100, generator=torch.Generator().manual_seed(4)), labels)
+    assert torch.equal(a, b)
+
+
+def test_discriminator_gives_one_logit_per_image() -> None:
+    disc = ProjectionDiscriminator().eval()
+    with torch.inference_mode():
+        logits = disc(torch.rand(4, 1, 28, 28) * 2 - 1, torch.tensor([0, 1, 2, 3]))
+    assert logits.shape == (4,)

@@ -1,0 +1,149 @@
+"""One short epoch of every trainer on 512 images: artifacts written, loadable and honest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from app.datasets import class_names
+from app.training.artifacts import build_net, sha256_file
+from app.training.classifiers import TrainResult, train_lstm
+from app.training.cli import train_app
+from app.training.gan import train_gan
+from app.training.options import TrainOptions
+
+LIMIT = 512
+
+
+@pytest.fixture(scope="module")
+def out(train_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """cnn (through the CLI), lstm and gan trained for one epoch into one directory."""
+    out = tmp_path_factory.mktemp("models")
+    args = [
+        "cnn",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--limit",
+        str(LIMIT),
+        "--data-dir",
+        str(train_data_dir),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
+    result = CliRunner().invoke(train_app, args)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def lstm_result(out: Path, train_data_dir: Path) -> TrainResult:
+    options = TrainOptions(
+        epochs=1,
+        batch_size=32,
+        lr=3e-3,
+        data_dir=train_data_dir,
+        out=out,
+        limit=LIMIT,
+        device="cpu",
+    )
+    return train_lstm(options, show_progress=False)
+
+
+@pytest.fixture(scope="module")
+def gan_result(out: Path, train_data_dir: Path) -> TrainResult:
+    options = TrainOptions(
+        epochs=1,
+        batch_size=32,
+        lr=2e-4,
+        data_dir=train_data_dir,
+        out=out,
+        limit=LIMIT,
+        device="cpu",
+    )
+    return train_gan(options, show_progress=False)
+
+
+@pytest.mark.parametrize("name", ["cnn", "lstm", "gan"])
+def test_checkpoint_is_a_plain_state_dict_matching_its_manifest(
+    name: str, out: Path, lstm_result: TrainResult, gan_result: TrainResult
+) -> None:
+    manifest = json.loads((out / f"{name}.json").read_text())
+    checkpoint = out / manifest["checkpoint"]
+    assert manifest["sha256"] == sha256_file(checkpoint)
+    state = torch.load(checkpoint, weights_only=True)
+    build_net(manifest["architecture"]).load_state_dict(state)
+    assert manifest["architecture"]["module"] == f"app.nets.{name}"
+    assert manifest["classes"] == class_names("fashion-mnist")
+    assert manifest["limit"] == LIMIT and f"--limit {LIMIT}" in manifest["command"]
+    assert manifest["command"].startswith(f"python -m app train {name} --epochs 1")
+    for key in (
+        "seed",
+        "lr",
+        "batch_size",
+        "epochs",
+        "wall_time_s",
+        "device",
+        "torch_version",
+        "created_at",
+        "normalization",
+        "dataset",
+    ):
+        assert key in manifest, key
+    assert (out / f"{name}-curves.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("name", ["cnn", "lstm"])
+def test_classifier_is_scored_once_on_the_whole_test_split(
+    name: str, out: Path, lstm_result: TrainResult
+) -> None:
+    manifest = json.loads((out / f"{name}.json").read_text())
+    assert manifest["test_n"] == 10_000
+    assert 0.1 < manifest["test_accuracy"] <= 1.0 and len(manifest["test_per_class_accuracy"]) == 10
+    assert 0.0 <= manifest["val_accuracy"] <= 1.0 and manifest["best_epoch"] == 1
+
+
+@pytest.mark.parametrize("name", ["cnn", "lstm"])
+def test_classifier_loss_goes_down(name: str, out: Path, lstm_result: TrainResult) -> None:
+    history = json.loads((out / f"{name}.json").read_text())["history"]
+    assert history["val_loss"][-1] < history["val_loss"][0]
+    assert history["train_loss"][0] is None  # epoch 0 is the untrained network
+
+
+def test_lstm_steps_reduce_the_training_loss(lstm_result: TrainResult) -> None:
+    losses = lstm_result.step_losses
+    assert len(losses) == LIMIT // 32
+    assert sum(losses[-4:]) < sum(losses[:4])
+
+
+def test_gan_writes_samples_and_a_consistency_score(out: Path, gan_result: TrainResult) -> None:
+    manifest = gan_result.manifest
+    assert (out / "gan-samples.png").stat().st_size > 0
+    assert 0.0 <= manifest["consistency"] <= 1.0
+    assert len(manifest["per_class_consistency"]) == 10
+    assert manifest["judge"]["sha256"] == json.loads((out / "cnn.json").read_text())["sha256"]
+    assert manifest["architecture"]["kwargs"]["z_dim"] == 100
+
+
+def test_gan_discriminator_loss_goes_down(gan_result: TrainResult) -> None:
+    losses = gan_result.step_losses
+    assert sum(losses[-4:]) < sum(losses[:4])
+
+
+def test_gan_without_a_trained_cnn_says_to_train_it(
+    train_data_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    result = CliRunner().invoke(
+        train_app, ["gan", "--data-dir", str(train_data_dir), "--out", str(tmp_path), "--quiet"]
+    )
+    assert result.exit_code == 1
+    assert "run `python -m app train cnn` first" in caplog.text
+    assert not (tmp_path / "gan.pt").exists()
