@@ -8,10 +8,14 @@ from typing import ClassVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 
 from app.responses import FastJSONResponse
 
 logger = logging.getLogger(__name__)
+
+CLIENT_CLOSED_REQUEST = 499
 
 
 class TorchgateError(Exception):
@@ -101,6 +105,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return FastJSONResponse(
             {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
         )
+
+    @app.exception_handler(ClientDisconnect)
+    async def _client_gone(request: Request, _: ClientDisconnect) -> Response:
+        # Nobody is listening any more; 499 (nginx's "client closed request") keeps the
+        # metrics honest instead of counting the client's hang-up as a server error.
+        logger.debug("client disconnected during %s %s", request.method, request.url.path)
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
 
     @app.exception_handler(Exception)
     async def _unexpected_error(request: Request, exc: Exception) -> FastJSONResponse:

@@ -17,23 +17,27 @@ from app.serving.registry import ModelRegistry
 _bearer = HTTPBearer(auto_error=False, description="TORCHGATE_ADMIN_TOKEN")
 
 
-def get_settings(request: Request) -> Settings:
+# Dependencies are ``async def`` on purpose: FastAPI runs plain ``def`` ones in a thread pool,
+# which would add two thread hops to every request for a dictionary lookup.
+
+
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_registry(request: Request) -> ModelRegistry:
+async def get_registry(request: Request) -> ModelRegistry:
     return request.app.state.registry
 
 
-def get_jobs(request: Request) -> JobStore:
+async def get_jobs(request: Request) -> JobStore:
     return request.app.state.jobs
 
 
-def get_evaluator(request: Request) -> Evaluator:
+async def get_evaluator(request: Request) -> Evaluator:
     return request.app.state.evaluator
 
 
-def require_admin(
+async def require_admin(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
