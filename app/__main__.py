@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from typing import Annotated
 
 import typer
 
+from app.bench.cli import bench
 from app.config import Settings
 from app.training.cli import train_app
 
@@ -15,6 +17,7 @@ cli = typer.Typer(no_args_is_help=True, help="torchgate: serve PyTorch models ov
 weights_cli = typer.Typer(no_args_is_help=True, help="Manage pretrained ImageNet weights.")
 cli.add_typer(weights_cli, name="weights")
 cli.add_typer(train_app, name="train")
+cli.command("bench")(bench)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -23,6 +26,10 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address [TORCHGATE_HOST].")] = None,
     port: Annotated[int | None, typer.Option(help="Port [TORCHGATE_PORT].")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Worker processes [TORCHGATE_WORKERS]; each loads every model."),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Start the HTTP server with the enabled models."""
@@ -32,6 +39,8 @@ def serve(
     from app.serving.devices import resolve_device
 
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
+    if workers is not None:  # worker processes read their settings from the environment
+        os.environ["TORCHGATE_WORKERS"] = str(workers)
     settings = Settings()
     try:
         resolve_device(settings.device)
@@ -47,6 +56,10 @@ def serve(
         host=host or settings.host,
         port=settings.port if port is None else port,
         log_level=log_level,
+        access_log=settings.access_log,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
         timeout_graceful_shutdown=30,
     )
 

@@ -54,7 +54,12 @@ class Settings(BaseSettings):
     max_images_per_request: int = Field(default=64, gt=0)
     half: bool = False
     graph: GraphMode = "auto"
+    channels_last: bool | None = None
     load_concurrency: int = Field(default=2, ge=1)
+    workers: int = Field(default=1, ge=1)
+    access_log: bool = True
+    torch_threads: int | None = Field(default=None, ge=1)
+    decode_threads: int | None = Field(default=None, ge=1)
 
     @field_validator("models", mode="before")
     @classmethod
@@ -83,6 +88,14 @@ class Settings(BaseSettings):
         if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
             return value
         raise ValueError("device must be auto, cpu, cuda or cuda:N")
+
+    def torch_threads_per_worker(self, cores: int) -> int:
+        """Intra-op threads for the forward: the cores shared out between worker processes."""
+        return self.torch_threads or max(1, cores // self.workers)
+
+    def decode_threads_per_worker(self, cores: int) -> int:
+        """A small decode pool: PIL releases the GIL, but threads beyond the cores only queue."""
+        return self.decode_threads or max(1, min(4, cores // self.workers))
 
     def batch_size_for(self, model: str, default: int) -> int:
         """The model's batch limit: its own setting, else the global one, else the spec's."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,7 +17,7 @@ from app.api.body_limit import BodySizeLimitMiddleware
 from app.config import Settings
 from app.errors import install_error_handlers
 from app.metrics import Metrics, MetricsMiddleware
-from app.serving.devices import configure_backends, resolve_device
+from app.serving.devices import configure_backends, configure_threads, resolve_device
 from app.serving.evaluations import Evaluator
 from app.serving.jobs import JobStore
 from app.serving.registry import ModelRegistry
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     device = resolve_device(settings.device)
     configure_backends(device)
+    configure_threads(settings.torch_threads_per_worker(os.cpu_count() or 1))
     metrics = Metrics()
 
     @asynccontextmanager

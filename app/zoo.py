@@ -35,6 +35,9 @@ class ModelSpec:
     pretrained: WeightsEnum | None = None
     net_module: str | None = None
     dataset: str = "imagenet-1k"
+    cpu_graph: str = "eager"
+    cuda_graph: str = "eager"
+    channels_last: bool = False
 
     @property
     def is_classifier(self) -> bool:

@@ -47,3 +47,12 @@ def test_unknown_model_names_are_refused_with_the_valid_ones() -> None:
 def test_device_syntax_is_checked(device: str) -> None:
     with pytest.raises(ValidationError, match="device"):
         Settings(device=device)
+
+
+def test_thread_budget_is_shared_between_workers() -> None:
+    assert Settings(workers=1).torch_threads_per_worker(cores=2) == 2
+    assert Settings(workers=2).torch_threads_per_worker(cores=2) == 1
+    assert Settings(workers=4).torch_threads_per_worker(cores=2) == 1
+    assert Settings(torch_threads=3).torch_threads_per_worker(cores=2) == 3
+    assert Settings(workers=1).decode_threads_per_worker(cores=16) == 4
+    assert Settings(workers=2).decode_threads_per_worker(cores=2) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import torch
@@ -37,3 +38,12 @@ def configure_backends(device: torch.device) -> None:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     logger.info("serving on %s", device)
+
+
+def configure_threads(torch_threads: int) -> None:
+    """Own the thread budget: the forward gets ``torch_threads`` intra-op threads and no
+    inter-op pool, so it never competes with the decode pool or other worker processes."""
+    torch.set_num_threads(torch_threads)
+    with contextlib.suppress(RuntimeError):  # already set or used in this process: keep it
+        torch.set_num_interop_threads(1)
+    logger.info("torch intra-op threads: %d", torch.get_num_threads())

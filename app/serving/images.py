@@ -25,12 +25,9 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     return image
 
 
-def decode_image(data: bytes, max_pixels: int, mode: str = "RGB") -> Image.Image:
-    """Open, check and fully decode one image (first frame of animations) into ``mode``.
-
-    The pixel count is read from the header before any pixel is decoded, so a decompression
-    bomb is refused without allocating its frame.
-    """
+def open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Read only the header and check format and pixel count: cheap enough for the event loop,
+    and a decompression bomb is refused before any of its pixels is allocated."""
     if not data:
         raise InvalidInput("the image is empty (0 bytes); send the file's contents.")
     try:
@@ -55,6 +52,11 @@ def decode_image(data: bytes, max_pixels: int, mode: str = "RGB") -> Image.Image
         )
     if width == 0 or height == 0:
         raise InvalidInput("the image has no pixels.")
+    return image
+
+
+def finish_decoding(image: Image.Image, mode: str = "RGB") -> Image.Image:
+    """Decode the pixels of an opened image (first frame of animations) into ``mode``."""
     try:
         image.seek(0)
         image.load()
@@ -66,3 +68,8 @@ def decode_image(data: bytes, max_pixels: int, mode: str = "RGB") -> Image.Image
         raise InvalidInput(
             f"the image is corrupt or truncated and could not be decoded ({exc})."
         ) from exc
+
+
+def decode_image(data: bytes, max_pixels: int, mode: str = "RGB") -> Image.Image:
+    """Open, check and fully decode one image into ``mode``."""
+    return finish_decoding(open_image(data, max_pixels), mode)

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from app.errors import InvalidInput
-from app.serving.images import decode_image
+from app.serving.images import finish_decoding, open_image
 
 FASHION_SIDE = 28
 
@@ -40,7 +40,13 @@ class ImageNetInput:
         )
 
     def from_image(self, data: bytes, max_pixels: int) -> torch.Tensor:
-        return self.transform(decode_image(data, max_pixels, "RGB"))
+        return self.from_opened(open_image(data, max_pixels))
+
+    def from_opened(self, image: Image.Image) -> torch.Tensor:
+        return self.transform(finish_decoding(image, "RGB"))
+
+    def example(self, batch: int) -> tuple[torch.Tensor, ...]:
+        return (torch.randn(batch, 3, 224, 224),)
 
     def from_array(self, array: np.ndarray) -> list[torch.Tensor]:
         if array.ndim != 4 or array.shape[1] != 3:
@@ -77,7 +83,14 @@ class FashionInput:
         )
 
     def from_image(self, data: bytes, max_pixels: int) -> torch.Tensor:
-        image = decode_image(data, max_pixels, "L")
+        return self.from_opened(open_image(data, max_pixels))
+
+    def example(self, batch: int) -> tuple[torch.Tensor, ...]:
+        side = (FASHION_SIDE, FASHION_SIDE)
+        return (torch.randn(batch, *side) if self.sequence else torch.randn(batch, 1, *side),)
+
+    def from_opened(self, image: Image.Image) -> torch.Tensor:
+        image = finish_decoding(image, "L")
         if image.size != (FASHION_SIDE, FASHION_SIDE):
             image = image.resize((FASHION_SIDE, FASHION_SIDE), Image.Resampling.BILINEAR)
         pixels = np.asarray(image, dtype=np.float32)

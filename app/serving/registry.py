@@ -21,7 +21,7 @@ from app.errors import ModelNotReady, NotFound, WeightsUnavailable
 from app.metrics import Metrics
 from app.serving.batching import BatchObserver
 from app.serving.loading import WeightsLocation, load_model
-from app.serving.runtime import BatchingConfig, ModelRuntime
+from app.serving.runtime import BatchingConfig, GraphChoice, ModelRuntime
 from app.zoo import ModelSpec, get_spec
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class ModelRegistry:
         self.entries = {name: ModelEntry(get_spec(name)) for name in settings.models}
         self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"forward-{device.type}")
         self._decode_pool = ThreadPoolExecutor(
-            max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="decode"
+            settings.decode_threads_per_worker(os.cpu_count() or 1), thread_name_prefix="decode"
         )
         self._done = asyncio.Event()
 
@@ -126,7 +126,7 @@ class ModelRegistry:
             max_delay_ms=settings.batch_delay_for(spec.name, spec.max_batch_delay_ms),
             max_queue=max(max_batch * 32, settings.max_images_per_request * 4),
         )
-        return ModelRuntime(
+        runtime = ModelRuntime(
             spec,
             loaded,
             self.device,
@@ -134,9 +134,24 @@ class ModelRegistry:
             decode_pool=self._decode_pool,
             batching=batching,
             max_image_pixels=settings.max_image_pixels,
+            graph=self._graph_for(spec),
             half=settings.half,
             observer=self._observer(spec.name),
         )
+        seconds = runtime.prepare()
+        logger.info("model %s warmed up in %.2f s", spec.name, seconds)
+        return runtime
+
+    def _graph_for(self, spec: ModelSpec) -> GraphChoice:
+        """TORCHGATE_GRAPH, or the form measured fastest for this model on this device type."""
+        cuda = self.device.type == "cuda"
+        mode = self.settings.graph
+        if mode == "auto":
+            mode = spec.cuda_graph if cuda else spec.cpu_graph
+        channels_last = self.settings.channels_last
+        if channels_last is None:
+            channels_last = spec.channels_last
+        return GraphChoice(mode, channels_last)
 
     def _observer(self, name: str) -> BatchObserver:
         batch_size = self.metrics.batch_size.labels(name)

@@ -8,7 +8,6 @@ one parameter version, and that version is reported with it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from collections.abc import Callable, Sequence
@@ -22,6 +21,8 @@ import torch
 from app.errors import InvalidInput, Overloaded
 from app.serving.batching import BatchObserver, DynamicBatcher, Inputs
 from app.serving.checksum import parameter_count, parameters_sha256
+from app.serving.forward import ModelForward
+from app.serving.images import open_image
 from app.serving.inputs import InputCodec
 from app.serving.loading import LoadedModel
 from app.serving.pngs import encode_grid, encode_png
@@ -31,7 +32,8 @@ from app.zoo import ModelSpec
 T = TypeVar("T")
 GENERATOR_INPUT = "JSON {n, label, seed, format}: a latent of 100 normal values per image + class"
 logger = logging.getLogger(__name__)
-_HISTORY = 64  # parameter versions whose checksum responses can still name
+_HISTORY = 64
+INLINE_DECODE_PIXELS = 64 * 64  # parameter versions whose checksum responses can still name
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,12 @@ class Generation:
 
 
 @dataclass(frozen=True)
+class GraphChoice:
+    mode: str = "eager"
+    channels_last: bool = False
+
+
+@dataclass(frozen=True)
 class BatchingConfig:
     max_batch_size: int
     max_delay_ms: float
@@ -82,6 +90,7 @@ class ModelRuntime:
         decode_pool: Executor,
         batching: BatchingConfig,
         max_image_pixels: int,
+        graph: GraphChoice = GraphChoice(),
         half: bool = False,
         observer: BatchObserver | None = None,
     ) -> None:
@@ -93,7 +102,10 @@ class ModelRuntime:
         self.max_image_pixels = max_image_pixels
         self._worker = worker
         self._decode_pool = decode_pool
-        self._autocast = half and device.type == "cuda"
+        self.forward = ModelForward(
+            self.module, device, spec.is_classifier, self._example, graph.mode,
+            graph.channels_last, half,
+        )
         self.state = ParameterState(1, parameters_sha256(self.module))
         self.parameter_count = parameter_count(self.module)
         self._history = {self.state.version: self.state.sha256}
@@ -106,6 +118,16 @@ class ModelRuntime:
             max_queue=batching.max_queue,
             observer=observer,
         )
+
+    def _example(self, batch: int) -> tuple[torch.Tensor, ...]:
+        if self.loaded.codec is not None:
+            return self.loaded.codec.example(batch)
+        z_dim = int(getattr(self.module, "z_dim", 100))
+        return torch.randn(batch, z_dim), torch.arange(batch) % max(1, len(self.loaded.labels))
+
+    def prepare(self) -> float:
+        """Build the serving graph and warm it up; called before the model is published."""
+        return self.forward.prepare(self.batching.max_batch_size)
 
     def describe(self) -> dict[str, object]:
         """What /v1/models shows about the live model."""
@@ -121,6 +143,8 @@ class ModelRuntime:
             "labels": len(self.loaded.labels),
             "input": codec.description if codec is not None else GENERATOR_INPUT,
             "batching": asdict(self.batching),
+            "graph": self.forward.graph.mode
+            + (" + channels_last" if self.forward.graph.channels_last else ""),
         }
 
     def recorded_accuracy(self) -> dict[str, object]:
@@ -165,14 +189,19 @@ class ModelRuntime:
         return self.loaded.codec
 
     async def decode_images(self, blobs: Sequence[bytes]) -> list[torch.Tensor]:
-        """Decode and preprocess in the decode pool, one task per image, keeping order."""
+        """Decode and preprocess, keeping order. Headers are checked here (cheap); tiny images
+        (28x28 uploads) are decoded inline, since a thread hop costs more than their decode,
+        and everything larger goes to the decode pool, one task per image."""
         codec = self._require_codec()
         loop = asyncio.get_running_loop()
-        tasks = [
-            loop.run_in_executor(self._decode_pool, codec.from_image, blob, self.max_image_pixels)
-            for blob in blobs
-        ]
-        return list(await asyncio.gather(*tasks))
+        results: list[torch.Tensor | asyncio.Future[torch.Tensor]] = []
+        for blob in blobs:
+            image = open_image(blob, self.max_image_pixels)
+            if image.width * image.height <= INLINE_DECODE_PIXELS:
+                results.append(codec.from_opened(image))
+            else:
+                results.append(loop.run_in_executor(self._decode_pool, codec.from_opened, image))
+        return [r if isinstance(r, torch.Tensor) else await r for r in results]
 
     def samples_from_array(self, array: np.ndarray) -> list[torch.Tensor]:
         return self._require_codec().from_array(array)
@@ -180,24 +209,9 @@ class ModelRuntime:
     # -- inference --------------------------------------------------------------------------
 
     def _run_batch(self, batch: list[Inputs]) -> list[Output]:
-        """Runs on the worker thread: stack, copy to the device, forward, back to the CPU."""
+        """Runs on the worker thread: stack, forward on the device, split per sample."""
         columns = [torch.stack(column) for column in zip(*batch, strict=True)]
-        if self.device.type == "cuda":
-            columns = [c.pin_memory().to(self.device, non_blocking=True) for c in columns]
-        autocast = (
-            torch.autocast("cuda", dtype=torch.float16)
-            if self._autocast
-            else contextlib.nullcontext()
-        )
-        try:
-            with torch.inference_mode(), autocast:
-                result = self.module(*columns).float()
-                if self.spec.is_classifier:
-                    result = result.softmax(dim=1)
-            result = result.cpu()
-        except torch.OutOfMemoryError:
-            torch.cuda.empty_cache()
-            raise
+        result = self.forward.run(columns)
         version = self.state.version
         return [Output(row, version) for row in result.unbind(0)]
 
@@ -279,6 +293,7 @@ class ModelRuntime:
     def _swap(self, mutate: Callable[[], T]) -> T:
         result = mutate()
         self.module.eval()
+        self.forward.rebuild()
         self.state = ParameterState(self.state.version + 1, parameters_sha256(self.module))
         self._history[self.state.version] = self.state.sha256
         while len(self._history) > _HISTORY:
@@ -302,8 +317,6 @@ class ModelRuntime:
         """Raw outputs for a whole batch, from a non-event-loop thread (evaluation jobs)."""
 
         def run() -> tuple[torch.Tensor, int]:
-            with torch.inference_mode():
-                moved = [t.to(self.device) for t in inputs]
-                return self.module(*moved).float().cpu(), self.state.version
+            return self.forward.run(inputs, postprocess=False), self.state.version
 
         return self._worker.submit(run).result()

@@ -155,14 +155,16 @@ async def test_imagenet_evaluation_on_an_image_folder(
             )
     async with running_app(settings_factory(data_dir=tmp_path / "data")) as client:
         outside = await client.post(
-            "/admin/models/alexnet/evaluate", json={"image_folder": "../"},
+            "/admin/models/alexnet/evaluate",
+            json={"image_folder": "../"},
             headers=admin_headers(),
         )
         assert outside.status_code == 400
         missing = await client.post("/admin/models/alexnet/evaluate", headers=admin_headers())
         assert missing.status_code == 400 and "image_folder" in missing.json()["detail"]
         started = await client.post(
-            "/admin/models/alexnet/evaluate", json={"image_folder": "tiny-imagenet"},
+            "/admin/models/alexnet/evaluate",
+            json={"image_folder": "tiny-imagenet"},
             headers=admin_headers(),
         )
         assert started.status_code == 202

@@ -50,7 +50,9 @@ def _png(pixels: np.ndarray) -> bytes:
 
 
 async def _run_job(client, name: str, body: dict | None = None) -> dict:
-    started = await client.post(f"/admin/models/{name}/evaluate", json=body, headers=admin_headers())
+    started = await client.post(
+        f"/admin/models/{name}/evaluate", json=body, headers=admin_headers()
+    )
     assert started.status_code == 202, started.text
     job_id = started.json()["job_id"]
     for _ in range(600):
@@ -174,8 +176,16 @@ async def test_gan_without_seed_reports_the_seed_it_used(client) -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [{"n": 0}, {"n": 65}, {"label": 10}, {"label": -1}, {"format": "gif"}, {"seed": -5},
-     {"n": "many"}, {"z": [1]}],
+    [
+        {"n": 0},
+        {"n": 65},
+        {"label": 10},
+        {"label": -1},
+        {"format": "gif"},
+        {"seed": -5},
+        {"n": "many"},
+        {"z": [1]},
+    ],
 )
 async def test_bad_generate_requests_are_422(client, body: dict) -> None:
     response = await client.post("/v1/models/gan/generate", json=body)
@@ -184,7 +194,9 @@ async def test_bad_generate_requests_are_422(client, body: dict) -> None:
 
 
 async def test_predict_on_gan_and_generate_on_cnn_are_refused(client) -> None:
-    assert (await client.post("/v1/models/gan/predict", json={"inputs": [[0.0]]})).status_code == 400
+    assert (
+        await client.post("/v1/models/gan/predict", json={"inputs": [[0.0]]})
+    ).status_code == 400
     assert (await client.post("/v1/models/cnn/generate", json={"n": 1})).status_code == 400
 
 

@@ -25,3 +25,14 @@ def test_cuda_index_beyond_the_device_count_is_refused(monkeypatch: pytest.Monke
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(ConfigurationError, match="only 1 CUDA"):
         resolve_device("cuda:2")
+
+
+def test_thread_budget_is_applied() -> None:
+    from app.serving.devices import configure_threads
+
+    before = torch.get_num_threads()
+    try:
+        configure_threads(1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -1,0 +1,125 @@
+"""``python -m app bench``: the typer command; parsing and printing only, the work is in runner."""
+
+from __future__ import annotations
+
+import json
+import logging
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+class Batching(StrEnum):
+    ON = "on"
+    OFF = "off"
+    BOTH = "both"
+
+
+class LoadTool(StrEnum):
+    AUTO = "auto"
+    WRK = "wrk"
+    HTTPX = "httpx"
+
+
+def _parse_env(pairs: list[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--env")
+        env[key.strip()] = value
+    return env
+
+
+def _check_model(model: str) -> str:
+    from app.zoo import SPECS
+
+    spec = SPECS.get(model)
+    if spec is None or not spec.is_classifier:
+        choices = ", ".join(name for name, s in SPECS.items() if s.is_classifier)
+        raise typer.BadParameter(f"choose a classifier: {choices}", param_hint="--model")
+    return model
+
+
+def bench(
+    model: Annotated[str, typer.Option(help="Classifier to load and drive.")] = "alexnet",
+    concurrency: Annotated[int, typer.Option(min=1, help="Connections in the closed loop.")] = 8,
+    duration: Annotated[float, typer.Option(min=0.5, help="Measured seconds (wrk: whole).")] = 10.0,
+    warmup: Annotated[float, typer.Option(min=0, help="Unmeasured seconds first.")] = 2.0,
+    images_per_request: Annotated[int, typer.Option(min=1, help="Files per request.")] = 1,
+    batching: Annotated[
+        Batching, typer.Option(help="on: configured; off: TORCHGATE_MAX_BATCH_SIZE=1; both.")
+    ] = Batching.ON,
+    baseline_healthz: Annotated[
+        bool, typer.Option(help="Also drive GET /healthz at the same concurrency.")
+    ] = False,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Passed to serve as --workers N.")
+    ] = None,
+    env: Annotated[
+        list[str] | None, typer.Option(help="Server environment KEY=VALUE (repeatable).")
+    ] = None,
+    serve_arg: Annotated[
+        list[str] | None, typer.Option(help="Extra flag for serve, e.g. --serve-arg=--x=1.")
+    ] = None,
+    weights_dir: Annotated[
+        Path | None, typer.Option(help="Pretrained files (default: random weights, temp dir).")
+    ] = None,
+    checkpoint_dir: Annotated[Path, typer.Option(help="Trained cnn/lstm checkpoints.")] = Path(
+        "models"
+    ),
+    raw: Annotated[bool, typer.Option(help="Measure raw in-process throughput too.")] = True,
+    raw_budget: Annotated[
+        float, typer.Option(min=1, help="Seconds for the raw forward grid.")
+    ] = 20.0,
+    try_compile: Annotated[bool, typer.Option(help="Try torch.compile in the raw grid.")] = False,
+    raw_threads: Annotated[
+        int | None, typer.Option(min=1, help="Only N torch threads in raw (default: all, 1).")
+    ] = None,
+    load_tool: Annotated[LoadTool, typer.Option(help="auto: wrk if installed.")] = LoadTool.AUTO,
+    ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for /readyz.")] = 300.0,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document instead of tables.")
+    ] = False,
+) -> None:
+    """Serve a model in a real server process, load it from another, and compare with raw."""
+    from rich.console import Console
+
+    from app.bench.machine import describe_machine
+    from app.bench.report import render, to_document
+    from app.bench.runner import BenchConfig, run_bench
+
+    logging.basicConfig(level="INFO", format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per /readyz poll otherwise
+    config = BenchConfig(
+        model=_check_model(model),
+        concurrency=concurrency,
+        duration_s=duration,
+        warmup_s=warmup,
+        images_per_request=images_per_request,
+        batching=batching.value,
+        baseline_healthz=baseline_healthz,
+        workers=workers,
+        extra_env=_parse_env(env or []),
+        serve_args=tuple(serve_arg or ()),
+        weights_dir=weights_dir.resolve() if weights_dir else None,
+        checkpoint_dir=checkpoint_dir.resolve(),
+        raw=raw,
+        raw_budget_s=raw_budget,
+        try_compile=try_compile,
+        raw_threads=raw_threads,
+        load_tool=load_tool.value,
+        ready_timeout_s=ready_timeout,
+    )
+    machine = describe_machine()
+    try:
+        result = run_bench(config)
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if json_output:
+        typer.echo(json.dumps(to_document(result, machine), indent=2))
+    else:
+        render(result, machine, Console())

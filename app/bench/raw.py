@@ -1,0 +1,161 @@
+"""The model's raw in-process throughput: the ceiling a server on this machine could reach.
+
+Raw = the best fp32 forward throughput over graph variants (eager, channels_last, TorchScript
+trace+freeze, optionally torch.compile), intra-op thread counts and batch sizes, combined with
+the single-threaded cost of decoding the same input file:
+``1 / (1/forward_images_per_s + decode_seconds_per_image)``.
+It runs as its own process (``python -m app.bench.raw``) before the server starts, so the two
+never compete for the cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from app.bench.timing import decode_seconds, forward_trials
+
+SMALL_BATCH_SIZES = (1, 8, 16, 32, 64)
+IMAGENET_BATCH_SIZES = (1, 4, 8, 16)
+MAX_IMAGE_PIXELS = 40_000_000
+
+
+@dataclass
+class RawResult:
+    model: str
+    torch_version: str
+    torch_threads: int
+    decode_ms_per_image: float
+    best_variant: str
+    best_threads: int
+    best_batch_size: int
+    forward_images_per_s: float
+    raw_images_per_s: float
+    trials: list[dict[str, float | int | str]] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def thread_candidates(threads: int | None) -> list[int]:
+    """The given count, else torch's default and 1: on a busy or small machine one intra-op
+    thread often beats all cores (no OpenMP barrier waits behind other processes)."""
+    if threads is not None:
+        return [threads]
+    return list(dict.fromkeys([torch.get_num_threads(), 1]))
+
+
+def measure(
+    model: str,
+    weights_dir: Path,
+    checkpoint_dir: Path,
+    input_path: Path,
+    budget_s: float,
+    try_compile: bool = False,
+    threads: int | None = None,
+) -> RawResult:
+    """Load ``model`` like the server does, then time decode and forward on this process."""
+    from app.serving.loading import WeightsLocation, load_model
+    from app.zoo import SPECS
+
+    spec = SPECS[model]
+    where = WeightsLocation(weights_dir, checkpoint_dir, download=False, verify=False)
+    loaded = load_model(spec, where, torch.device("cpu"))
+    codec = loaded.codec
+    if codec is None:
+        raise ValueError(f"{model} takes no image input; bench a classifier instead.")
+    data = input_path.read_bytes()
+    decode_s = decode_seconds(lambda: codec.from_image(data, MAX_IMAGE_PIXELS), budget_s / 10)
+    sample = codec.from_image(data, MAX_IMAGE_PIXELS)
+    sizes = IMAGENET_BATCH_SIZES if spec.pretrained is not None else SMALL_BATCH_SIZES
+    trials, skipped = forward_trials(
+        loaded.module, sample, sizes, budget_s, thread_candidates(threads), try_compile
+    )
+    if not trials:
+        raise RuntimeError(f"no forward variant could run {model}: {skipped}")
+    best = max(trials, key=lambda trial: trial.images_per_s)
+    forward = best.images_per_s
+    return RawResult(
+        model=model,
+        torch_version=torch.__version__,
+        torch_threads=torch.get_num_threads(),
+        decode_ms_per_image=decode_s * 1000,
+        best_variant=best.variant,
+        best_threads=best.threads,
+        best_batch_size=best.batch_size,
+        forward_images_per_s=forward,
+        raw_images_per_s=1.0 / (1.0 / forward + decode_s),
+        trials=[{**asdict(t), "images_per_s": t.images_per_s} for t in trials],
+        skipped=skipped,
+    )
+
+
+def run_raw(
+    model: str,
+    weights_dir: Path,
+    checkpoint_dir: Path,
+    input_path: Path,
+    budget_s: float,
+    try_compile: bool = False,
+    threads: int | None = None,
+    env: Mapping[str, str] | None = None,
+) -> RawResult:
+    """``measure`` in a child interpreter, so the parent's threads and imports stay out of it.
+
+    ``env`` should be the server's: OpenMP/MKL knobs (OMP_WAIT_POLICY, OMP_NUM_THREADS, ...)
+    are read once at process start and change the forward's speed as much as any graph mode.
+    """
+    command = [
+        sys.executable,
+        "-m",
+        "app.bench.raw",
+        f"--model={model}",
+        f"--weights-dir={weights_dir}",
+        f"--checkpoint-dir={checkpoint_dir}",
+        f"--input={input_path}",
+        f"--budget={budget_s}",
+    ]
+    if try_compile:
+        command.append("--try-compile")
+    if threads is not None:
+        command.append(f"--threads={threads}")
+    completed = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=budget_s * 4 + 300,
+        check=False,
+        env=dict(env) if env is not None else None,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"the raw measurement failed:\n{completed.stderr.strip()[-3000:]}")
+    return RawResult(**json.loads(completed.stdout))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m app.bench.raw", description=__doc__)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--weights-dir", type=Path, required=True)
+    parser.add_argument("--checkpoint-dir", type=Path, required=True)
+    parser.add_argument("--input", type=Path, required=True, help="the image file to decode")
+    parser.add_argument("--budget", type=float, default=20.0, help="seconds for the forward grid")
+    parser.add_argument("--try-compile", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help="only this many torch threads")
+    ns = parser.parse_args(argv)
+    logging.basicConfig(level="INFO", format="%(name)s: %(message)s", stream=sys.stderr)
+    result = measure(
+        ns.model, ns.weights_dir, ns.checkpoint_dir, ns.input, ns.budget, ns.try_compile, ns.threads
+    )
+    payload: dict[str, Any] = asdict(result)
+    sys.stdout.write(json.dumps(payload) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""Render a bench result: one JSON document with every figure, or rich tables for a person."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from app.bench.load import LoadResult
+from app.bench.runner import BenchResult, ScenarioResult
+
+_MIB = 1024 * 1024
+
+
+def _ratio(numerator: float, denominator: float | None) -> float | None:
+    if denominator is None or not denominator > 0 or math.isnan(numerator):
+        return None
+    return numerator / denominator
+
+
+def served_over_raw(scenario: ScenarioResult, result: BenchResult) -> float | None:
+    """Served images/s as a share of what this model does in-process on the same machine."""
+    raw = result.raw.raw_images_per_s if result.raw is not None else None
+    return _ratio(scenario.predict.images_per_s, raw)
+
+
+def served_over_healthz(scenario: ScenarioResult) -> float | None:
+    """Predict requests/s over no-op requests/s: how far the model is from the HTTP ceiling."""
+    healthz = scenario.healthz.requests_per_s if scenario.healthz is not None else None
+    return _ratio(scenario.predict.requests_per_s, healthz)
+
+
+def batching_gain(result: BenchResult) -> float | None:
+    """Images/s with the configured batching over images/s with batch size 1."""
+    by_name = {s.name: s for s in result.scenarios}
+    on, off = by_name.get("batching on"), by_name.get("batching off")
+    if on is None or off is None:
+        return None
+    return _ratio(on.predict.images_per_s, off.predict.images_per_s)
+
+
+def _healthz_cpu_ms(scenario: ScenarioResult) -> float | None:
+    """Server CPU per no-op request: the HTTP stack's floor, to set predict's cost against."""
+    if scenario.healthz is None or scenario.healthz_cpu_s is None:
+        return None
+    return _ratio(scenario.healthz_cpu_s * 1000, scenario.healthz.requests)
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN: unknown figures become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
+def to_document(result: BenchResult, machine: dict[str, object]) -> dict[str, Any]:
+    config = result.config
+    header = {
+        **machine,
+        "model": config.model,
+        "load_tool": result.load_tool,
+        "concurrency": config.concurrency,
+        "duration_s": config.duration_s,
+        "warmup_s": config.warmup_s,
+        "images_per_request": config.images_per_request,
+        "input": {"file": result.input_name, "bytes": result.input_bytes},
+        "workers": config.workers,
+        # each worker process keeps its own /metrics: "server" figures are then one worker's
+        "server_metrics_per_worker": (config.workers or 1) > 1,
+        "extra_env": config.extra_env,
+        "serve_args": list(config.serve_args),
+    }
+    scenarios = [
+        {
+            "name": s.name,
+            "env": s.env,
+            "cold_start_s": s.cold_start_s,
+            "rss_mib": s.rss_bytes / _MIB,
+            "processes": s.processes,
+            "server_cpu_s": s.cpu_s,
+            "server_cores_busy": _ratio(s.cpu_s, s.predict.duration_s),
+            "server_cpu_ms_per_request": _ratio(s.cpu_s * 1000, s.predict.requests),
+            "predict": s.predict.to_dict(),
+            "server": asdict(s.server),
+            "healthz": s.healthz.to_dict() if s.healthz is not None else None,
+            "healthz_server_cpu_ms_per_request": _healthz_cpu_ms(s),
+            "served_over_raw": served_over_raw(s, result),
+            "served_over_healthz": served_over_healthz(s),
+        }
+        for s in result.scenarios
+    ]
+    return _finite(
+        {
+            "header": header,
+            "raw": asdict(result.raw) if result.raw is not None else None,
+            "scenarios": scenarios,
+            "batching_on_over_off": batching_gain(result),
+        }
+    )
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _load_rows(load: LoadResult) -> list[str]:
+    return [
+        _fmt(load.requests_per_s),
+        _fmt(load.images_per_s),
+        _fmt(load.latency.p50_ms),
+        _fmt(load.latency.p90_ms),
+        _fmt(load.latency.p99_ms),
+        f"{load.errors} / {load.requests}",
+    ]
+
+
+def _served_table(result: BenchResult) -> Table:
+    table = Table(title="served (closed loop, separate load process)", title_justify="left")
+    table.add_column("figure")
+    for scenario in result.scenarios:
+        table.add_column(scenario.name, justify="right")
+    labels = ["requests/s", "images/s", "latency p50 ms", "latency p90 ms", "latency p99 ms"]
+    labels += ["errors / requests", "mean batch size (server)", "mean forward ms (server)"]
+    labels += ["mean queue wait ms (server)", "server CPU ms / request", "server cores busy"]
+    labels += ["cold start s", "server RSS MiB", "served / raw"]
+    columns = []
+    for s in result.scenarios:
+        rss = f"{s.rss_bytes / _MIB:,.0f}" + (f" ({s.processes} procs)" if s.processes > 1 else "")
+        columns.append(
+            [
+                *_load_rows(s.predict),
+                _fmt(s.server.mean_batch_size, 2),
+                _fmt(s.server.mean_forward_ms),
+                _fmt(s.server.mean_queue_wait_ms),
+                _fmt(_ratio(s.cpu_s * 1000, s.predict.requests), 2),
+                _fmt(_ratio(s.cpu_s, s.predict.duration_s), 2),
+                _fmt(s.cold_start_s),
+                rss,
+                _fmt(served_over_raw(s, result), 3),
+            ]
+        )
+    if any(s.healthz is not None for s in result.scenarios):
+        labels += ["healthz requests/s", "healthz p50 ms", "healthz server CPU ms / request"]
+        labels += ["served / healthz (req/s)"]
+        for s, column in zip(result.scenarios, columns, strict=True):
+            h = s.healthz
+            column += [
+                _fmt(h.requests_per_s if h else None),
+                _fmt(h.latency.p50_ms if h else None, 2),
+                _fmt(_healthz_cpu_ms(s), 3),
+                _fmt(served_over_healthz(s), 4),
+            ]
+    for index, label in enumerate(labels):
+        table.add_row(label, *(column[index] for column in columns))
+    return table
+
+
+def _raw_table(result: BenchResult) -> Table:
+    raw = result.raw
+    assert raw is not None
+    sizes = sorted({int(t["batch_size"]) for t in raw.trials})
+    table = Table(title="raw in-process forward images/s (fp32)", title_justify="left")
+    table.add_column("variant \\ batch")
+    for size in sizes:
+        table.add_column(str(size), justify="right")
+    grid: dict[str, dict[int, float]] = {}
+    for trial in raw.trials:
+        threads = int(trial["threads"])
+        row = f"{trial['variant']}, {threads} thread{'s' if threads > 1 else ''}"
+        grid.setdefault(row, {})[int(trial["batch_size"])] = float(trial["images_per_s"])
+    for row, cells in grid.items():
+        table.add_row(row, *(_fmt(cells.get(size)) for size in sizes))
+    return table
+
+
+def render(result: BenchResult, machine: dict[str, object], console: Console) -> None:
+    config = result.config
+    console.print(
+        f"[bold]torchgate bench[/] {config.model} · load: {result.load_tool} · "
+        f"nproc {machine['nproc']} · load avg {machine['load_average']} · "
+        f"torch {machine['torch_version']} ({machine['torch_threads']} threads)"
+    )
+    console.print(
+        f"concurrency {config.concurrency} · {config.duration_s:g} s measured after "
+        f"{config.warmup_s:g} s warm-up · {config.images_per_request} x {result.input_name} "
+        f"({result.input_bytes / 1000:.1f} kB) per request"
+        + (f" · workers {config.workers}" if config.workers else "")
+        + (f" · env {config.extra_env}" if config.extra_env else "")
+    )
+    load = machine.get("load_average")
+    nproc = machine.get("nproc")
+    if isinstance(load, list) and isinstance(nproc, int) and load and load[0] > nproc:
+        console.print(
+            f"[yellow]the machine was busy (load average {load[0]} on {nproc} cores) when the "
+            "bench started: other processes share the cores, so the figures are noisy[/]"
+        )
+    if (config.workers or 1) > 1:
+        console.print(
+            "[yellow]several workers: each keeps its own /metrics, so the (server) rows are one "
+            "worker's, and meaningless if the two scrapes reached different workers[/]"
+        )
+    console.print(_served_table(result))
+    raw = result.raw
+    if raw is not None:
+        console.print(_raw_table(result))
+        console.print(
+            f"raw: forward {raw.forward_images_per_s:,.1f} images/s ({raw.best_variant}, "
+            f"{raw.best_threads} threads, batch {raw.best_batch_size}) + decode "
+            f"{raw.decode_ms_per_image:.2f} ms/image (1 thread) = "
+            f"[bold]{raw.raw_images_per_s:,.1f} images/s[/]"
+        )
+    gain = batching_gain(result)
+    if gain is not None:
+        console.print(f"batching on / off (images/s): [bold]{gain:.2f}x[/]")

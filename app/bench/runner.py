@@ -1,0 +1,212 @@
+"""One bench run: inputs and weights, the raw measurement, then each server scenario in turn.
+
+Each scenario is a fresh server process (so cold start and memory are its own), loaded first
+for the warm-up, then for the measured period between two /metrics scrapes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import httpx
+
+from app.bench import promdiff
+from app.bench.images import input_file_for
+from app.bench.load import LoadPlan, LoadResult, LoadTarget
+from app.bench.loadgen import run_loadgen
+from app.bench.payload import multipart_body, write_body
+from app.bench.raw import RawResult, run_raw
+from app.bench.server import ServerProcess
+from app.bench.weights import needs_pretrained_weights, write_random_weights
+from app.bench.wrk import find_wrk, run_wrk
+
+logger = logging.getLogger(__name__)
+
+Driver = Callable[[LoadTarget, LoadPlan], LoadResult]
+BATCHING_OFF = {"TORCHGATE_MAX_BATCH_SIZE": "1"}
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Everything the command line decides; defaults suit a quick look at one model."""
+
+    model: str
+    concurrency: int = 8
+    duration_s: float = 10.0
+    warmup_s: float = 2.0
+    images_per_request: int = 1
+    batching: str = "on"  # on | off | both
+    baseline_healthz: bool = False
+    workers: int | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+    serve_args: tuple[str, ...] = ()
+    weights_dir: Path | None = None
+    checkpoint_dir: Path = Path("models")
+    raw: bool = True
+    raw_budget_s: float = 20.0
+    try_compile: bool = False
+    raw_threads: int | None = None
+    load_tool: str = "auto"  # auto | wrk | httpx
+    ready_timeout_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    env: dict[str, str]
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    env: dict[str, str]
+    cold_start_s: float
+    rss_bytes: int
+    processes: int
+    cpu_s: float  # server CPU time (all its processes) over the measured period
+    predict: LoadResult
+    server: promdiff.ServerStats
+    healthz: LoadResult | None = None
+    healthz_cpu_s: float | None = None
+
+
+@dataclass
+class BenchResult:
+    config: BenchConfig
+    load_tool: str
+    input_bytes: int
+    input_name: str
+    raw: RawResult | None
+    scenarios: list[ScenarioResult]
+
+
+def scenarios_for(batching: str) -> list[Scenario]:
+    """``on`` is the configured batching (spec defaults or --env); ``off`` is batch size 1."""
+    chosen = {"on": ["on"], "off": ["off"], "both": ["on", "off"]}[batching]
+    return [Scenario(f"batching {name}", BATCHING_OFF if name == "off" else {}) for name in chosen]
+
+
+def choose_driver(tool: str, workdir: Path) -> tuple[str, Driver]:
+    """wrk when asked for or installed (it costs the 2-core box far less CPU), else httpx."""
+    executable = find_wrk() if tool in ("auto", "wrk") else None
+    if tool == "wrk" and executable is None:
+        raise RuntimeError("wrk is not installed; install it (apt-get install wrk) or use httpx.")
+    if executable is not None:
+        return "wrk", lambda target, plan: run_wrk(target, plan, workdir, executable)
+    return "httpx", run_loadgen
+
+
+def server_env(config: BenchConfig, weights_dir: Path, random_weights: bool) -> dict[str, str]:
+    """The caller's environment with the bench's settings on top, then the user's --env."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "TORCHGATE_MODELS": config.model,
+            "TORCHGATE_WEIGHTS_DIR": str(weights_dir),
+            "TORCHGATE_CHECKPOINT_DIR": str(config.checkpoint_dir.resolve()),
+            "TORCHGATE_DOWNLOAD_WEIGHTS": "false",  # loopback only: never fetch during a bench
+            "TORCHGATE_ADMIN_TOKEN": secrets.token_urlsafe(16),
+        }
+    )
+    if random_weights:
+        env["TORCHGATE_VERIFY_WEIGHTS"] = "false"
+    env.update(config.extra_env)
+    return env
+
+
+def _require_ready(base_url: str, model: str) -> None:
+    """/readyz is 200 for an unavailable model too; the bench needs this one serving."""
+    info = httpx.get(f"{base_url}/v1/models/{model}", timeout=30).json()
+    if info.get("status") != "ready":
+        raise RuntimeError(
+            f"{model} is {info.get('status')} in the bench's server: {info.get('reason')} "
+            "(server settings go through --env KEY=VALUE)"
+        )
+
+
+def _run_scenario(
+    config: BenchConfig, scenario: Scenario, env: dict[str, str], upload: LoadTarget, driver: Driver
+) -> ScenarioResult:
+    """``upload`` is the predict request without its URL, which needs the server's port."""
+    serve_args = list(config.serve_args)
+    if config.workers is not None:
+        serve_args += ["--workers", str(config.workers)]
+    warmup = LoadPlan(config.concurrency, config.warmup_s)
+    measured = LoadPlan(config.concurrency, config.duration_s)
+    # several workers load independently: wait for a run of 200s from /readyz before loading
+    confirmations = 1 if (config.workers or 1) == 1 else 4 * (config.workers or 1)
+    scenario_env = {**env, **scenario.env}
+    with ServerProcess(scenario_env, serve_args, config.ready_timeout_s, confirmations) as server:
+        logger.info("%s: server ready in %.1f s", scenario.name, server.cold_start_s)
+        _require_ready(server.base_url, config.model)
+        predict = replace(upload, url=f"{server.base_url}/v1/models/{config.model}/predict")
+        if config.warmup_s > 0:
+            driver(predict, warmup)
+        before = promdiff.scrape(server.base_url)
+        cpu_before = server.cpu_seconds()
+        result = driver(predict, measured)
+        cpu_s = server.cpu_seconds() - cpu_before
+        after = promdiff.scrape(server.base_url)
+        rss, processes = server.memory()
+        healthz, healthz_cpu_s = None, None
+        if config.baseline_healthz:
+            cpu_before = server.cpu_seconds()
+            healthz = driver(LoadTarget(f"{server.base_url}/healthz"), measured)
+            healthz_cpu_s = server.cpu_seconds() - cpu_before
+    return ScenarioResult(
+        name=scenario.name,
+        env=scenario.env,
+        cold_start_s=server.cold_start_s,
+        rss_bytes=rss,
+        processes=processes,
+        cpu_s=cpu_s,
+        predict=result,
+        server=promdiff.server_stats(promdiff.diff(before, after), config.model),
+        healthz=healthz,
+        healthz_cpu_s=healthz_cpu_s,
+    )
+
+
+def run_bench(config: BenchConfig) -> BenchResult:
+    """Prepare once (input, body, weights), measure raw before any server exists so the two
+    never share the cores, then run each scenario against its own fresh server."""
+    with tempfile.TemporaryDirectory(prefix="torchgate-bench-") as scratch:
+        workdir = Path(scratch)
+        upload = input_file_for(config.model)
+        input_path = workdir / upload.filename
+        input_path.write_bytes(upload.data)
+        body = multipart_body([upload] * config.images_per_request)
+        body_path = write_body(body, workdir / "body.bin")
+        random_weights = config.weights_dir is None and needs_pretrained_weights(config.model)
+        weights_dir = config.weights_dir or workdir / "weights"
+        if random_weights:
+            write_random_weights(config.model, weights_dir)
+        env = server_env(config, weights_dir, random_weights)
+        raw = None
+        if config.raw:
+            logger.info("measuring raw in-process throughput (budget %.0f s)", config.raw_budget_s)
+            raw = run_raw(
+                config.model,
+                weights_dir,
+                config.checkpoint_dir,
+                input_path,
+                config.raw_budget_s,
+                config.try_compile,
+                config.raw_threads,
+                env,
+            )
+        tool, driver = choose_driver(config.load_tool, workdir)
+        upload_request = LoadTarget(
+            "", "POST", body_path, body.content_type, config.images_per_request
+        )
+        results = [
+            _run_scenario(config, scenario, env, upload_request, driver)
+            for scenario in scenarios_for(config.batching)
+        ]
+    return BenchResult(config, tool, len(upload.data), upload.filename, raw, results)

@@ -1,0 +1,155 @@
+"""Time a module's forward over graph variants, thread counts and batch sizes, within a budget.
+
+The grid's axes are the knobs a server on this machine can turn (TORCHGATE_GRAPH, channels_last,
+TORCHGATE_TORCH_THREADS, TORCHGATE_MAX_BATCH_SIZE); the best cell is the raw ceiling.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+Variant = tuple[str, Callable[[torch.Tensor], Forward], int]
+
+
+@dataclass(frozen=True)
+class Trial:
+    variant: str
+    threads: int
+    batch_size: int
+    seconds_per_batch: float
+
+    @property
+    def images_per_s(self) -> float:
+        return self.batch_size / self.seconds_per_batch
+
+
+def median_seconds(run: Callable[[], object], budget_s: float, warmups: int) -> tuple[float, int]:
+    """Median time of one call after ``warmups`` untimed calls, repeating within the budget."""
+    for _ in range(warmups):
+        run()
+    times: list[float] = []
+    deadline = time.perf_counter() + budget_s
+    while len(times) < 2 or (time.perf_counter() < deadline and len(times) < 200):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), len(times)
+
+
+def decode_seconds(decode: Callable[[], object], budget_s: float) -> float:
+    """Per-image decode + preprocess time on one thread, as one decode-pool thread spends it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        seconds, _ = median_seconds(decode, budget_s, warmups=2)
+    finally:
+        torch.set_num_threads(threads)
+    return seconds
+
+
+def variants(module: nn.Module, sample: torch.Tensor, try_compile: bool) -> list[Variant]:
+    """(name, build a forward for an example batch, warm-up calls) per graph variant.
+
+    channels_last converts the module in place when built, so it comes last; TorchScript's
+    profiling executor optimises on its second call, hence two warm-ups.
+    """
+
+    def eager(batch: torch.Tensor) -> Forward:
+        return module
+
+    def traced(batch: torch.Tensor) -> Forward:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.jit.freeze(torch.jit.trace(module, batch).eval())
+
+    def compiled(batch: torch.Tensor) -> Forward:
+        return torch.compile(module)
+
+    def channels_last(batch: torch.Tensor) -> Forward:
+        return module.to(memory_format=torch.channels_last)
+
+    found: list[Variant] = [("eager", eager, 1), ("script", traced, 2)]
+    if try_compile:
+        found.append(("compile", compiled, 2))
+    if sample.dim() == 3:  # an image [C,H,W]: batches are 4-d, where channels_last applies
+        found.append(("channels_last", channels_last, 1))
+    return found
+
+
+def _time_forward(
+    forward: Forward, batch: torch.Tensor, budget_s: float, warmups: int
+) -> tuple[float, int]:
+    with torch.inference_mode():
+        return median_seconds(lambda: forward(batch), budget_s, warmups)
+
+
+def _row(
+    variant: Variant,
+    threads: int,
+    sample: torch.Tensor,
+    batch_sizes: Sequence[int],
+    share_s: float,
+    skipped: dict[str, str],
+) -> list[Trial]:
+    """One variant at one thread count over growing batches; a larger batch is skipped when
+    its predicted cost (calls x the last per-image time) would overrun the share by half."""
+    name, build, warmups = variant
+    row = f"{name}/{threads}t"
+    torch.set_num_threads(threads)
+    started = time.perf_counter()
+    trials: list[Trial] = []
+    for position, size in enumerate(batch_sizes):
+        batch = torch.stack([sample] * size)
+        if name == "channels_last":
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        try:
+            seconds, calls = _time_forward(build(batch), batch, share_s / len(batch_sizes), warmups)
+        except Exception as exc:  # a variant that cannot run this model is reported, not fatal
+            skipped[f"{row}@{size}"] = f"{type(exc).__name__}: {exc}"[:300]
+            break
+        trials.append(Trial(name, threads, size, seconds))
+        logger.info("%s batch %d: %.1f images/s (%d calls)", row, size, size / seconds, calls)
+        later = batch_sizes[position + 1 :]
+        predicted = (warmups + 3) * seconds * later[0] / size if later else 0.0
+        if later and time.perf_counter() - started + predicted > 1.5 * share_s:
+            skipped[f"{row}@{','.join(map(str, later))}"] = "the time budget ran out"
+            break
+    return trials
+
+
+def forward_trials(
+    module: nn.Module,
+    sample: torch.Tensor,
+    batch_sizes: Sequence[int],
+    budget_s: float,
+    thread_counts: Sequence[int] = (),
+    try_compile: bool = False,
+) -> tuple[list[Trial], dict[str, str]]:
+    """Every (variant, threads, batch size) cell, an equal share of the budget per row.
+
+    Variants go in the outer loop because channels_last converts the module in place.
+    """
+    threads_before = torch.get_num_threads()
+    counts = list(dict.fromkeys(thread_counts)) or [threads_before]
+    grid = variants(module, sample, try_compile)
+    share = budget_s / (len(grid) * len(counts))
+    trials: list[Trial] = []
+    skipped: dict[str, str] = {}
+    try:
+        for variant in grid:
+            for threads in counts:
+                trials += _row(variant, threads, sample, batch_sizes, share, skipped)
+    finally:
+        torch.set_num_threads(threads_before)
+    return trials, skipped

@@ -1,0 +1,75 @@
+"""Turn an eager model into its serving form: eager, TorchScript (trace + freeze) or
+torch.compile, optionally channels_last; checked against eager before it is used.
+
+TorchScript is deprecated in recent torch releases, so it is used only where it measurably
+wins (see README, "Graph modes"); the eager module stays the reference.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+GRAPH_MODES = ("eager", "script", "compile")
+MAX_PROBABILITY_DIFF = 1e-4
+
+Forward = Callable[..., torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ServingGraph:
+    mode: str
+    channels_last: bool
+    forward: Forward
+
+
+def _trace_and_freeze(module: nn.Module, example: tuple[torch.Tensor, ...]) -> Forward:
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(module, example, check_trace=False)
+        return torch.jit.freeze(traced.eval())
+
+
+def _compile(module: nn.Module) -> Forward:
+    return torch.compile(module, dynamic=False)  # type: ignore[return-value]
+
+
+def _agree(graph: Forward, module: nn.Module, example: tuple[torch.Tensor, ...],
+           classifier: bool) -> float:
+    with torch.inference_mode():
+        expected, got = module(*example).float(), graph(*example).float()
+        if classifier:
+            expected, got = expected.softmax(1), got.softmax(1)
+        return float((expected - got).abs().max())
+
+
+def build_graph(
+    module: nn.Module,
+    mode: str,
+    channels_last: bool,
+    example: tuple[torch.Tensor, ...],
+    classifier: bool,
+) -> ServingGraph:
+    """The serving form of ``module``; falls back to eager if the graph disagrees or fails."""
+    if channels_last:
+        module.to(memory_format=torch.channels_last)
+        example = (example[0].contiguous(memory_format=torch.channels_last), *example[1:])
+    if mode == "eager":
+        return ServingGraph("eager", channels_last, module)
+    try:
+        graph = _trace_and_freeze(module, example) if mode == "script" else _compile(module)
+        difference = _agree(graph, module, example, classifier)
+    except Exception as exc:  # an unsupported op must not take the model down
+        logger.warning("%s graph failed (%s); serving eager", mode, exc)
+        return ServingGraph("eager", channels_last, module)
+    if difference > MAX_PROBABILITY_DIFF:
+        logger.warning("%s graph differs from eager by %.2e; serving eager", mode, difference)
+        return ServingGraph("eager", channels_last, module)
+    return ServingGraph(mode, channels_last, graph)

@@ -1,0 +1,80 @@
+"""A toy Starlette app on a real uvicorn server (loopback, free port) for the load generators."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from app.bench.server import free_port
+
+
+@dataclass
+class ToyServer:
+    """Counts what it answered per route; ``expected_upload`` is what /upload must receive."""
+
+    base_url: str = ""
+    counts: Counter[str] = field(default_factory=Counter)
+    expected_upload: tuple[str, str, bytes] | None = None
+
+
+def _app(state: ToyServer) -> Starlette:
+    async def ok(request: Request) -> PlainTextResponse:
+        state.counts["ok"] += 1
+        return PlainTextResponse("ok")
+
+    async def fail(request: Request) -> PlainTextResponse:
+        state.counts["fail"] += 1
+        return PlainTextResponse("broken", status_code=500)
+
+    async def upload(request: Request) -> PlainTextResponse:
+        """200 only when the body holds exactly the expected file as a 'file' part."""
+        async with request.form() as form:
+            parts = form.getlist("file")
+            expected = state.expected_upload
+            good = (
+                expected is not None
+                and len(parts) == 1
+                and not isinstance(parts[0], str)
+                and (parts[0].filename, parts[0].content_type, await parts[0].read()) == expected
+            )
+        state.counts["upload_good" if good else "upload_bad"] += 1
+        return PlainTextResponse("ok" if good else "wrong body", status_code=200 if good else 400)
+
+    routes = [
+        Route("/ok", ok),
+        Route("/fail", fail),
+        Route("/upload", upload, methods=["POST"]),
+    ]
+    return Starlette(routes=routes)
+
+
+@pytest.fixture
+def toy_server() -> Iterator[ToyServer]:
+    state = ToyServer()
+    port = free_port()
+    config = uvicorn.Config(
+        _app(state), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "the toy server did not start"
+        time.sleep(0.02)
+    state.base_url = f"http://127.0.0.1:{port}"
+    try:
+        yield state
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -1,0 +1,48 @@
+"""The whole command on alexnet with random weights, for a couple of seconds."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+
+from app.bench.cli import _parse_env
+from tests.conftest import REPO_ROOT
+
+
+def test_env_pairs_are_parsed_and_checked() -> None:
+    assert _parse_env(["A=1", "B=x=y", "C="]) == {"A": "1", "B": "x=y", "C": ""}
+    with pytest.raises(typer.BadParameter):
+        _parse_env(["missing-equals"])
+
+
+def test_bench_json_smoke(weights_dir: Path) -> None:
+    command = [
+        sys.executable, "-m", "app.bench",
+        "--model=alexnet", "--concurrency=4", "--duration=2", "--warmup=1",
+        f"--weights-dir={weights_dir}", "--env=TORCHGATE_VERIFY_WEIGHTS=false",
+        "--raw-budget=2", "--raw-threads=1", "--baseline-healthz", "--json",
+    ]  # fmt: skip
+    completed = subprocess.run(
+        command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240, check=False
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    document = json.loads(completed.stdout)
+    assert set(document) == {"header", "raw", "scenarios", "batching_on_over_off"}
+    header = document["header"]
+    assert {"nproc", "torch_version", "torch_threads", "model", "load_tool"} <= set(header)
+    raw = document["raw"]
+    assert raw["raw_images_per_s"] > 0 and raw["forward_images_per_s"] > raw["raw_images_per_s"]
+    (scenario,) = document["scenarios"]
+    assert scenario["name"] == "batching on"
+    predict = scenario["predict"]
+    assert predict["requests"] > 0
+    assert predict["errors"] == 0
+    assert {"p50_ms", "p90_ms", "p99_ms"} <= set(predict["latency"])
+    assert predict["images_per_s"] > 0
+    assert scenario["server"]["mean_batch_size"] >= 1
+    assert scenario["cold_start_s"] > 0 and scenario["rss_mib"] > 0
+    assert scenario["served_over_raw"] > 0
+    assert scenario["healthz"]["requests"] > 0 and scenario["served_over_healthz"] > 0

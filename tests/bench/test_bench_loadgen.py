@@ -1,0 +1,38 @@
+import asyncio
+
+from app.bench.load import LoadPlan, LoadTarget
+from app.bench.loadgen import drive, run_loadgen
+from app.bench.server import free_port
+from tests.bench.conftest import ToyServer
+
+
+def test_subprocess_generator_counts_every_answer(toy_server: ToyServer) -> None:
+    plan = LoadPlan(concurrency=4, duration_s=1.0)
+    result = run_loadgen(LoadTarget(f"{toy_server.base_url}/ok"), plan)
+    assert result.tool == "httpx"
+    assert result.errors == 0
+    assert result.requests > 0
+    # requests still in flight when the window closes were answered but are not counted
+    served = toy_server.counts["ok"]
+    assert served - plan.concurrency <= result.requests <= served
+    assert result.latency.p50_ms <= result.latency.p99_ms
+
+
+def test_non_2xx_answers_are_errors(toy_server: ToyServer) -> None:
+    plan = LoadPlan(concurrency=2, duration_s=0.5, warmup_s=0.2)
+    result = asyncio.run(
+        drive(LoadTarget(f"{toy_server.base_url}/fail", images_per_request=1), plan)
+    )
+    assert result.requests > 0
+    assert result.errors == result.requests
+    assert result.error_kinds == {"status": result.requests}
+    assert result.images_per_s == 0
+    assert toy_server.counts["fail"] > result.requests  # the warm-up was sent but not counted
+
+
+def test_refused_connections_are_transport_errors() -> None:
+    plan = LoadPlan(concurrency=1, duration_s=0.3)
+    result = asyncio.run(drive(LoadTarget(f"http://127.0.0.1:{free_port()}/"), plan))
+    assert result.requests > 0
+    assert result.errors == result.requests
+    assert set(result.error_kinds or {}) == {"transport"}

@@ -1,0 +1,72 @@
+import io
+import json
+import math
+
+from rich.console import Console
+
+from app.bench.latency import LatencySummary
+from app.bench.load import LoadResult
+from app.bench.promdiff import ServerStats
+from app.bench.raw import RawResult
+from app.bench.report import render, to_document
+from app.bench.runner import BenchConfig, BenchResult, ScenarioResult
+
+MACHINE = {"nproc": 2, "load_average": [1.0, 1.0, 1.0], "torch_version": "2.x", "torch_threads": 2}
+
+
+def _load(requests: int, errors: int = 0) -> LoadResult:
+    return LoadResult("wrk", requests, errors, 2.0, LatencySummary(10, 20, 30, 12, 40), 1)
+
+
+def _scenario(name: str, requests: int, healthz: LoadResult | None = None) -> ScenarioResult:
+    stats = ServerStats(10, 40, 4.0, 50.0, 5.0, {"200": requests})
+    return ScenarioResult(name, {}, 3.5, 512 * 1024 * 1024, 1, 3.0, _load(requests), stats, healthz)
+
+
+def _result() -> BenchResult:
+    raw = RawResult(
+        "alexnet", "2.x", 2, 2.0, "script", 1, 16, 125.0, 100.0,
+        trials=[{"variant": "script", "threads": 1, "batch_size": 16, "images_per_s": 125.0}],
+    )  # fmt: skip
+    scenarios = [
+        _scenario("batching on", 160, healthz=_load(8000)),
+        _scenario("batching off", 80),
+    ]
+    return BenchResult(
+        BenchConfig("alexnet", batching="both"), "wrk", 4470, "photo.jpg", raw, scenarios
+    )
+
+
+def test_document_has_every_figure_and_the_ratios() -> None:
+    document = to_document(_result(), MACHINE)
+    json.dumps(document, allow_nan=False)
+    assert document["header"]["nproc"] == 2
+    assert document["header"]["model"] == "alexnet"
+    on, off = document["scenarios"]
+    assert on["predict"]["requests_per_s"] == 80.0
+    assert on["predict"]["images_per_s"] == 80.0
+    assert on["served_over_raw"] == 0.8
+    assert on["served_over_healthz"] == 0.02
+    assert on["rss_mib"] == 512
+    assert on["server_cores_busy"] == 1.5
+    assert on["server_cpu_ms_per_request"] == 3000 / 160
+    assert off["healthz"] is None and off["served_over_healthz"] is None
+    assert document["batching_on_over_off"] == 2.0
+    assert document["raw"]["raw_images_per_s"] == 100.0
+
+
+def test_unknown_figures_become_null() -> None:
+    result = _result()
+    result.scenarios[0].server = ServerStats(0, 0, math.nan, math.nan, math.nan, {})
+    document = to_document(result, MACHINE)
+    assert document["scenarios"][0]["server"]["mean_batch_size"] is None
+
+
+def test_tables_show_both_scenarios_and_the_batching_gain() -> None:
+    out = io.StringIO()
+    render(_result(), MACHINE, Console(file=out, width=140))
+    text = out.getvalue()
+    assert "batching on" in text and "batching off" in text
+    assert "batching on / off (images/s): 2.00x" in text
+    assert "served / healthz" in text
+    assert "script, 1 thread" in text

@@ -1,0 +1,49 @@
+"""Serving graphs agree with eager (the reference) or fall back to it."""
+
+import pytest
+import torch
+from torch import nn
+
+from app.serving import graphs
+from app.serving.graphs import MAX_PROBABILITY_DIFF, build_graph
+
+
+def _convnet() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(), nn.Linear(8, 10),
+    ).eval()
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("mode", ["eager", "script"])
+def test_graph_matches_eager(mode: str, channels_last: bool) -> None:
+    reference = _convnet()
+    x = torch.randn(4, 1, 28, 28)
+    with torch.inference_mode():
+        expected = reference(x).softmax(1)
+    graph = build_graph(_convnet(), mode, channels_last, (x[:1],), classifier=True)
+    assert graph.mode == mode and graph.channels_last == channels_last
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        got = graph.forward(x).softmax(1)
+    assert (got - expected).abs().max().item() <= MAX_PROBABILITY_DIFF
+
+
+def test_a_graph_that_fails_to_build_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(module, example):  # type: ignore[no-untyped-def]
+        raise RuntimeError("unsupported op")
+
+    monkeypatch.setattr(graphs, "_trace_and_freeze", broken)
+    module = _convnet()
+    graph = build_graph(module, "script", False, (torch.randn(1, 1, 28, 28),), classifier=True)
+    assert graph.mode == "eager" and graph.forward is module
+
+
+def test_a_graph_that_disagrees_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(graphs, "_trace_and_freeze", lambda m, e: lambda x: m(x) * 50 + 3)
+    module = _convnet()
+    graph = build_graph(module, "script", False, (torch.randn(2, 1, 28, 28),), classifier=True)
+    assert graph.mode == "eager"
