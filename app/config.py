@@ -90,8 +90,10 @@ class Settings(BaseSettings):
         raise ValueError("device must be auto, cpu, cuda or cuda:N")
 
     def torch_threads_per_worker(self, cores: int) -> int:
-        """Intra-op threads for the forward: the cores shared out between worker processes."""
-        return self.torch_threads or max(1, cores // self.workers)
+        """Intra-op threads for the forward: each worker's share of the cores, less one for its
+        event loop and decoding (OpenMP threads that find their core taken spin and stall)."""
+        share = max(1, cores // self.workers)
+        return self.torch_threads or max(1, share - 1)
 
     def decode_threads_per_worker(self, cores: int) -> int:
         """A small decode pool: PIL releases the GIL, but threads beyond the cores only queue."""

@@ -65,15 +65,20 @@ async def _read_json(request: Request, max_images: int) -> PredictPayload:
 
 
 async def read_predict_payload(request: Request, max_images: int) -> PredictPayload:
-    """Dispatch on Content-Type: multipart/form-data or application/json."""
+    """Dispatch on Content-Type: multipart/form-data, application/json, or a raw image body
+    (``image/*`` or ``application/octet-stream``, as ``curl --data-binary @cat.jpg`` sends it:
+    one image, no multipart parsing, the cheapest path for small images)."""
     media_type = _media_type(request)
     if media_type == "multipart/form-data":
         return await _read_multipart(request, max_images)
     if media_type == "application/json" or media_type.endswith("+json"):
         return await _read_json(request, max_images)
+    if media_type.startswith("image/") or media_type == "application/octet-stream":
+        return PredictPayload(images=[await request.body()])
     raise UnsupportedMediaType(
         f"Content-Type {media_type or '(none)'} is not supported; send multipart/form-data with "
-        "'file' parts, or application/json with 'images' or 'inputs'."
+        "'file' parts, application/json with 'images' or 'inputs', or one image as the body "
+        "(Content-Type image/png, image/jpeg, ...)."
     )
 
 

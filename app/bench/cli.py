@@ -17,6 +17,11 @@ class Batching(StrEnum):
     BOTH = "both"
 
 
+class Upload(StrEnum):
+    MULTIPART = "multipart"
+    RAW = "raw"
+
+
 class LoadTool(StrEnum):
     AUTO = "auto"
     WRK = "wrk"
@@ -49,6 +54,9 @@ def bench(
     duration: Annotated[float, typer.Option(min=0.5, help="Measured seconds (wrk: whole).")] = 10.0,
     warmup: Annotated[float, typer.Option(min=0, help="Unmeasured seconds first.")] = 2.0,
     images_per_request: Annotated[int, typer.Option(min=1, help="Files per request.")] = 1,
+    upload: Annotated[
+        Upload, typer.Option(help="multipart 'file' parts, or raw: the image as the body.")
+    ] = Upload.MULTIPART,
     batching: Annotated[
         Batching, typer.Option(help="on: configured; off: TORCHGATE_MAX_BATCH_SIZE=1; both.")
     ] = Batching.ON,
@@ -99,6 +107,7 @@ def bench(
         duration_s=duration,
         warmup_s=warmup,
         images_per_request=images_per_request,
+        upload=upload.value,
         batching=batching.value,
         baseline_healthz=baseline_healthz,
         workers=workers,

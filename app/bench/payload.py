@@ -60,6 +60,11 @@ def multipart_body(files: Sequence[UploadFile], field: str = "file") -> Multipar
     return MultipartBody(b"".join(chunks), f"multipart/form-data; boundary={boundary}")
 
 
+def raw_body(upload: UploadFile) -> MultipartBody:
+    """One image as the whole body (``curl --data-binary``): no multipart framing at all."""
+    return MultipartBody(upload.data, upload.content_type)
+
+
 def write_body(body: MultipartBody, path: Path) -> Path:
     path.write_bytes(body.body)
     return path

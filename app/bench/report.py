@@ -70,6 +70,7 @@ def to_document(result: BenchResult, machine: dict[str, object]) -> dict[str, An
         "duration_s": config.duration_s,
         "warmup_s": config.warmup_s,
         "images_per_request": config.images_per_request,
+        "upload": config.upload,
         "input": {"file": result.input_name, "bytes": result.input_bytes},
         "workers": config.workers,
         # each worker process keeps its own /metrics: "server" figures are then one worker's
@@ -192,7 +193,7 @@ def render(result: BenchResult, machine: dict[str, object], console: Console) ->
     console.print(
         f"concurrency {config.concurrency} · {config.duration_s:g} s measured after "
         f"{config.warmup_s:g} s warm-up · {config.images_per_request} x {result.input_name} "
-        f"({result.input_bytes / 1000:.1f} kB) per request"
+        f"({result.input_bytes / 1000:.1f} kB) per request, {config.upload} upload"
         + (f" · workers {config.workers}" if config.workers else "")
         + (f" · env {config.extra_env}" if config.extra_env else "")
     )

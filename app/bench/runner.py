@@ -20,7 +20,7 @@ from app.bench import promdiff
 from app.bench.images import input_file_for
 from app.bench.load import LoadPlan, LoadResult, LoadTarget
 from app.bench.loadgen import run_loadgen
-from app.bench.payload import multipart_body, write_body
+from app.bench.payload import multipart_body, raw_body, write_body
 from app.bench.raw import RawResult, run_raw
 from app.bench.server import ServerProcess
 from app.bench.weights import needs_pretrained_weights, write_random_weights
@@ -41,6 +41,7 @@ class BenchConfig:
     duration_s: float = 10.0
     warmup_s: float = 2.0
     images_per_request: int = 1
+    upload: str = "multipart"  # multipart | raw (one image as the body)
     batching: str = "on"  # on | off | both
     baseline_healthz: bool = False
     workers: int | None = None
@@ -181,7 +182,10 @@ def run_bench(config: BenchConfig) -> BenchResult:
         upload = input_file_for(config.model)
         input_path = workdir / upload.filename
         input_path.write_bytes(upload.data)
-        body = multipart_body([upload] * config.images_per_request)
+        if config.upload == "raw" and config.images_per_request == 1:
+            body = raw_body(upload)
+        else:
+            body = multipart_body([upload] * config.images_per_request)
         body_path = write_body(body, workdir / "body.bin")
         random_weights = config.weights_dir is None and needs_pretrained_weights(config.model)
         weights_dir = config.weights_dir or workdir / "weights"

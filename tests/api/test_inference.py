@@ -237,3 +237,18 @@ async def test_client_hanging_up_mid_upload_is_not_a_server_error(
         metrics = (await client.get("/metrics")).text
     assert sent[0]["status"] == 499
     assert 'code="499"' in metrics and 'code="500"' not in metrics
+
+
+@pytest.mark.parametrize("content_type", ["image/png", "application/octet-stream"])
+async def test_raw_image_body_is_one_image(alexnet_client, reference, content_type: str) -> None:
+    data = image_bytes(fmt="PNG")
+    response = await alexnet_client.post(
+        "/v1/models/alexnet/predict?top_k=2", content=data, headers={"content-type": content_type}
+    )
+    assert response.status_code == 200, response.text
+    (predictions,) = response.json()["predictions"]
+    _assert_same(predictions, _reference_top(reference, data, 2))
+    not_an_image = await alexnet_client.post(
+        "/v1/models/alexnet/predict", content=b"text", headers={"content-type": "image/png"}
+    )
+    assert not_an_image.status_code == 415

@@ -48,3 +48,11 @@ async def test_body_parses_into_the_same_files_in_order() -> None:
 
 def test_same_inputs_give_the_same_bytes() -> None:
     assert multipart_body([garment_png()]).body == multipart_body([garment_png()]).body
+
+
+def test_raw_body_is_the_image_itself() -> None:
+    from app.bench.payload import UploadFile, raw_body
+
+    png = garment_png()
+    body = raw_body(UploadFile("g.png", "image/png", png))
+    assert body.body == png and body.content_type == "image/png"
