@@ -35,6 +35,8 @@ _PREDICT_BODY = {
                 }
             },
             "application/json": {"schema": {"$ref": "#/components/schemas/JsonPredictRequest"}},
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
         },
     }
 }
@@ -60,7 +62,7 @@ async def predict(
     settings: SettingsDep,
     top_k: Annotated[int | None, Query(ge=1, description="Labels per input (default 5).")] = None,
 ) -> FastJSONResponse:
-    """Classify one or more images (multipart files or base64 JSON) or a JSON tensor batch."""
+    """Classify images (multipart files, base64 JSON or one raw image body) or a JSON tensor."""
     runtime = registry.runtime(name)
     if not runtime.spec.is_classifier:
         raise BadRequest(f"model {name!r} is a generator; use POST /v1/models/{name}/generate.")
