@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=40_000_000, gt=0)
     max_images_per_request: int = Field(default=64, gt=0)
     half: bool = False
+    half_dtype: Literal["float16", "bfloat16"] = "float16"
     graph: GraphMode = "auto"
     channels_last: bool | None = None
     load_concurrency: int = Field(default=2, ge=1)

@@ -136,6 +136,7 @@ class ModelRegistry:
             max_image_pixels=settings.max_image_pixels,
             graph=self._graph_for(spec),
             half=settings.half,
+            half_dtype=getattr(torch, settings.half_dtype),
             observer=self._observer(spec.name),
         )
         seconds = runtime.prepare()

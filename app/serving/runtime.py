@@ -92,6 +92,7 @@ class ModelRuntime:
         max_image_pixels: int,
         graph: GraphChoice = GraphChoice(),
         half: bool = False,
+        half_dtype: torch.dtype = torch.float16,
         observer: BatchObserver | None = None,
     ) -> None:
         self.spec = spec
@@ -104,7 +105,7 @@ class ModelRuntime:
         self._decode_pool = decode_pool
         self.forward = ModelForward(
             self.module, device, spec.is_classifier, self._example, graph.mode,
-            graph.channels_last, half,
+            graph.channels_last, half, half_dtype,
         )
         self.state = ParameterState(1, parameters_sha256(self.module))
         self.parameter_count = parameter_count(self.module)

@@ -58,3 +58,36 @@ def test_frozen_graph_is_rebuilt_after_a_parameter_swap() -> None:
         expected = module(x).softmax(1)
     assert torch.allclose(after, expected, atol=1e-6)
     assert not torch.allclose(before, after)
+
+
+def test_half_precision_is_a_cuda_only_path() -> None:
+    """On the CPU fallback TORCHGATE_HALF changes nothing: fp32 in, fp32 out, same numbers."""
+    torch.manual_seed(0)
+    module = nn.Linear(4, 3).eval()
+    x = torch.randn(2, 4)
+    plain = ModelForward(module, torch.device("cpu"), True, lambda b: (torch.randn(b, 4),))
+    half = ModelForward(
+        module, torch.device("cpu"), True, lambda b: (torch.randn(b, 4),), half=True,
+        half_dtype=torch.bfloat16,
+    )
+    for forward in (plain, half):
+        forward.prepare(2)
+    out = half.run([x])
+    assert out.dtype == torch.float32
+    assert torch.equal(out, plain.run([x]))
+
+
+def test_channels_last_inputs_on_the_cpu_fallback() -> None:
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(2)).eval()
+    module(torch.randn(1, 3, 8, 8))
+    x = torch.randn(2, 3, 8, 8)
+    with torch.inference_mode():
+        expected = module(x).softmax(1)
+    forward = ModelForward(
+        module, torch.device("cpu"), True, lambda b: (torch.randn(b, 3, 8, 8),),
+        channels_last=True,
+    )
+    forward.prepare(2)
+    assert forward.graph.channels_last
+    assert torch.allclose(forward.run([x]), expected, atol=1e-6)
