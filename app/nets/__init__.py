@@ -5,7 +5,7 @@ rebuild the exact architecture.
 """
 
 from app.nets.cnn import FashionCNN
-from app.nets.gan import ConditionalGenerator, ProjectionDiscriminator
+from app.nets.gan import ConditionalDiscriminator, ConditionalGenerator
 from app.nets.lstm import RowLSTM
 
-__all__ = ["ConditionalGenerator", "FashionCNN", "ProjectionDiscriminator", "RowLSTM"]
+__all__ = ["ConditionalDiscriminator", "ConditionalGenerator", "FashionCNN", "RowLSTM"]

@@ -127,7 +127,7 @@ def lstm(
 
 @train_app.command()
 def gan(
-    epochs: Epochs = 20,
+    epochs: Epochs = 15,
     batch_size: BatchSize = 128,
     lr: Lr = 2e-4,
     seed: Seed = 0,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from app.nets import ConditionalGenerator, ProjectionDiscriminator
+from app.nets import ConditionalDiscriminator, ConditionalGenerator
 
 
 def test_generator_makes_28x28_images_in_tanh_range() -> None:
@@ -33,7 +33,7 @@ def test_generator_is_deterministic_for_a_seed() -> None:
 
 
 def test_discriminator_gives_one_logit_per_image() -> None:
-    disc = ProjectionDiscriminator().eval()
+    disc = ConditionalDiscriminator().eval()
     with torch.inference_mode():
         logits = disc(torch.rand(4, 1, 28, 28) * 2 - 1, torch.tensor([0, 1, 2, 3]))
     assert logits.shape == (4,)
