@@ -33,15 +33,19 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Start the HTTP server with the enabled models."""
+    import logging.config
+
     import uvicorn
 
     from app.errors import ConfigurationError
     from app.serving.devices import resolve_device
+    from app.tracing import log_config
 
-    logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
     if workers is not None:  # worker processes read their settings from the environment
         os.environ["TORCHGATE_WORKERS"] = str(workers)
     settings = Settings()
+    # Every line carries its request's X-Request-ID; TORCHGATE_LOG_FORMAT=json for collectors.
+    logging.config.dictConfig(log_config(log_level, settings.log_format))
     try:
         resolve_device(settings.device)
     except ConfigurationError as exc:
@@ -56,6 +60,7 @@ def serve(
         host=host or settings.host,
         port=settings.port if port is None else port,
         log_level=log_level,
+        log_config=log_config(log_level, settings.log_format),
         access_log=settings.access_log,
         workers=settings.workers,
         loop="uvloop",

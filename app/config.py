@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     load_concurrency: int = Field(default=2, ge=1)
     workers: int = Field(default=1, ge=1)
     access_log: bool = True
+    log_format: Literal["text", "json"] = "text"
     torch_threads: int | None = Field(default=None, ge=1)
     decode_threads: int | None = Field(default=None, ge=1)
 

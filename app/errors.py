@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import ClassVar
 
 from fastapi import FastAPI, Request
@@ -12,6 +13,8 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from app.responses import FastJSONResponse
+from app.tracing import HEADER as REQUEST_ID_HEADER
+from app.tracing import current_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -87,24 +90,30 @@ def _format_validation_error(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def _error(
+    request: Request, message: str, status_code: int, headers: Mapping[str, str] | None = None
+) -> Response:
+    """``{"error": ...}`` on the Open Inference Protocol (/v2) routes, ``{"detail": ...}`` on the
+    others: each protocol's clients read their own field."""
+    path: str = request.scope.get("path", "")
+    key = "error" if path == "/v2" or path.startswith("/v2/") else "detail"
+    return FastJSONResponse({key: message}, status_code=status_code, headers=headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """Answer every error as JSON ``{"detail": "..."}``; unexpected ones as a logged generic 500."""
+    """Answer every error as JSON (see ``_error``); unexpected ones as a logged generic 500."""
 
     @app.exception_handler(TorchgateError)
-    async def _domain_error(_: Request, exc: TorchgateError) -> FastJSONResponse:
-        return FastJSONResponse(
-            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
-        )
+    async def _domain_error(request: Request, exc: TorchgateError) -> Response:
+        return _error(request, exc.detail, exc.status_code, exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_: Request, exc: RequestValidationError) -> FastJSONResponse:
-        return FastJSONResponse({"detail": _format_validation_error(exc)}, status_code=422)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return _error(request, _format_validation_error(exc), 422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> FastJSONResponse:
-        return FastJSONResponse(
-            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
-        )
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return _error(request, exc.detail, exc.status_code, exc.headers)
 
     @app.exception_handler(ClientDisconnect)
     async def _client_gone(request: Request, _: ClientDisconnect) -> Response:
@@ -114,6 +123,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
 
     @app.exception_handler(Exception)
-    async def _unexpected_error(request: Request, exc: Exception) -> FastJSONResponse:
+    async def _unexpected_error(request: Request, exc: Exception) -> Response:
+        # Starlette answers this one outside every middleware, so the request id is added here.
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
-        return FastJSONResponse({"detail": "internal server error"}, status_code=500)
+        headers = {REQUEST_ID_HEADER: current_request_id()}
+        return _error(request, "internal server error", 500, headers)

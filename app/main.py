@@ -21,6 +21,7 @@ from app.serving.devices import configure_backends, configure_threads, resolve_d
 from app.serving.evaluations import Evaluator
 from app.serving.jobs import JobStore
 from app.serving.registry import ModelRegistry
+from app.tracing import RequestIdMiddleware
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     device = resolve_device(settings.device)
     configure_backends(device)
     configure_threads(settings.torch_threads_per_worker(os.cpu_count() or 1))
-    metrics = Metrics()
+    metrics = Metrics(device)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -69,4 +70,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestIdMiddleware)  # outermost: even a refused upload gets an id
     return app

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
+import torch
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -12,6 +14,8 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.zoo import SPECS
@@ -22,10 +26,47 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
+class GpuMemoryCollector(Collector):
+    """Allocated and reserved memory of the serving CUDA device, read at scrape time from the
+    caching allocator's counters (no device sync); nothing before CUDA is initialised."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        return (
+            GaugeMetricFamily(
+                "torchgate_gpu_memory_allocated_bytes",
+                "GPU memory held by live tensors, per device.",
+                labels=["device"],
+            ),
+            GaugeMetricFamily(
+                "torchgate_gpu_memory_reserved_bytes",
+                "GPU memory reserved by PyTorch's caching allocator, per device.",
+                labels=["device"],
+            ),
+        )
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        return self._families()
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        if not torch.cuda.is_initialized():
+            return ()
+        index = self.device.index
+        if index is None:
+            index = torch.cuda.current_device()
+        allocated, reserved = self._families()
+        label = [f"cuda:{index}"]
+        allocated.add_metric(label, float(torch.cuda.memory_allocated(index)))
+        reserved.add_metric(label, float(torch.cuda.memory_reserved(index)))
+        return allocated, reserved
+
+
 class Metrics:
     """Every metric the service exports; names follow Prometheus conventions."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: torch.device | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "torchgate_http_requests_total",
@@ -73,6 +114,9 @@ class Metrics:
             ["model", "status"],
             registry=self.registry,
         )
+
+        if device is not None and device.type == "cuda":
+            self.registry.register(GpuMemoryCollector(device))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -32,7 +32,7 @@ class BodySizeLimitMiddleware:
                 except ValueError:
                     declared = 0
                 if declared > self.max_bytes:
-                    await self._refuse(send)
+                    await self._refuse(scope, send)
                     return
         received = 0
 
@@ -47,8 +47,9 @@ class BodySizeLimitMiddleware:
 
         await self.app(scope, limited_receive, send)
 
-    async def _refuse(self, send: Send) -> None:
-        body = orjson.dumps({"detail": self._detail()})
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        key = "error" if scope["path"].startswith("/v2") else "detail"  # v2 speaks KServe
+        body = orjson.dumps({key: self._detail()})
         await send(
             {
                 "type": "http.response.start",

@@ -9,7 +9,13 @@ from fastapi import APIRouter, Query, Request, Response
 
 from app.api.deps import RegistryDep, SettingsDep
 from app.api.parsing import read_predict_payload, resolve_top_k
-from app.api.schemas import ErrorResponse, GenerateRequest, GenerateResponse, PredictResponse
+from app.api.schemas import (
+    ErrorResponse,
+    GenerateRequest,
+    GenerateResponse,
+    JsonPredictRequest,
+    PredictResponse,
+)
 from app.errors import BadRequest
 from app.responses import FastJSONResponse
 from app.serving.runtime import ModelRuntime
@@ -34,7 +40,7 @@ _PREDICT_BODY = {
                     "required": ["file"],
                 }
             },
-            "application/json": {"schema": {"$ref": "#/components/schemas/JsonPredictRequest"}},
+            "application/json": {"schema": JsonPredictRequest.model_json_schema()},
             "image/*": {"schema": {"type": "string", "format": "binary"}},
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
         },

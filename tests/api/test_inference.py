@@ -252,3 +252,24 @@ async def test_raw_image_body_is_one_image(alexnet_client, reference, content_ty
         "/v1/models/alexnet/predict", content=b"text", headers={"content-type": "image/png"}
     )
     assert not_an_image.status_code == 415
+
+
+async def test_declared_oversize_body_is_refused_before_reading(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    async with running_app(settings_factory(max_upload_bytes=1_000)) as client:
+        v1 = await client.post(
+            "/v1/models/alexnet/predict",
+            content=b"x" * 5_000,
+            headers={"content-type": "image/png"},
+        )
+        assert v1.status_code == 413 and "1,000 bytes" in v1.json()["detail"]
+        v2 = await client.post("/v2/models/alexnet/infer", content=b"{" + b" " * 5_000 + b"}")
+        assert v2.status_code == 413 and "1,000 bytes" in v2.json()["error"]
+
+
+async def test_openapi_documents_every_predict_body(alexnet_client) -> None:
+    schema = (await alexnet_client.get("/openapi.json")).json()
+    content = schema["paths"]["/v1/models/{name}/predict"]["post"]["requestBody"]["content"]
+    assert {"multipart/form-data", "application/json", "image/*"} <= set(content)
+    assert "inputs" in content["application/json"]["schema"]["properties"]

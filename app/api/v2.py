@@ -1,0 +1,211 @@
+"""Open Inference Protocol (KServe v2 / Triton HTTP): health, metadata and inference.
+
+Errors on these routes are ``{"error": "..."}`` (app/errors.py picks the field by prefix).
+Each model has one version, "1"; which parameters answered (a reinitialize or reload changes
+them) is in the response's ``parameters`` and in the same headers as v1.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from app import __version__
+from app.api.deps import RegistryDep, SettingsDep
+from app.api.v2_schemas import (
+    ErrorV2Response,
+    InferenceResponse,
+    LiveResponse,
+    ModelMetadataResponse,
+    ModelReadyResponse,
+    ReadyResponse,
+    ServerMetadataResponse,
+    inference_request_schema,
+    parse_inference_request,
+)
+from app.config import Settings
+from app.errors import NotFound
+from app.responses import FastJSONResponse
+from app.serving.registry import ModelRegistry, ModelStatus
+from app.serving.v2_models import infer_v2, signature_of
+from app.serving.v2_tensors import decompress, encode_response, read_inputs, split_body
+from app.tracing import current_request_id
+
+router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
+
+SERVER_NAME = "torchgate"
+EXTENSIONS = ("binary_tensor_data", "classification")
+PLATFORM = "pytorch"
+MODEL_VERSION = "1"
+HEADER_LENGTH = "Inference-Header-Content-Length"
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorV2Response} for code in (400, 404, 409, 413, 415, 422, 503)
+}
+_INFER_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": inference_request_schema()},
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"},
+                "description": "The JSON request, then binary tensors; "
+                "Inference-Header-Content-Length gives the JSON's length.",
+            },
+        },
+    }
+}
+_INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    200: {"content": {"application/octet-stream": {}}, "description": "JSON, or JSON + binary."},
+}
+
+
+def _check_version(name: str, version: str | None) -> None:
+    if version is not None and version != MODEL_VERSION:
+        raise NotFound(f"model '{name}' has no version {version!r}; its only version is 1.")
+
+
+def _metadata(name: str, version: str | None, registry: ModelRegistry) -> FastJSONResponse:
+    runtime = registry.runtime(name)
+    _check_version(name, version)
+    signature = signature_of(runtime)
+    return FastJSONResponse(
+        {
+            "name": runtime.spec.name,
+            "versions": [MODEL_VERSION],
+            "platform": PLATFORM,
+            "inputs": [tensor.metadata() for tensor in signature.inputs],
+            "outputs": [tensor.metadata() for tensor in signature.outputs],
+        }
+    )
+
+
+def _model_ready(name: str, version: str | None, registry: ModelRegistry) -> FastJSONResponse:
+    entry = registry.entry(name)
+    _check_version(name, version)
+    ready = entry.status is ModelStatus.READY
+    return FastJSONResponse({"name": entry.spec.name, "ready": ready}, 200 if ready else 503)
+
+
+async def _infer(
+    name: str, version: str | None, request: Request, registry: ModelRegistry, settings: Settings
+) -> Response:
+    runtime = registry.runtime(name)
+    _check_version(name, version)
+    headers = request.headers
+    body = decompress(
+        await request.body(), headers.get("content-encoding"), settings.max_upload_bytes
+    )
+    header, binary = split_body(body, headers.get(HEADER_LENGTH))
+    parsed = parse_inference_request(header)
+    tensors = read_inputs(parsed.inputs, binary)
+    requested = parsed.output_requests()
+    outputs, parameters_version = await infer_v2(
+        runtime,
+        tensors,
+        [output for output, _ in requested],
+        parsed.top_k(),
+        settings.max_images_per_request,
+    )
+    binary_flags = [flag for _, flag in requested] or [parsed.binary_default()] * len(outputs)
+    sha256 = runtime.sha256_of(parameters_version)
+    head = {
+        "model_name": runtime.spec.name,
+        "model_version": MODEL_VERSION,
+        "id": parsed.id if parsed.id is not None else current_request_id(),
+        "parameters": {"parameters_version": parameters_version, "parameters_sha256": sha256},
+    }
+    content, header_length = encode_response(head, list(zip(outputs, binary_flags, strict=True)))
+    response_headers = {
+        "X-Model-Version": str(parameters_version),
+        "X-Model-Parameters-SHA256": sha256,
+    }
+    if header_length is None:
+        return Response(content, media_type="application/json", headers=response_headers)
+    response_headers[HEADER_LENGTH] = str(header_length)
+    return Response(content, media_type="application/octet-stream", headers=response_headers)
+
+
+@router.get("", response_model=ServerMetadataResponse)
+async def get_server_metadata() -> FastJSONResponse:
+    """Server metadata: name, version and the protocol extensions it supports."""
+    return FastJSONResponse(
+        {"name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS)}
+    )
+
+
+@router.get("/health/live", response_model=LiveResponse)
+async def get_server_live() -> FastJSONResponse:
+    """Liveness: the process is up and the event loop answers."""
+    return FastJSONResponse({"live": True})
+
+
+@router.get(
+    "/health/ready", response_model=ReadyResponse, responses={503: {"model": ReadyResponse}}
+)
+async def get_server_ready(registry: RegistryDep) -> FastJSONResponse:
+    """Readiness: 200 once every enabled model finished loading (ready or unavailable)."""
+    ready = registry.ready
+    return FastJSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+
+@router.get("/models/{name}", response_model=ModelMetadataResponse, responses=_ERRORS)
+async def get_model_metadata(name: str, registry: RegistryDep) -> FastJSONResponse:
+    """Model metadata: versions, platform, input and output tensors (-1: variable dimension)."""
+    return _metadata(name, None, registry)
+
+
+@router.get(
+    "/models/{name}/versions/{version}", response_model=ModelMetadataResponse, responses=_ERRORS
+)
+async def get_model_version_metadata(
+    name: str, version: str, registry: RegistryDep
+) -> FastJSONResponse:
+    """Model metadata for an explicit version (every model has version 1)."""
+    return _metadata(name, version, registry)
+
+
+@router.get("/models/{name}/ready", response_model=ModelReadyResponse, responses=_ERRORS)
+async def get_model_ready(name: str, registry: RegistryDep) -> FastJSONResponse:
+    """Model readiness: 200 when the model serves, 503 while loading or unavailable."""
+    return _model_ready(name, None, registry)
+
+
+@router.get(
+    "/models/{name}/versions/{version}/ready",
+    response_model=ModelReadyResponse,
+    responses=_ERRORS,
+)
+async def get_model_version_ready(
+    name: str, version: str, registry: RegistryDep
+) -> FastJSONResponse:
+    """Model readiness for an explicit version."""
+    return _model_ready(name, version, registry)
+
+
+@router.post(
+    "/models/{name}/infer",
+    response_model=InferenceResponse,
+    responses=_INFER_RESPONSES,
+    openapi_extra=_INFER_BODY,
+)
+async def infer_tensors(
+    name: str, request: Request, registry: RegistryDep, settings: SettingsDep
+) -> Response:
+    """Run the model on JSON or binary tensors (the binary tensor data extension)."""
+    return await _infer(name, None, request, registry, settings)
+
+
+@router.post(
+    "/models/{name}/versions/{version}/infer",
+    response_model=InferenceResponse,
+    responses=_INFER_RESPONSES,
+    openapi_extra=_INFER_BODY,
+)
+async def infer_version_tensors(
+    name: str, version: str, request: Request, registry: RegistryDep, settings: SettingsDep
+) -> Response:
+    """Inference on an explicit model version (every model has version 1)."""
+    return await _infer(name, version, request, registry, settings)

@@ -1,0 +1,121 @@
+"""Request tracing: an ``X-Request-ID`` on every response and on every log line of its request.
+
+The id lives in a context variable. Under uvicorn each request runs in its own task, whose
+context copy dies with it, so the middleware sets the variable and never has to reset it; that
+keeps the id visible to the framework's outermost error handler, which runs after this
+middleware has returned. Records logged in worker threads (forward, decode) carry no id: one
+batch serves many requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+HEADER = "X-Request-ID"
+NO_REQUEST = "-"
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
+LogFormat = Literal["text", "json"]
+
+_HEADER_KEY = HEADER.lower().encode()
+_VALID_ID = re.compile(rb"[\x21-\x7e]{1,128}")  # visible ASCII: safe in headers and log lines
+_request_id: ContextVar[str] = ContextVar("request_id", default=NO_REQUEST)
+
+
+def current_request_id() -> str:
+    """The id of the request being served, or ``-`` outside any request."""
+    return _request_id.get()
+
+
+def _incoming_id(scope: Scope) -> str | None:
+    for key, value in scope["headers"]:
+        if key == _HEADER_KEY:
+            return value.decode("ascii") if _VALID_ID.fullmatch(value) else None
+    return None
+
+
+class RequestIdMiddleware:
+    """Echo the client's ``X-Request-ID`` (visible ASCII, at most 128 characters) or make one.
+
+    A pure ASGI middleware: no task or stream per request, a header scan and one wrapped send.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _incoming_id(scope) or os.urandom(16).hex()
+        _request_id.set(request_id)
+        header = (_HEADER_KEY, request_id.encode("ascii"))
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), header]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+class RequestIdFilter(logging.Filter):
+    """Stamps ``request_id`` on each record a handler emits (``-`` outside requests)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = _request_id.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; uvicorn's access records get their fields split out."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "request_id": getattr(record, "request_id", _request_id.get()),
+            "message": record.getMessage(),
+        }
+        args = record.args
+        if record.name == "uvicorn.access" and isinstance(args, tuple) and len(args) == 5:
+            client, method, path, http_version, status = args
+            entry.update(
+                client=client, method=method, path=path, http_version=http_version, status=status
+            )
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+def log_config(level: str, log_format: LogFormat) -> dict[str, Any]:
+    """A ``logging.config.dictConfig`` for the app and uvicorn (which applies it in each worker
+    process): app records to stderr, access records to stdout, all stamped with the request id."""
+    handler = {"class": "logging.StreamHandler", "formatter": log_format, "filters": ["id"]}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"id": {"()": RequestIdFilter}},
+        "formatters": {
+            "text": {"format": TEXT_FORMAT},
+            "json": {"()": JsonFormatter},
+        },
+        "handlers": {
+            "default": {**handler, "stream": "ext://sys.stderr"},
+            "access": {**handler, "stream": "ext://sys.stdout"},
+        },
+        "root": {"handlers": ["default"], "level": level.upper()},
+        "loggers": {
+            "uvicorn": {"handlers": [], "propagate": True},
+            "uvicorn.access": {"handlers": ["access"], "propagate": False},
+        },
+    }
