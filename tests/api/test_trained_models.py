@@ -240,3 +240,25 @@ async def test_evaluation_endpoints_need_the_token_and_a_known_job(client) -> No
     missing = await client.get("/admin/jobs/nope", headers=admin_headers())
     assert missing.status_code == 404
     assert (await client.get("/admin/models/cnn/accuracy")).status_code == 401
+
+
+async def test_corrupt_or_missing_checkpoints_are_unavailable_and_the_rest_serve(
+    settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    checkpoints = tmp_path / "models"
+    shutil.copytree(REPO_ROOT / "models", checkpoints)
+    (checkpoints / "cnn.pt").write_bytes(b"not the trained weights")
+    (checkpoints / "gan.pt").unlink()
+    settings = settings_factory(models=("cnn", "lstm", "gan"), checkpoint_dir=checkpoints)
+    async with running_app(settings) as client:
+        models = {m["name"]: m for m in (await client.get("/v1/models")).json()["models"]}
+        assert models["cnn"]["status"] == "unavailable"
+        assert "corrupt" in models["cnn"]["reason"] and "cnn.pt" in models["cnn"]["reason"]
+        assert models["gan"]["status"] == "unavailable" and "missing" in models["gan"]["reason"]
+        assert models["lstm"]["status"] == "ready"
+        refused = await client.post(
+            "/v1/models/cnn/predict", json={"inputs": [[[[0.0] * 28] * 28]]}
+        )
+        assert refused.status_code == 409 and "corrupt" in refused.json()["detail"]
+        served = await client.post("/v1/models/lstm/predict", json={"inputs": [[[0.0] * 28] * 3]})
+        assert served.status_code == 200
