@@ -91,6 +91,13 @@ def bench(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON document instead of tables.")
     ] = False,
+    startup: Annotated[
+        bool,
+        typer.Option(
+            "--startup",
+            help="Instead: cold start and memory with all six models vs torch.load alone.",
+        ),
+    ] = False,
 ) -> None:
     """Serve a model in a real server process, load it from another, and compare with raw."""
     from rich.console import Console
@@ -123,6 +130,9 @@ def bench(
         ready_timeout_s=ready_timeout,
     )
     machine = describe_machine()
+    if startup:
+        _startup(checkpoint_dir.resolve(), _parse_env(env or []), json_output, machine)
+        return
     try:
         result = run_bench(config)
     except (RuntimeError, TimeoutError, OSError) as exc:
@@ -132,3 +142,28 @@ def bench(
         typer.echo(json.dumps(to_document(result, machine), indent=2))
     else:
         render(result, machine, Console())
+
+
+def _startup(
+    checkpoint_dir: Path, env: dict[str, str], json_output: bool, machine: dict[str, object]
+) -> None:
+    from app.bench.startup import measure_startup
+
+    result = measure_startup(checkpoint_dir, env=env)
+    figures = result.to_dict()
+    if json_output:
+        typer.echo(json.dumps({**machine, **figures}, indent=2))
+        return
+    mib = 1024 * 1024
+    budget = result.parameter_bytes + result.baseline_rss_bytes
+    typer.echo(
+        f"nproc {machine.get('nproc')} · all six models · {result.requests} cnn requests, "
+        f"{result.errors} errors\n"
+        f"cold start to /readyz   {result.cold_start_s:6.2f} s\n"
+        f"torch.load of the six   {result.torch_load_s:6.2f} s\n"
+        f"cold start ratio        {result.cold_start_ratio:6.2f}x   (target <= 1.3x)\n"
+        f"server RSS              {result.rss_bytes / mib:8,.0f} MiB\n"
+        f"parameters + baseline   {budget / mib:8,.0f}"
+        f" MiB ({result.parameter_bytes / mib:,.0f} + {result.baseline_rss_bytes / mib:,.0f})\n"
+        f"memory ratio            {result.memory_ratio:6.2f}x   (target <= 1.25x)"
+    )

@@ -7,6 +7,7 @@ one model's missing weights never stop the others from serving.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import time
@@ -87,6 +88,11 @@ class ModelRegistry:
         started = time.perf_counter()
         await asyncio.gather(*(self._load(entry, limit) for entry in self.entries.values()))
         logger.info("models loaded in %.2f s", time.perf_counter() - started)
+        # Everything alive now (torch, the models, the app) lives as long as the process: move
+        # it out of the collector's reach, so full collections stop pausing the event loop for
+        # the ~10^6 objects torch brings.
+        gc.collect()
+        gc.freeze()
         self._done.set()
 
     async def _load(self, entry: ModelEntry, limit: asyncio.Semaphore) -> None:

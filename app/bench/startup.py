@@ -1,0 +1,156 @@
+"""Cold start and resident memory with all six models, against what torch alone needs.
+
+Two ratios, measured in one run: seconds from spawning the server to /readyz over seconds to
+``torch.load`` the same six state dicts (in a fresh process); and the server's resident memory
+after loading and serving over (parameter bytes + the RSS of a process that imported torch,
+torchvision and the app).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+
+from app.bench.images import garment_png, photo_jpeg
+from app.bench.load import LoadPlan, LoadTarget
+from app.bench.payload import raw_body, write_body
+from app.bench.runner import choose_driver
+from app.bench.server import ServerProcess
+from app.bench.weights import write_random_weights
+from app.config import ALL_MODELS
+from app.serving.weights import pretrained_filename
+from app.zoo import SPECS
+
+_PROBE = r"""
+import json, resource, sys, time
+import torch, torchvision, app.main  # what every server process imports
+from pathlib import Path
+def rss():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+baseline = rss()
+paths = sys.argv[1:]
+started = time.perf_counter()
+states = [torch.load(p, map_location="cpu", weights_only=True) for p in paths]
+seconds = time.perf_counter() - started
+nbytes = sum(t.numel() * t.element_size() for s in states for t in s.values())
+print(json.dumps({"baseline_rss": baseline, "torch_load_s": seconds, "parameter_bytes": nbytes}))
+"""
+
+
+@dataclass(frozen=True)
+class StartupResult:
+    cold_start_s: float
+    torch_load_s: float
+    rss_bytes: int
+    baseline_rss_bytes: int
+    parameter_bytes: int
+    requests: int
+    errors: int
+
+    @property
+    def cold_start_ratio(self) -> float:
+        return self.cold_start_s / self.torch_load_s
+
+    @property
+    def memory_ratio(self) -> float:
+        return self.rss_bytes / (self.parameter_bytes + self.baseline_rss_bytes)
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {
+            **asdict(self),
+            "cold_start_ratio": self.cold_start_ratio,
+            "memory_ratio": self.memory_ratio,
+        }
+
+
+def _state_files(weights_dir: Path, checkpoint_dir: Path) -> list[Path]:
+    files = []
+    for name in ALL_MODELS:
+        spec = SPECS[name]
+        if spec.pretrained is not None:
+            files.append(weights_dir / pretrained_filename(spec.pretrained))
+        else:
+            manifest = json.loads((checkpoint_dir / f"{name}.json").read_text())
+            files.append(checkpoint_dir / manifest["checkpoint"])
+    return files
+
+
+def _probe(files: list[Path]) -> dict[str, float]:
+    output = subprocess.run(
+        [sys.executable, "-c", _PROBE, *map(str, files)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def measure_startup(
+    checkpoint_dir: Path,
+    requests: int = 10_000,
+    concurrency: int = 32,
+    env: dict[str, str] | None = None,
+) -> StartupResult:
+    """Start a server with all six models, serve ``requests`` cnn predictions (plus one to
+    every other model), then read its memory."""
+    with tempfile.TemporaryDirectory(prefix="torchgate-startup-") as scratch:
+        workdir = Path(scratch)
+        weights_dir = workdir / "weights"
+        for name in ("alexnet", "vgg16", "resnet101"):
+            write_random_weights(name, weights_dir)
+        probe = _probe(_state_files(weights_dir, checkpoint_dir))
+        server_env = {
+            **os.environ,
+            "TORCHGATE_MODELS": ",".join(ALL_MODELS),
+            "TORCHGATE_WEIGHTS_DIR": str(weights_dir),
+            "TORCHGATE_CHECKPOINT_DIR": str(checkpoint_dir),
+            "TORCHGATE_VERIFY_WEIGHTS": "false",
+            "TORCHGATE_DOWNLOAD_WEIGHTS": "false",
+            "TORCHGATE_ACCESS_LOG": "false",
+            "TORCHGATE_ADMIN_TOKEN": secrets.token_urlsafe(16),
+            **dict(env or {}),
+        }
+        with ServerProcess(server_env, log_dir=workdir) as server:
+            png, jpeg = garment_png(), photo_jpeg()
+            with httpx.Client(base_url=server.base_url, timeout=120) as client:
+                for name in ALL_MODELS:
+                    if name == "gan":
+                        response = client.post(f"/v1/models/{name}/generate", json={"n": 8})
+                    else:
+                        upload = png if name in ("cnn", "lstm") else jpeg
+                        response = client.post(
+                            f"/v1/models/{name}/predict",
+                            content=upload.data,
+                            headers={"content-type": upload.content_type},
+                        )
+                    response.raise_for_status()
+            body = write_body(raw_body(png), workdir / "body.bin")
+            target = LoadTarget(
+                f"{server.base_url}/v1/models/cnn/predict", "POST", body, png.content_type, 1
+            )
+            _, driver = choose_driver("auto", workdir)
+            served = errors = 0
+            while served < requests:
+                result = driver(target, LoadPlan(concurrency, duration_s=5.0))
+                served += result.requests
+                errors += result.errors
+            rss, _ = server.memory()
+            return StartupResult(
+                cold_start_s=server.cold_start_s,
+                torch_load_s=float(probe["torch_load_s"]),
+                rss_bytes=rss,
+                baseline_rss_bytes=int(probe["baseline_rss"]),
+                parameter_bytes=int(probe["parameter_bytes"]),
+                requests=served,
+                errors=errors,
+            )
