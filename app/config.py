@@ -92,10 +92,9 @@ class Settings(BaseSettings):
         raise ValueError("device must be auto, cpu, cuda or cuda:N")
 
     def torch_threads_per_worker(self, cores: int) -> int:
-        """Intra-op threads for the forward: each worker's share of the cores, less one for its
-        event loop and decoding (OpenMP threads that find their core taken spin and stall)."""
-        share = max(1, cores // self.workers)
-        return self.torch_threads or max(1, share - 1)
+        """Intra-op threads for the forward: each worker's share of the cores (big models are
+        compute-bound and use them all; small ones scale with workers of one thread each)."""
+        return self.torch_threads or max(1, cores // self.workers)
 
     def decode_threads_per_worker(self, cores: int) -> int:
         """A small decode pool: PIL releases the GIL, but threads beyond the cores only queue."""

@@ -122,6 +122,9 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def _model_label(scope: Scope) -> str:
     name = scope.get("path_params", {}).get("name")
     if name is None:
@@ -135,6 +138,22 @@ class MetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self._metrics = metrics
+        # labels() hashes and locks on every call; the label sets are few and bounded (route
+        # templates, model names, status codes), so their children are looked up once.
+        self._children: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}
+
+    def _observe(self, model: str, template: str, method: str, status: int, seconds: float) -> None:
+        key = (model, template, method, status)
+        children = self._children.get(key)
+        if children is None:
+            metrics = self._metrics
+            children = (
+                metrics.requests.labels(model, template, method, str(status)),
+                metrics.latency.labels(model, template),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -154,7 +173,6 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
-            model = _model_label(scope)
-            metrics = self._metrics
-            metrics.requests.labels(model, template, scope["method"], str(status)).inc()
-            metrics.latency.labels(model, template).observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+            self._observe(_model_label(scope), template, method, status, elapsed)

@@ -50,9 +50,9 @@ def test_device_syntax_is_checked(device: str) -> None:
 
 
 def test_thread_budget_is_shared_between_workers() -> None:
-    assert Settings(workers=1).torch_threads_per_worker(cores=2) == 1
-    assert Settings(workers=1).torch_threads_per_worker(cores=16) == 15
-    assert Settings(workers=2).torch_threads_per_worker(cores=16) == 7
+    assert Settings(workers=1).torch_threads_per_worker(cores=2) == 2
+    assert Settings(workers=1).torch_threads_per_worker(cores=16) == 16
+    assert Settings(workers=2).torch_threads_per_worker(cores=16) == 8
     assert Settings(workers=2).torch_threads_per_worker(cores=2) == 1
     assert Settings(workers=4).torch_threads_per_worker(cores=2) == 1
     assert Settings(torch_threads=3).torch_threads_per_worker(cores=2) == 3

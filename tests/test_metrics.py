@@ -50,3 +50,42 @@ def test_no_gpu_series_before_cuda_starts_or_on_cpu(fake_cuda: dict[str, int]) -
     fake_cuda["initialized"] = 1
     assert _gpu_samples(Metrics(torch.device("cpu"))) == {}
     assert _gpu_samples(Metrics()) == {}
+
+
+def test_request_labels_stay_bounded_whatever_clients_send() -> None:
+    """Made-up methods and model names must not create new time series (or memory)."""
+    import asyncio
+
+    from app.metrics import Metrics, MetricsMiddleware
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        await send({"type": "http.response.start", "status": 404, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    metrics = Metrics()
+    middleware = MetricsMiddleware(app, metrics)
+
+    async def send(message):  # type: ignore[no-untyped-def]
+        return None
+
+    async def drive() -> None:
+        for i in range(50):
+            scope = {"type": "http", "method": f"M{i}", "path_params": {"name": f"model-{i}"}}
+            await middleware(scope, None, send)
+
+    asyncio.run(drive())
+    samples = [
+        s
+        for f in metrics.registry.collect()
+        if f.name == "torchgate_http_requests"
+        for s in f.samples
+        if s.name.endswith("_total")
+    ]
+    assert len(samples) == 1
+    assert samples[0].labels == {
+        "model": "unknown",
+        "route": "unmatched",
+        "method": "OTHER",
+        "code": "404",
+    }
+    assert samples[0].value == 50

@@ -40,6 +40,9 @@ class ModelInfo(BaseModel):
     labels: int | None = Field(default=None, description="Number of output classes.")
     input: str | None = Field(default=None, description="What the model accepts.")
     batching: BatchingInfo | None = None
+    graph: str | None = Field(
+        default=None, description="Serving form: eager, script or compile (+ channels_last)."
+    )
     load_seconds: float | None = None
 
 

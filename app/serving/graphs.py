@@ -30,9 +30,16 @@ class ServingGraph:
     forward: Forward
 
 
+# TorchScript is used knowingly where it measured faster (see the module docstring); its
+# deprecation notices are filtered once, process-wide, because warnings.catch_warnings is not
+# thread-safe and models are prepared in parallel threads.
+warnings.filterwarnings("ignore", message=r".*torch\.jit\.", category=FutureWarning)
+warnings.filterwarnings("ignore", message=r".*torch\.jit\.", category=DeprecationWarning)
+warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+
+
 def _trace_and_freeze(module: nn.Module, example: tuple[torch.Tensor, ...]) -> Forward:
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
+    with torch.no_grad():
         traced = torch.jit.trace(module, example, check_trace=False)
         return torch.jit.freeze(traced.eval())
 
