@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import httpx
@@ -119,3 +124,45 @@ def image_bytes(
     buffer = io.BytesIO()
     image.save(buffer, format=fmt)
     return buffer.getvalue()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serve_process(env: dict[str, str], log_path: Path) -> Iterator[tuple[int, subprocess.Popen]]:
+    """A real ``python -m app serve`` on a free loopback port, ready; the port and process.
+
+    ``env`` is added to this process's environment; the server's output goes to ``log_path``.
+    """
+    port = free_port()
+    full_env = {**os.environ, "TORCHGATE_PORT": str(port), "PYTHONUNBUFFERED": "1", **env}
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app", "serve"],
+            cwd=REPO_ROOT,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                assert process.poll() is None, log_path.read_text()
+                try:
+                    ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+                    if ready.status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.2)
+            else:
+                raise AssertionError("server did not become ready")
+            yield port, process
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(30)

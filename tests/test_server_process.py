@@ -1,66 +1,27 @@
 """A real ``python -m app serve`` process on a free loopback port, driven with httpx."""
 
-import os
 import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, REPO_ROOT, image_bytes
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.conftest import ADMIN_TOKEN, image_bytes, serve_process
 
 
 @pytest.fixture
 def server(weights_dir: Path, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
-    port = _free_port()
     env = {
-        **os.environ,
         "TORCHGATE_MODELS": "alexnet,vgg16",
         "TORCHGATE_WEIGHTS_DIR": str(weights_dir),
         "TORCHGATE_DOWNLOAD_WEIGHTS": "false",
         "TORCHGATE_VERIFY_WEIGHTS": "false",
         "TORCHGATE_ADMIN_TOKEN": ADMIN_TOKEN,
-        "TORCHGATE_PORT": str(port),
-        "PYTHONUNBUFFERED": "1",
     }
-    log = (tmp_path / "server.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve"],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert process.poll() is None, (tmp_path / "server.log").read_text()
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise AssertionError("server did not become ready")
-        yield base, process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(30)
-        log.close()
+    with serve_process(env, tmp_path / "server.log") as (port, process):
+        yield f"http://127.0.0.1:{port}", process
 
 
 def test_real_server_serves_predictions_and_admin(server: tuple[str, subprocess.Popen]) -> None:

@@ -3,9 +3,6 @@
 import base64
 import io
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
 from tests.api.test_v2_infer import fashion_checkpoints
-from tests.conftest import ADMIN_TOKEN, REPO_ROOT, image_bytes
-from tests.test_server_process import _free_port
+from tests.conftest import ADMIN_TOKEN, image_bytes, serve_process
 
 
 @pytest.fixture(scope="module")
@@ -30,47 +26,19 @@ def server(
 ) -> Iterator[tuple[str, Path]]:
     """The server's host:port and its log file (JSON lines)."""
     directory = tmp_path_factory.mktemp("tritonclient")
-    port = _free_port()
     env = {
-        **os.environ,
         "TORCHGATE_MODELS": "cnn,lstm,gan,alexnet",
         "TORCHGATE_WEIGHTS_DIR": str(weights_dir),
         "TORCHGATE_CHECKPOINT_DIR": str(fashion_checkpoints(directory / "models")),
         "TORCHGATE_DOWNLOAD_WEIGHTS": "false",
         "TORCHGATE_VERIFY_WEIGHTS": "false",
         "TORCHGATE_ADMIN_TOKEN": ADMIN_TOKEN,
-        "TORCHGATE_PORT": str(port),
         "TORCHGATE_DEVICE": "cpu",
         "TORCHGATE_LOG_FORMAT": "json",
-        "PYTHONUNBUFFERED": "1",
     }
     log_path = directory / "server.log"
-    log = log_path.open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve"],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert process.poll() is None, log_path.read_text()
-            try:
-                if httpx.get(f"http://{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise AssertionError("server did not become ready")
-        yield url, log_path
-    finally:
-        process.terminate()
-        process.wait(30)
-        log.close()
+    with serve_process(env, log_path) as (port, _):
+        yield f"127.0.0.1:{port}", log_path
 
 
 @pytest.fixture(scope="module")
