@@ -54,19 +54,73 @@ def serve(
     # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal to whatever
     # handler was there before it; a no-op one makes a graceful stop exit with status 0.
     signal.signal(signal.SIGTERM, lambda *_: None)
+    options = {
+        "log_level": log_level,
+        "log_config": log_config(log_level, settings.log_format),
+        "access_log": settings.access_log,
+        "loop": "uvloop",
+        "http": "httptools",
+        "timeout_graceful_shutdown": 30,
+    }
+    host = host or settings.host
+    port = settings.port if port is None else port
+    if settings.admin_enabled and settings.admin_port is not None:
+        if settings.workers > 1:
+            typer.echo("error: TORCHGATE_ADMIN_PORT needs a single worker process.", err=True)
+            raise typer.Exit(2)
+        _serve_with_admin_listener(settings, host, port, options)
+        return
     uvicorn.run(
         "app.main:create_app",
         factory=True,
-        host=host or settings.host,
-        port=settings.port if port is None else port,
-        log_level=log_level,
-        log_config=log_config(log_level, settings.log_format),
-        access_log=settings.access_log,
+        host=host,
+        port=port,
         workers=settings.workers,
-        loop="uvloop",
-        http="httptools",
-        timeout_graceful_shutdown=30,
+        **options,
     )
+
+
+def _serve_with_admin_listener(
+    settings: Settings, host: str, port: int, options: dict[str, object]
+) -> None:
+    """The public API and the admin API on two listeners of one process (one set of models)."""
+    import asyncio
+    import contextlib
+
+    import uvicorn
+
+    from app.main import create_admin_app, create_app
+
+    class _AdminServer(uvicorn.Server):
+        """Leaves signals to the public server, which stops the admin one when it is done."""
+
+        def capture_signals(self) -> contextlib.AbstractContextManager[None]:
+            return contextlib.nullcontext()
+
+    app = create_app(settings)
+    public = uvicorn.Server(uvicorn.Config(app, host=host, port=port, **options))
+    admin = _AdminServer(
+        uvicorn.Config(
+            create_admin_app(app),
+            host=settings.admin_host,
+            port=settings.admin_port,
+            lifespan="off",
+            **options,
+        )
+    )
+
+    async def run() -> None:
+        admin_task = asyncio.create_task(admin.serve())
+        await public.serve()
+        admin.should_exit = True
+        await admin_task
+
+    try:
+        import uvloop
+    except ImportError:  # uvicorn[standard] brings it; plain asyncio works too
+        asyncio.run(run())
+    else:
+        uvloop.run(run())
 
 
 @weights_cli.command("download")

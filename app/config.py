@@ -47,11 +47,16 @@ class Settings(BaseSettings):
     checkpoint_dir: Path = Path("models")
     data_dir: Path = Path("data")
     admin_token: SecretStr | None = None
+    admin_enabled: bool = True
+    admin_host: str = "127.0.0.1"
+    admin_port: int | None = Field(default=None, ge=0, le=65535)
     max_batch_size: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
     max_batch_delay_ms: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(default=40_000_000, gt=0)
     max_images_per_request: int = Field(default=64, gt=0)
+    max_queue: int | None = Field(default=None, gt=0)
+    queue_timeout_s: float = Field(default=30.0, gt=0)
     half: bool = False
     half_dtype: Literal["float16", "bfloat16"] = "float16"
     graph: GraphMode = "auto"

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app import __version__
-from app.api import api_router
+from app.api import admin_router, public_router
 from app.api.body_limit import BodySizeLimitMiddleware
 from app.config import Settings
 from app.errors import install_error_handlers
@@ -66,9 +66,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.admin_token = _admin_token(settings)
-    install_error_handlers(app)
-    app.include_router(api_router)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
-    app.add_middleware(RequestIdMiddleware)  # outermost: even a refused upload gets an id
+    app.include_router(public_router)
+    if settings.admin_enabled and settings.admin_port is None:
+        app.include_router(admin_router)
+    _add_common(app, settings)
     return app
+
+
+def _add_common(app: FastAPI, settings: Settings) -> None:
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(RequestIdMiddleware)  # outermost: even a refused upload gets an id
+
+
+def create_admin_app(main_app: FastAPI) -> FastAPI:
+    """The admin API on its own listener (TORCHGATE_ADMIN_PORT), so it can be bound to a
+    private interface; it shares the main app's models and jobs, and has no lifespan."""
+    settings: Settings = main_app.state.settings
+    admin_app = FastAPI(title="torchgate admin", version=__version__)
+    admin_app.state = main_app.state
+    admin_app.include_router(admin_router)
+    _add_common(admin_app, settings)
+    return admin_app

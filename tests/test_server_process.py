@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, image_bytes, serve_process
+from tests.conftest import ADMIN_TOKEN, free_port, image_bytes, serve_process
 
 
 @pytest.fixture
@@ -48,3 +48,46 @@ def test_real_server_serves_predictions_and_admin(server: tuple[str, subprocess.
         assert client.post("/admin/models/alexnet/reload").status_code == 401
     process.send_signal(signal.SIGTERM)
     assert process.wait(30) == 0
+
+
+def test_admin_api_on_its_own_listener(weights_dir: Path, tmp_path: Path) -> None:
+    """TORCHGATE_ADMIN_PORT moves /admin off the public port; both share one set of models."""
+    admin_port = free_port()
+    env = {
+        "TORCHGATE_MODELS": "alexnet",
+        "TORCHGATE_WEIGHTS_DIR": str(weights_dir),
+        "TORCHGATE_DOWNLOAD_WEIGHTS": "false",
+        "TORCHGATE_VERIFY_WEIGHTS": "false",
+        "TORCHGATE_ADMIN_TOKEN": ADMIN_TOKEN,
+        "TORCHGATE_ADMIN_PORT": str(admin_port),
+    }
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    with serve_process(env, tmp_path / "server.log") as (port, process):
+        public = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+        admin = httpx.Client(base_url=f"http://127.0.0.1:{admin_port}", timeout=60)
+        before = public.get("/v1/models/alexnet").json()["parameters_sha256"]
+        hidden = public.post(
+            "/admin/models/alexnet/reinitialize", json={"seed": 1}, headers=headers
+        )
+        assert hidden.status_code == 404
+        reinit = admin.post("/admin/models/alexnet/reinitialize", json={"seed": 1}, headers=headers)
+        assert reinit.status_code == 200
+        assert admin.post("/admin/models/alexnet/reload").status_code == 401
+        after = public.get("/v1/models/alexnet").json()["parameters_sha256"]
+        assert after == reinit.json()["parameters_sha256"] != before
+        assert admin.get("/v1/models").status_code == 404  # the admin listener serves admin only
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+
+
+def test_admin_api_can_be_disabled(settings_factory) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    app = create_app(settings_factory(admin_enabled=False))
+    paths = app.openapi()["paths"]
+    assert not [path for path in paths if path.startswith("/admin")]
+    with TestClient(app) as client:
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        assert client.post("/admin/models/alexnet/reload", headers=headers).status_code == 404

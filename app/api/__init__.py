@@ -4,9 +4,10 @@ from fastapi import APIRouter
 
 from app.api import admin, health, inference, models, v2
 
-api_router = APIRouter()
-api_router.include_router(health.router)
-api_router.include_router(models.router)
-api_router.include_router(inference.router)
-api_router.include_router(admin.router)
-api_router.include_router(v2.router)
+public_router = APIRouter()
+public_router.include_router(health.router)
+public_router.include_router(models.router)
+public_router.include_router(inference.router)
+public_router.include_router(v2.router)
+
+admin_router = admin.router

@@ -22,6 +22,7 @@ class BatchingInfo(BaseModel):
     max_batch_size: int
     max_delay_ms: float
     max_queue: int
+    queue_timeout_s: float
 
 
 class ModelInfo(BaseModel):

@@ -56,6 +56,7 @@ class DynamicBatcher:
         max_delay_s: float,
         max_queue: int,
         observer: BatchObserver | None = None,
+        queue_timeout_s: float = float("inf"),
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
@@ -64,6 +65,7 @@ class DynamicBatcher:
         self.max_batch_size = max_batch_size
         self.max_delay_s = max(0.0, max_delay_s)
         self.max_queue = max_queue
+        self.queue_timeout_s = queue_timeout_s
         self._observer = observer or BatchObserver()
         self._pending: deque[_Item] = deque()
         self._wakeup = asyncio.Event()
@@ -130,13 +132,23 @@ class DynamicBatcher:
                 await self._execute(batch)
 
     def _take_batch(self) -> list[_Item]:
-        """Pop up to max_batch_size live items sharing the first live item's shapes."""
+        """Pop up to max_batch_size live items sharing the first live item's shapes; items
+        that waited longer than the queue timeout are answered 503 instead of run late."""
         batch: list[_Item] = []
         skipped: list[_Item] = []
         key = None
+        expired_before = asyncio.get_running_loop().time() - self.queue_timeout_s
         while self._pending and len(batch) < self.max_batch_size:
             item = self._pending.popleft()
             if item.future.done():
+                continue
+            if item.enqueued < expired_before:
+                item.future.set_exception(
+                    Overloaded(
+                        f"the request waited more than {self.queue_timeout_s:g} s in the "
+                        "model's queue; the server is overloaded, retry later."
+                    )
+                )
                 continue
             if key is None:
                 key = item.key

@@ -130,7 +130,9 @@ class ModelRegistry:
         batching = BatchingConfig(
             max_batch_size=max_batch,
             max_delay_ms=settings.batch_delay_for(spec.name, spec.max_batch_delay_ms),
-            max_queue=max(max_batch * 32, settings.max_images_per_request * 4),
+            max_queue=settings.max_queue
+            or max(max_batch * 32, settings.max_images_per_request * 4),
+            queue_timeout_s=settings.queue_timeout_s,
         )
         runtime = ModelRuntime(
             spec,

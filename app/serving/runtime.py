@@ -76,6 +76,7 @@ class BatchingConfig:
     max_batch_size: int
     max_delay_ms: float
     max_queue: int
+    queue_timeout_s: float = 30.0
 
 
 class ModelRuntime:
@@ -118,6 +119,7 @@ class ModelRuntime:
             max_delay_s=batching.max_delay_ms / 1000.0,
             max_queue=batching.max_queue,
             observer=observer,
+            queue_timeout_s=batching.queue_timeout_s,
         )
 
     def _example(self, batch: int) -> tuple[torch.Tensor, ...]:

@@ -139,3 +139,19 @@ async def test_cancelled_requests_are_dropped_before_the_forward(executor) -> No
     assert await batcher.submit(_samples(6)) == [12.0]
     assert model.batches == [2, 1]
     await batcher.stop()
+
+
+async def test_items_that_waited_past_the_queue_timeout_get_503(executor) -> None:
+    model = FakeModel()
+    model.gate.clear()
+    batcher = _batcher(model, executor, max_batch_size=1, queue_timeout_s=0.05)
+    running = asyncio.create_task(batcher.submit(_samples(1)))
+    await asyncio.sleep(0.02)  # the first item is in the (blocked) forward
+    stale = asyncio.create_task(batcher.submit(_samples(2)))
+    await asyncio.sleep(0.2)  # the second one waits past its timeout
+    model.gate.set()
+    assert await running == [2.0]
+    with pytest.raises(Overloaded, match="waited more than 0.05 s"):
+        await stale
+    assert await batcher.submit(_samples(3)) == [6.0]
+    await batcher.stop()
