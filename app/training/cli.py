@@ -6,17 +6,20 @@ import logging
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.logging import RichHandler
 
 from app.datasets import DatasetNotFound
 from app.training.artifacts import ManifestError
-from app.training.classifiers import TrainResult, train_cnn, train_lstm
-from app.training.finetune import finetune as finetune_model
-from app.training.gan import train_gan
 from app.training.options import TrainOptions
+
+if TYPE_CHECKING:
+    from app.training.classifiers import TrainResult
+
+# The trainers (and matplotlib) are imported inside each command: `python -m app serve` builds
+# this CLI too and should not pay for them at start-up.
 
 __all__ = ["train_app"]
 
@@ -94,6 +97,8 @@ def cnn(
         out=out,
         limit=limit,
     )
+    from app.training.classifiers import train_cnn
+
     _run(train_cnn, options, show_progress=not quiet)
 
 
@@ -122,6 +127,8 @@ def lstm(
         out=out,
         limit=limit,
     )
+    from app.training.classifiers import train_lstm
+
     _run(train_lstm, options, show_progress=not quiet)
 
 
@@ -154,6 +161,8 @@ def gan(
         out=out,
         limit=limit,
     )
+    from app.training.gan import train_gan
+
     _run(train_gan, options, judge=judge, show_progress=not quiet)
 
 
@@ -180,6 +189,8 @@ def finetune(
     quiet: Quiet = False,
 ) -> None:
     """Fine-tune alexnet, vgg16 or resnet101 with separate backbone and head learning rates."""
+    from app.training.finetune import finetune as finetune_model
+
     options = TrainOptions(
         epochs=epochs,
         batch_size=batch_size,
