@@ -162,6 +162,8 @@ def _startup(
         f"cold start to /readyz   {result.cold_start_s:6.2f} s\n"
         f"torch.load of the six   {result.torch_load_s:6.2f} s\n"
         f"cold start ratio        {result.cold_start_ratio:6.2f}x   (target <= 1.3x)\n"
+        f"fresh process: import torch + torch.load  {result.fresh_process_load_s:6.2f} s"
+        f" -> ratio {result.fresh_process_ratio:.2f}x\n"
         f"server RSS              {result.rss_bytes / mib:8,.0f} MiB\n"
         f"parameters + baseline   {budget / mib:8,.0f}"
         f" MiB ({result.parameter_bytes / mib:,.0f} + {result.baseline_rss_bytes / mib:,.0f})\n"

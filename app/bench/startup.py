@@ -14,6 +14,7 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -51,6 +52,7 @@ print(json.dumps({"baseline_rss": baseline, "torch_load_s": seconds, "parameter_
 class StartupResult:
     cold_start_s: float
     torch_load_s: float
+    fresh_process_load_s: float
     rss_bytes: int
     baseline_rss_bytes: int
     parameter_bytes: int
@@ -62,6 +64,10 @@ class StartupResult:
         return self.cold_start_s / self.torch_load_s
 
     @property
+    def fresh_process_ratio(self) -> float:
+        return self.cold_start_s / self.fresh_process_load_s
+
+    @property
     def memory_ratio(self) -> float:
         return self.rss_bytes / (self.parameter_bytes + self.baseline_rss_bytes)
 
@@ -69,6 +75,7 @@ class StartupResult:
         return {
             **asdict(self),
             "cold_start_ratio": self.cold_start_ratio,
+            "fresh_process_ratio": self.fresh_process_ratio,
             "memory_ratio": self.memory_ratio,
         }
 
@@ -83,6 +90,19 @@ def _state_files(weights_dir: Path, checkpoint_dir: Path) -> list[Path]:
             manifest = json.loads((checkpoint_dir / f"{name}.json").read_text())
             files.append(checkpoint_dir / manifest["checkpoint"])
     return files
+
+
+_FRESH_LOAD = (
+    "import sys, torch\nfor p in sys.argv[1:]: torch.load(p, map_location='cpu', weights_only=True)"
+)
+
+
+def _fresh_process_load_s(files: list[Path]) -> float:
+    """Spawn to exit of a process that imports torch and loads the six files: the same
+    starting line as the server's cold start."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", _FRESH_LOAD, *map(str, files)], check=True)
+    return time.perf_counter() - started
 
 
 def _probe(files: list[Path]) -> dict[str, float]:
@@ -108,7 +128,9 @@ def measure_startup(
         weights_dir = workdir / "weights"
         for name in ("alexnet", "vgg16", "resnet101"):
             write_random_weights(name, weights_dir)
-        probe = _probe(_state_files(weights_dir, checkpoint_dir))
+        files = _state_files(weights_dir, checkpoint_dir)
+        probe = _probe(files)
+        fresh_s = _fresh_process_load_s(files)
         server_env = {
             **os.environ,
             "TORCHGATE_MODELS": ",".join(ALL_MODELS),
@@ -148,6 +170,7 @@ def measure_startup(
             return StartupResult(
                 cold_start_s=server.cold_start_s,
                 torch_load_s=float(probe["torch_load_s"]),
+                fresh_process_load_s=fresh_s,
                 rss_bytes=rss,
                 baseline_rss_bytes=int(probe["baseline_rss"]),
                 parameter_bytes=int(probe["parameter_bytes"]),
