@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from app.bench.cli import bench
+from app.bench.soak import soak
 from app.config import Settings
 from app.training.cli import train_app
 
@@ -18,6 +19,7 @@ weights_cli = typer.Typer(no_args_is_help=True, help="Manage pretrained ImageNet
 cli.add_typer(weights_cli, name="weights")
 cli.add_typer(train_app, name="train")
 cli.command("bench")(bench)
+cli.command("soak")(soak)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

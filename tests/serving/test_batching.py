@@ -151,7 +151,7 @@ async def test_items_that_waited_past_the_queue_timeout_get_503(executor) -> Non
     await asyncio.sleep(0.2)  # the second one waits past its timeout
     model.gate.set()
     assert await running == [2.0]
-    with pytest.raises(Overloaded, match="waited more than 0.05 s"):
+    with pytest.raises(Overloaded, match=r"waited more than 0\.05 s"):
         await stale
     assert await batcher.submit(_samples(3)) == [6.0]
     await batcher.stop()
