@@ -58,6 +58,12 @@ class ModelNotReady(TorchgateError):
     status_code = 409
 
 
+class ReloadFailed(TorchgateError):
+    """The weights' source cannot be read now (missing, corrupt, or replaced by another shape)."""
+
+    status_code = 409
+
+
 class Overloaded(TorchgateError):
     status_code = 503
     headers: ClassVar[dict[str, str] | None] = {"Retry-After": "1"}

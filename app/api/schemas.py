@@ -98,10 +98,10 @@ class ReinitializeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     scheme: Scheme = "default"
-    mean: float = Field(default=0.0, allow_inf_nan=False)
-    std: float = Field(default=0.01, gt=0, allow_inf_nan=False)
-    a: float = Field(default=-0.05, allow_inf_nan=False)
-    b: float = Field(default=0.05, allow_inf_nan=False)
+    mean: float = Field(default=0.0, ge=-1e6, le=1e6, allow_inf_nan=False)
+    std: float = Field(default=0.01, gt=0, le=1e6, allow_inf_nan=False)
+    a: float = Field(default=-0.05, ge=-1e6, le=1e6, allow_inf_nan=False)
+    b: float = Field(default=0.05, ge=-1e6, le=1e6, allow_inf_nan=False)
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
 
 

@@ -71,10 +71,14 @@ def confined_folder(data_dir: Path, relative: str) -> Path:
         raise BadRequest(
             f"image_folder must be a path relative to the data dir ({base}); got {relative!r}."
         )
-    target = (base / candidate).resolve()
+    try:  # a name too long for the OS, or with a NUL byte, is the client's mistake too
+        target = (base / candidate).resolve()
+        is_dir = target.is_relative_to(base) and target.is_dir()
+    except (OSError, ValueError):
+        raise BadRequest(f"image_folder {relative!r} is not a usable path under {base}.") from None
     if not target.is_relative_to(base):
         raise BadRequest(f"image_folder {relative!r} leads outside the data dir ({base}).")
-    if not target.is_dir():
+    if not is_dir:
         raise BadRequest(f"image_folder {relative!r} is not a folder under {base}.")
     return target
 

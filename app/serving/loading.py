@@ -1,8 +1,8 @@
 """Build a spec's network on the meta device and give it its weights, once, on its device.
 
 Building on ``meta`` skips the random initialisation that the weights would overwrite, and
-``load_state_dict(assign=True)`` adopts the (memory-mapped) loaded tensors instead of copying
-them, so the load path never holds two copies of the weights.
+``load_state_dict(assign=True)`` adopts the loaded tensors instead of copying them, so the load
+path never holds two copies of the weights.
 """
 
 from __future__ import annotations

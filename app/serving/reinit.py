@@ -19,6 +19,7 @@ from torch import nn
 
 Scheme = Literal["default", "normal", "uniform", "xavier_uniform", "kaiming_normal"]
 SCHEMES: tuple[str, ...] = ("default", "normal", "uniform", "xavier_uniform", "kaiming_normal")
+MAX_MAGNITUDE = 1e6  # beyond this no network computes anything useful, and b - a could overflow
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,9 @@ class InitPlan:
 
     def __post_init__(self) -> None:
         for name in ("mean", "std", "a", "b"):
-            if not math.isfinite(getattr(self, name)):
-                raise ValueError(f"{name} must be a finite number")
+            value = getattr(self, name)
+            if not math.isfinite(value) or abs(value) > MAX_MAGNITUDE:
+                raise ValueError(f"{name} must be a finite number within ±{MAX_MAGNITUDE:g}")
         if self.std <= 0:
             raise ValueError("std must be greater than 0")
         if self.a >= self.b:

@@ -18,7 +18,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from app.errors import InvalidInput, Overloaded
+from app.errors import InvalidInput, Overloaded, ReloadFailed, WeightsUnavailable
 from app.serving.batching import BatchObserver, DynamicBatcher, Inputs
 from app.serving.checksum import parameter_count, parameters_sha256
 from app.serving.forward import ModelForward
@@ -105,8 +105,14 @@ class ModelRuntime:
         self._worker = worker
         self._decode_pool = decode_pool
         self.forward = ModelForward(
-            self.module, device, spec.is_classifier, self._example, graph.mode,
-            graph.channels_last, half, half_dtype,
+            self.module,
+            device,
+            spec.is_classifier,
+            self._example,
+            graph.mode,
+            graph.channels_last,
+            half,
+            half_dtype,
         )
         self.state = ParameterState(1, parameters_sha256(self.module))
         self.parameter_count = parameter_count(self.module)
@@ -294,16 +300,20 @@ class ModelRuntime:
         return self._history.get(version, "")
 
     def _swap(self, mutate: Callable[[], T]) -> T:
-        result = mutate()
-        self.module.eval()
-        self.forward.rebuild()
-        self.state = ParameterState(self.state.version + 1, parameters_sha256(self.module))
-        self._history[self.state.version] = self.state.sha256
-        while len(self._history) > _HISTORY:
-            del self._history[min(self._history)]
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
-        return result
+        """Apply ``mutate`` between batches. Whatever happens, the published version and
+        checksum then describe the parameters as they really are (a failed mutation may
+        have changed some of them)."""
+        try:
+            return mutate()
+        finally:
+            self.module.eval()
+            self.forward.rebuild()
+            self.state = ParameterState(self.state.version + 1, parameters_sha256(self.module))
+            self._history[self.state.version] = self.state.sha256
+            while len(self._history) > _HISTORY:
+                del self._history[min(self._history)]
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
 
     async def reinitialize(self, plan: InitPlan) -> int:
         """Reinitialize in place with ``plan``; returns the seed used."""
@@ -313,8 +323,14 @@ class ModelRuntime:
     async def reload(self) -> None:
         """Re-read the weights from their source (verified again) and swap them in."""
         async with self._admin_lock:
-            state = await asyncio.to_thread(self.loaded.read_state)
-            await self.on_worker(lambda: self._swap(lambda: self.module.load_state_dict(state)))
+            try:
+                state = await asyncio.to_thread(self.loaded.read_state)
+                await self.on_worker(lambda: self._swap(lambda: self.module.load_state_dict(state)))
+            except (WeightsUnavailable, RuntimeError) as exc:
+                raise ReloadFailed(
+                    f"model {self.spec.name!r} could not be reloaded: {exc}. The weights it "
+                    "serves are unchanged unless its parameters_version moved."
+                ) from exc
 
     def forward_blocking(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, int]:
         """Raw outputs for a whole batch, from a non-event-loop thread (evaluation jobs)."""

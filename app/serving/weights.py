@@ -96,14 +96,14 @@ def ensure_pretrained_file(
 
 
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
-    """Read a state dict with ``weights_only=True`` (no code runs); memory-map when possible."""
+    """Read a state dict with ``weights_only=True`` (no code runs).
+
+    Not memory-mapped on purpose: serving from a mapping of the file would crash the process
+    (SIGBUS) the moment someone rewrites the file in place; ``load_state_dict(assign=True)``
+    already avoids a second copy.
+    """
     try:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as exc:
-            if "mmap" not in str(exc):
-                raise
-            state = torch.load(path, map_location="cpu", weights_only=True)  # legacy format
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # weights_only refusals, truncated zips, I/O errors, ...
         raise WeightsUnavailable(f"{path.name} in {path.parent} cannot be read: {exc}") from exc
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -194,3 +194,32 @@ async def test_imagenet_evaluation_on_an_image_folder(
     assert result["dataset"] == "ImageFolder tiny-imagenet"
     recorded = accuracy.json()["recorded"]
     assert recorded["top1"] == pytest.approx(0.56522) and recorded["top5"] == pytest.approx(0.79066)
+
+
+async def test_reload_from_a_corrupted_source_is_409_and_serving_continues(
+    settings_factory, tmp_path, weights_dir
+) -> None:
+    import shutil
+
+    shutil.copy(weights_dir / "alexnet-owt-7be5be79.pth", tmp_path / "alexnet-owt-7be5be79.pth")
+    async with running_app(settings_factory(weights_dir=tmp_path)) as client:
+        before = await _checksum(client)
+        (tmp_path / "alexnet-owt-7be5be79.pth").write_bytes(b"truncated")
+        reload = await client.post(RELOAD, headers=admin_headers())
+        assert reload.status_code == 409
+        assert "could not be reloaded" in reload.json()["detail"]
+        assert await _checksum(client) == before
+        ok = await client.post(
+            "/v1/models/alexnet/predict", files=[("file", ("a.jpg", image_bytes(), "image/jpeg"))]
+        )
+        assert ok.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body", [{"scheme": "uniform", "a": -1e300, "b": 1e300}, {"scheme": "normal", "std": 1e9}]
+)
+async def test_extreme_reinitialize_values_are_refused(alexnet_client, body: dict) -> None:
+    before = await _checksum(alexnet_client)
+    response = await alexnet_client.post(REINIT, json=body, headers=admin_headers())
+    assert response.status_code == 422
+    assert await _checksum(alexnet_client) == before
