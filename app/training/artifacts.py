@@ -7,7 +7,6 @@ rebuild the network, the checkpoint's sha256 and how it was trained and scored.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import inspect
 import json
@@ -19,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from app.serving.weights import file_sha256
 from app.training.options import TrainOptions
 
 __all__ = [
@@ -43,12 +43,7 @@ class ManifestError(ValueError):
     """A manifest that is malformed, names a forbidden class or mismatches its checkpoint."""
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+sha256_file = file_sha256  # one implementation, shared with the server's checkpoint check
 
 
 def _atomic_write(path: Path, write: Any) -> None:
