@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(default=40_000_000, gt=0)
     max_images_per_request: int = Field(default=64, gt=0)
+    max_tensor_elements: int = Field(default=16_777_216, gt=0)
+    max_json_depth: int = Field(default=32, ge=6, le=1000)
     max_queue: int | None = Field(default=None, gt=0)
     queue_timeout_s: float = Field(default=30.0, gt=0)
     half: bool = False

@@ -72,7 +72,7 @@ async def predict(
     runtime = registry.runtime(name)
     if not runtime.spec.is_classifier:
         raise BadRequest(f"model {name!r} is a generator; use POST /v1/models/{name}/generate.")
-    payload = await read_predict_payload(request, settings.max_images_per_request)
+    payload = await read_predict_payload(request, settings)
     k = resolve_top_k(top_k, payload.top_k, num_classes=len(runtime.labels))
     if payload.images is not None:
         samples = await runtime.decode_images(payload.images)

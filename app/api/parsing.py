@@ -8,8 +8,15 @@ import numpy as np
 from fastapi import Request
 from starlette.datastructures import UploadFile
 
+from app.config import Settings
 from app.errors import BadRequest, InvalidInput, UnsupportedMediaType
-from app.serving.payloads import decode_base64_images, float_array, parse_json_object
+from app.serving.payloads import (
+    check_json_depth,
+    check_tensor_elements,
+    decode_base64_images,
+    float_array,
+    parse_json_object,
+)
 
 
 @dataclass(frozen=True)
@@ -44,8 +51,11 @@ async def _read_multipart(request: Request, max_images: int) -> PredictPayload:
         await form.close()
 
 
-async def _read_json(request: Request, max_images: int) -> PredictPayload:
-    payload = parse_json_object(await request.body())
+async def _read_json(request: Request, settings: Settings) -> PredictPayload:
+    max_images = settings.max_images_per_request
+    body = await request.body()
+    check_json_depth(body, settings.max_json_depth)
+    payload = parse_json_object(body)
     unknown = set(payload) - {"images", "inputs", "top_k"}
     if unknown:
         raise BadRequest(
@@ -59,20 +69,21 @@ async def _read_json(request: Request, max_images: int) -> PredictPayload:
         images = decode_base64_images(payload["images"], max_images)
         return PredictPayload(images=images, top_k=top_k)
     array = float_array(payload["inputs"])
+    check_tensor_elements(array.size, settings.max_tensor_elements)
     if array.shape[0] > max_images:
         raise InvalidInput(f"{array.shape[0]} inputs in one request; the limit is {max_images}.")
     return PredictPayload(array=array, top_k=top_k)
 
 
-async def read_predict_payload(request: Request, max_images: int) -> PredictPayload:
+async def read_predict_payload(request: Request, settings: Settings) -> PredictPayload:
     """Dispatch on Content-Type: multipart/form-data, application/json, or a raw image body
     (``image/*`` or ``application/octet-stream``, as ``curl --data-binary @cat.jpg`` sends it:
     one image, no multipart parsing, the cheapest path for small images)."""
     media_type = _media_type(request)
     if media_type == "multipart/form-data":
-        return await _read_multipart(request, max_images)
+        return await _read_multipart(request, settings.max_images_per_request)
     if media_type == "application/json" or media_type.endswith("+json"):
-        return await _read_json(request, max_images)
+        return await _read_json(request, settings)
     if media_type.startswith("image/") or media_type == "application/octet-stream":
         return PredictPayload(images=[await request.body()])
     raise UnsupportedMediaType(

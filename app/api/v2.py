@@ -7,6 +7,7 @@ them) is in the response's ``parameters`` and in the same headers as v1.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -27,6 +28,7 @@ from app.api.v2_schemas import (
 from app.config import Settings
 from app.errors import NotFound
 from app.responses import FastJSONResponse
+from app.serving.payloads import check_json_depth, check_tensor_elements
 from app.serving.registry import ModelRegistry, ModelStatus
 from app.serving.v2_models import infer_v2, signature_of
 from app.serving.v2_tensors import decompress, encode_response, read_inputs, split_body
@@ -99,7 +101,10 @@ async def _infer(
         await request.body(), headers.get("content-encoding"), settings.max_upload_bytes
     )
     header, binary = split_body(body, headers.get(HEADER_LENGTH))
+    check_json_depth(header, settings.max_json_depth)
     parsed = parse_inference_request(header)
+    for item in parsed.inputs:  # declared shapes, checked before any data is decoded
+        check_tensor_elements(math.prod(item.shape), settings.max_tensor_elements)
     tensors = read_inputs(parsed.inputs, binary)
     requested = parsed.output_requests()
     outputs, parameters_version = await infer_v2(

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Any
 
 import numpy as np
 import orjson
 
-from app.errors import BadRequest, InvalidInput
+from app.errors import BadRequest, InvalidInput, PayloadTooLarge
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -58,3 +59,35 @@ def decode_base64_images(items: object, limit: int) -> list[bytes]:
         except (binascii.Error, ValueError) as exc:
             raise BadRequest(f"images[{position}] is not valid base64 ({exc}).") from exc
     return decoded
+
+
+# A JSON string token (skipped whole, at C speed) or one bracket; only brackets move the depth.
+_JSON_NESTING = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def check_json_depth(body: bytes, max_depth: int) -> None:
+    """Refuse JSON nested deeper than ``max_depth`` before any parser recurses into it.
+
+    Tensors need at most five levels; a few dozen leave room for metadata. The scan visits
+    brackets and whole strings only, so its cost follows the rows, not the numbers."""
+    depth = 0
+    for match in _JSON_NESTING.finditer(body):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            if depth > max_depth:
+                raise BadRequest(
+                    f"the JSON body is nested deeper than {max_depth} levels "
+                    "(TORCHGATE_MAX_JSON_DEPTH)."
+                )
+        elif token in (b"]", b"}"):
+            depth -= 1
+
+
+def check_tensor_elements(count: int, limit: int) -> None:
+    """One request's tensor may not exceed ``limit`` numbers (TORCHGATE_MAX_TENSOR_ELEMENTS)."""
+    if count > limit:
+        raise PayloadTooLarge(
+            f"the input tensor has {count:,} elements; the limit is {limit:,} per request "
+            "(TORCHGATE_MAX_TENSOR_ELEMENTS)."
+        )

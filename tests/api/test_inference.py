@@ -273,3 +273,40 @@ async def test_openapi_documents_every_predict_body(alexnet_client) -> None:
     content = schema["paths"]["/v1/models/{name}/predict"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "application/json", "image/*"} <= set(content)
     assert "inputs" in content["application/json"]["schema"]["properties"]
+
+
+async def test_tensor_and_nesting_limits_are_settings(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    settings = settings_factory(max_tensor_elements=10_000, max_json_depth=8)
+    async with running_app(settings) as client:
+        big = await client.post(
+            "/v1/models/alexnet/predict", json={"inputs": [[[[0.0] * 64] * 64] * 3]}
+        )
+        assert big.status_code == 413 and "12,288 elements" in big.json()["detail"]
+        deep = await client.post(
+            "/v1/models/alexnet/predict",
+            content=b'{"inputs": ' + b"[" * 9 + b"0" + b"]" * 9 + b"}",
+            headers={"content-type": "application/json"},
+        )
+        assert deep.status_code == 400 and "deeper than 8" in deep.json()["detail"]
+        v2 = await client.post(
+            "/v2/models/alexnet/infer",
+            json={
+                "inputs": [
+                    {
+                        "name": "input",
+                        "shape": [1, 3, 64, 64],
+                        "datatype": "FP32",
+                        "data": [0.0] * 12_288,
+                    }
+                ]
+            },
+        )
+        assert v2.status_code == 413 and "12,288 elements" in v2.json()["error"]
+        v2_deep = await client.post(
+            "/v2/models/alexnet/infer",
+            content=b'{"inputs": [{"name": "input", "parameters": ' + b"[" * 9 + b"]" * 9 + b"}]}",
+            headers={"content-type": "application/json"},
+        )
+        assert v2_deep.status_code == 400 and "deeper than 8" in v2_deep.json()["error"]

@@ -47,3 +47,21 @@ def test_base64_images_decode_strictly() -> None:
         decode_base64_images([3], 4)
     with pytest.raises(InvalidInput, match="limit is 1"):
         decode_base64_images([encoded, encoded], 1)
+
+
+def test_json_depth_counts_brackets_outside_strings() -> None:
+    from app.serving.payloads import check_json_depth
+
+    check_json_depth(b'{"inputs": [[[[1.0]]]], "note": "[[[[[[[[[[[[[["}', max_depth=6)
+    with pytest.raises(BadRequest, match="deeper than 6"):
+        check_json_depth(b'{"a": [[[[[[1]]]]]]}', max_depth=6)
+    check_json_depth(b'{"a": "\\"[[[[[[[[[[", "b": [1]}', max_depth=6)
+
+
+def test_tensor_element_limit() -> None:
+    from app.errors import PayloadTooLarge
+    from app.serving.payloads import check_tensor_elements
+
+    check_tensor_elements(100, 100)
+    with pytest.raises(PayloadTooLarge, match="101 elements"):
+        check_tensor_elements(101, 100)
