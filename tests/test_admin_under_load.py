@@ -8,7 +8,6 @@ the issue's figure is 30 s).
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 import subprocess
 import time
@@ -19,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
-from PIL import Image
 
+from app.bench.images import garment_png
 from tests.conftest import ADMIN_TOKEN, REPO_ROOT, serve_process
 
 CLIENTS = 16
@@ -45,16 +44,6 @@ class _Prediction:
     sha256: str | None
 
 
-def _png_digit() -> bytes:
-    image = Image.new("L", (28, 28), 0)
-    for x in range(6, 22):
-        for y in range(4, 24):
-            image.putpixel((x, y), 255 if (x + y) % 5 else 90)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 @pytest.fixture
 def cnn_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     env = {
@@ -73,7 +62,7 @@ async def _predict_loop(
 ) -> None:
     torch.manual_seed(index)
     tensor = {"inputs": torch.rand(1, 1, 28, 28).tolist()}
-    png = _png_digit()
+    png = garment_png().data
     use_png = index % 2 == 1  # half the clients send raw PNG bodies, half JSON tensors
     while (sent := time.perf_counter()) < end:
         if use_png:

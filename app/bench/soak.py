@@ -10,7 +10,6 @@ the warm-up with the last; a leak-free server stays under about 5 %.
 from __future__ import annotations
 
 import asyncio
-import io
 import math
 import os
 import shutil
@@ -23,8 +22,8 @@ from typing import Annotated
 
 import httpx
 import typer
-from PIL import Image
 
+from app.bench.images import garment_png
 from app.bench.server import ServerProcess, process_tree
 
 GROWTH_GOAL = 0.05
@@ -109,21 +108,10 @@ def gpu_memory_bytes(pids: list[int]) -> int | None:
     return total if seen else None
 
 
-def _png_body() -> bytes:
-    """A 28x28 grey digit-like image: the cnn takes it as is, the ImageNet models resize it."""
-    image = Image.new("L", (28, 28), 0)
-    for x in range(6, 22):
-        for y in range(4, 24):
-            image.putpixel((x, y), 255 if (x + y) % 5 else 90)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 async def _load_and_sample(server: ServerProcess, result: SoakResult) -> None:
     config = result.config
     url = f"{server.base_url}/v1/models/{config.model}/predict"
-    body = _png_body()
+    body = garment_png().data
     headers = {"Content-Type": "image/png"}
     started = time.perf_counter()
     end = started + config.duration_s
