@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     torch_threads: int | None = Field(default=None, ge=1)
     decode_threads: int | None = Field(default=None, ge=1)
+    # How long a thread that wants the GIL waits before forcing the holder to let go. Python's
+    # 5 ms default makes the forward worker wait behind a busy event loop every time it retakes
+    # the GIL between torch calls; 0.2 ms measured up to 15% more cnn requests/s here.
+    gil_switch_interval_ms: float = Field(default=0.2, gt=0, le=100)
 
     @field_validator("models", mode="before")
     @classmethod

@@ -96,14 +96,19 @@ def _format_validation_error(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-def _error(
-    request: Request, message: str, status_code: int, headers: Mapping[str, str] | None = None
+def error_response(
+    path: str, message: str, status_code: int, headers: Mapping[str, str] | None = None
 ) -> Response:
     """``{"error": ...}`` on the Open Inference Protocol (/v2) routes, ``{"detail": ...}`` on the
     others: each protocol's clients read their own field."""
-    path: str = request.scope.get("path", "")
     key = "error" if path == "/v2" or path.startswith("/v2/") else "detail"
     return FastJSONResponse({key: message}, status_code=status_code, headers=headers)
+
+
+def _error(
+    request: Request, message: str, status_code: int, headers: Mapping[str, str] | None = None
+) -> Response:
+    return error_response(request.scope.get("path", ""), message, status_code, headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

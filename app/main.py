@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import secrets
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,6 +15,7 @@ from fastapi import FastAPI
 from app import __version__
 from app.api import admin_router, public_router
 from app.api.body_limit import BodySizeLimitMiddleware
+from app.api.fast_predict import PredictFastPath
 from app.config import Settings
 from app.errors import install_error_handlers
 from app.metrics import Metrics, MetricsMiddleware
@@ -40,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     device = resolve_device(settings.device)
     configure_backends(device)
     configure_threads(settings.torch_threads_per_worker(os.cpu_count() or 1))
+    sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
     metrics = Metrics(device)
 
     @asynccontextmanager
@@ -69,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(public_router)
     if settings.admin_enabled and settings.admin_port is None:
         app.include_router(admin_router)
+    app.add_middleware(PredictFastPath, root=app)  # innermost: after ids, metrics, body limit
     _add_common(app, settings)
     return app
 

@@ -37,13 +37,14 @@ class ModelSpec:
     dataset: str = "imagenet-1k"
     # The serving form measured fastest on each device type (README, "Throughput"): frozen
     # TorchScript where it wins by a margin and its weight copy is small, channels_last for
-    # the ImageNet conv nets; TORCHGATE_GRAPH / TORCHGATE_CHANNELS_LAST override.
-    # The serving form measured fastest on each device type (README, "Throughput"): frozen
-    # TorchScript where it wins by a margin and its weight copy is small, channels_last for
-    # the ImageNet conv nets; TORCHGATE_GRAPH / TORCHGATE_CHANNELS_LAST override.
+    # the conv nets; TORCHGATE_GRAPH / TORCHGATE_CHANNELS_LAST override.
     cpu_graph: str = "eager"
     cuda_graph: str = "eager"
     channels_last: bool = False
+    # At most this many intra-op threads for its batches on the CPU (None: all the worker's).
+    # A model whose batch takes a millisecond or two gains nothing from a second thread and
+    # takes that core from the event loop; an explicit TORCHGATE_TORCH_THREADS overrides.
+    cpu_threads: int | None = None
 
     @property
     def is_classifier(self) -> bool:
@@ -85,11 +86,16 @@ SPECS: dict[str, ModelSpec] = {
             "cnn",
             ModelKind.IMAGE_CLASSIFIER,
             "compact CNN trained on Fashion-MNIST",
-            max_batch_size=64,
+            # 16, not more: with a closed loop of 32 clients, two half-size batches overlap
+            # (one in the forward while the event loop answers and refills the other); one
+            # batch of 32 leaves the loop idle during the forward (README, "Throughput").
+            max_batch_size=16,
             max_batch_delay_ms=2.0,
             net_module="app.nets.cnn",
             dataset="fashion-mnist",
             cpu_graph="script",
+            channels_last=True,
+            cpu_threads=1,
         ),
         ModelSpec(
             "lstm",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Annotated, Any
 
+import torch
 from fastapi import APIRouter, Query, Request, Response
 
 from app.api.deps import RegistryDep, SettingsDep
@@ -79,7 +80,14 @@ async def predict(
     else:
         assert payload.array is not None
         samples = runtime.samples_from_array(payload.array)
-    predictions, version = await runtime.classify(samples, k)
+    return await predict_response(runtime, name, samples, k)
+
+
+async def predict_response(
+    runtime: ModelRuntime, name: str, samples: list[torch.Tensor], top_k: int
+) -> FastJSONResponse:
+    """Classify decoded samples and build the answer (shared with the raw-body fast path)."""
+    predictions, version = await runtime.classify(samples, top_k)
     body = {
         "model": name,
         "parameters_version": version,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -57,9 +58,10 @@ class DynamicBatcher:
         max_queue: int,
         observer: BatchObserver | None = None,
         queue_timeout_s: float = float("inf"),
+        max_in_flight: int = 2,
     ) -> None:
-        if max_batch_size < 1:
-            raise ValueError("max_batch_size must be at least 1")
+        if max_batch_size < 1 or max_in_flight < 1:
+            raise ValueError("max_batch_size and max_in_flight must be at least 1")
         self._run_batch = run_batch
         self._executor = executor
         self.max_batch_size = max_batch_size
@@ -70,6 +72,11 @@ class DynamicBatcher:
         self._pending: deque[_Item] = deque()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Batches handed to the device worker and not answered yet. Two keep the device fed:
+        # the next batch waits in the worker's queue while the current one runs, instead of
+        # being formed only after the event loop has seen the current one finish.
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._in_flight: set[asyncio.Task[None]] = set()
 
     @property
     def depth(self) -> int:
@@ -84,6 +91,7 @@ class DynamicBatcher:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        await asyncio.gather(*self._in_flight, return_exceptions=True)  # answer what runs
         while self._pending:
             item = self._pending.popleft()
             if not item.future.done():
@@ -101,6 +109,8 @@ class DynamicBatcher:
         self._pending.extend(items)
         self._wakeup.set()
         try:
+            if len(items) == 1:  # the common case: no gathering future and callbacks
+                return [await items[0].future]
             return list(await asyncio.gather(*(item.future for item in items)))
         except BaseException:
             for item in items:
@@ -108,6 +118,20 @@ class DynamicBatcher:
             raise
 
     async def _loop(self) -> None:
+        while True:
+            await self._slots.acquire()  # a free slot first, so the batch can still grow
+            try:
+                batch = await self._next_batch()
+            except BaseException:
+                self._slots.release()
+                raise
+            task = asyncio.get_running_loop().create_task(self._run(batch))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+
+    async def _next_batch(self) -> list[_Item]:
+        """Wait for the first item, then until the batch is full or the delay since that
+        item has passed."""
         loop = asyncio.get_running_loop()
         while True:
             if not self._pending:
@@ -129,7 +153,13 @@ class DynamicBatcher:
                 now = loop.time()
                 for item in batch:
                     self._observer.on_wait(now - item.enqueued)
-                await self._execute(batch)
+                return batch
+
+    async def _run(self, batch: list[_Item]) -> None:
+        try:
+            await self._execute(batch)
+        finally:
+            self._slots.release()
 
     def _take_batch(self) -> list[_Item]:
         """Pop up to max_batch_size live items sharing the first live item's shapes; items
@@ -159,12 +189,18 @@ class DynamicBatcher:
         self._pending.extendleft(reversed(skipped))
         return batch
 
+    def _timed_run(self, inputs: list[Inputs]) -> tuple[Sequence[Any], float]:
+        """On the worker: the batch's outputs and its own run time (not its wait in the
+        worker's queue behind the batch before it)."""
+        started = time.perf_counter()
+        outputs = self._run_batch(inputs)
+        return outputs, time.perf_counter() - started
+
     async def _execute(self, batch: list[_Item]) -> None:
         loop = asyncio.get_running_loop()
-        started = loop.time()
         try:
-            outputs = await loop.run_in_executor(
-                self._executor, self._run_batch, [item.inputs for item in batch]
+            outputs, seconds = await loop.run_in_executor(
+                self._executor, self._timed_run, [item.inputs for item in batch]
             )
         except Exception as exc:
             if len(batch) == 1:
@@ -176,7 +212,7 @@ class DynamicBatcher:
             await self._execute(batch[:middle])
             await self._execute(batch[middle:])
             return
-        self._observer.on_batch(len(batch), loop.time() - started)
+        self._observer.on_batch(len(batch), seconds)
         for item, output in zip(batch, outputs, strict=True):
             if not item.future.done():
                 item.future.set_result(output)

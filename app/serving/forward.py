@@ -49,8 +49,11 @@ class ModelForward:
         channels_last: bool = False,
         half: bool = False,
         half_dtype: torch.dtype = torch.float16,
+        cpu_threads: int | None = None,
     ) -> None:
         self.module = module
+        # Intra-op threads for this model's batches on the CPU (None: the process setting).
+        self.cpu_threads = cpu_threads
         self.device = device
         self.classifier = classifier
         self._example = example
@@ -81,7 +84,9 @@ class ModelForward:
                 self.module, self._graph_mode, self._channels_last, example, self.classifier
             )
         logger.info(
-            "%s serving graph: %s%s", type(self.module).__name__, self.graph.mode,
+            "%s serving graph: %s%s",
+            type(self.module).__name__,
+            self.graph.mode,
             " + channels_last" if self.graph.channels_last else "",
         )
 
@@ -92,18 +97,30 @@ class ModelForward:
 
     def run(self, columns: Sequence[torch.Tensor], postprocess: bool = True) -> torch.Tensor:
         """One forward on a stacked batch; returns float32 results on the CPU."""
-        if self.device.type == "cuda":
+        # Every torch call below drops and retakes the GIL, and retaking it can wait for the
+        # busy event loop thread; so no-op conversions are skipped with plain Python checks.
+        cuda = self.device.type == "cuda"
+        if cuda:
             columns = [c.pin_memory().to(self.device, non_blocking=True) for c in columns]
         else:
             columns = list(columns)
-        if self.graph.channels_last and columns[0].dim() == 4:
-            columns[0] = columns[0].contiguous(memory_format=torch.channels_last)
+            if self.cpu_threads is not None and torch.get_num_threads() != self.cpu_threads:
+                torch.set_num_threads(self.cpu_threads)
+        first = columns[0]
+        if (
+            self.graph.channels_last
+            and first.dim() == 4
+            and not first.is_contiguous(memory_format=torch.channels_last)
+        ):
+            columns[0] = first.contiguous(memory_format=torch.channels_last)
         try:
             with torch.inference_mode(), self._autocast_context():
-                result = self.graph.forward(*columns).float()
+                result = self.graph.forward(*columns)
+                if result.dtype != torch.float32:
+                    result = result.float()
                 if postprocess and self.classifier:
                     result = result.softmax(dim=1)
-            return result.cpu()
+            return result.cpu() if cuda else result
         except torch.OutOfMemoryError:
             torch.cuda.empty_cache()
             raise

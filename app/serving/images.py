@@ -9,7 +9,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from app.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 
-ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "GIF"})
+ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")  # Pillow tries them in this order
+# Where Pillow finds an orientation (EXIF, or XMP when there is no EXIF); without any of these,
+# exif_transpose would only parse metadata to find nothing.
+_ORIENTATION_KEYS = ("exif", "xmp", "XML:com.adobe.xmp")
 
 Image.init()  # register every plugin now, so the format allow-list resolves on first use
 # Pillow's own bomb guard stays on as a second line of defence behind our header check.
@@ -33,7 +36,7 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=sorted(ALLOWED_FORMATS))
+            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except UnidentifiedImageError as exc:
         raise UnsupportedMediaType(
             "the upload is not an image in a supported format; send JPEG, PNG, WebP, BMP or GIF."
@@ -60,10 +63,12 @@ def finish_decoding(image: Image.Image, mode: str = "RGB") -> Image.Image:
     try:
         image.seek(0)
         image.load()
-        image = ImageOps.exif_transpose(_to_8bit(image)) or image
+        image = _to_8bit(image)
+        if any(key in image.info for key in _ORIENTATION_KEYS):
+            image = ImageOps.exif_transpose(image) or image
         if image.mode == "P" and "transparency" in image.info:
             image = image.convert("RGBA")
-        return image.convert(mode)
+        return image if image.mode == mode else image.convert(mode)
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidInput(
             f"the image is corrupt or truncated and could not be decoded ({exc})."

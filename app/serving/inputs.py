@@ -93,10 +93,11 @@ class FashionInput:
         image = finish_decoding(image, "L")
         if image.size != (FASHION_SIDE, FASHION_SIDE):
             image = image.resize((FASHION_SIDE, FASHION_SIDE), Image.Resampling.BILINEAR)
-        pixels = np.asarray(image, dtype=np.float32)
-        pixels = (pixels / 255.0 - self.mean) / self.std
-        tensor = torch.from_numpy(pixels)
-        return tensor if self.sequence else tensor.unsqueeze(0)
+        pixels = np.array(image, dtype=np.float32)  # a copy of its own: scaled in place
+        pixels *= 1.0 / (255.0 * self.std)
+        pixels -= self.mean / self.std
+        # numpy's view, not Tensor.unsqueeze: a torch call would give up the event loop's GIL
+        return torch.from_numpy(pixels if self.sequence else pixels[np.newaxis])
 
     def from_array(self, array: np.ndarray) -> list[torch.Tensor]:
         if self.sequence:

@@ -86,7 +86,7 @@ class ModelRegistry:
     async def load_all(self) -> None:
         limit = asyncio.Semaphore(self.settings.load_concurrency)
         started = time.perf_counter()
-        await asyncio.gather(*(self._load(entry, limit) for entry in self.entries.values()))
+        await asyncio.gather(*(self._load(entry, limit) for entry in self._load_order()))
         logger.info("models loaded in %.2f s", time.perf_counter() - started)
         # Everything alive now (torch, the models, the app) lives as long as the process: move
         # it out of the collector's reach, so full collections stop pausing the event loop for
@@ -94,6 +94,15 @@ class ModelRegistry:
         gc.collect()
         gc.freeze()
         self._done.set()
+
+    def _load_order(self) -> list[ModelEntry]:
+        """Slowest first, so the longest load starts at once instead of trailing the others:
+        pretrained nets that get a frozen graph (tracing resnet101 takes about a second),
+        then the other pretrained ones (hundreds of MB of weights), then the small ones."""
+        return sorted(
+            self.entries.values(),
+            key=lambda e: (e.spec.pretrained is None, self._graph_for(e.spec).mode != "script"),
+        )
 
     async def _load(self, entry: ModelEntry, limit: asyncio.Semaphore) -> None:
         spec = entry.spec
@@ -152,7 +161,8 @@ class ModelRegistry:
         return runtime
 
     def _graph_for(self, spec: ModelSpec) -> GraphChoice:
-        """TORCHGATE_GRAPH, or the form measured fastest for this model on this device type."""
+        """TORCHGATE_GRAPH, or the form measured fastest for this model on this device type
+        (and its thread cap, unless TORCHGATE_TORCH_THREADS is set)."""
         cuda = self.device.type == "cuda"
         mode = self.settings.graph
         if mode == "auto":
@@ -160,7 +170,8 @@ class ModelRegistry:
         channels_last = self.settings.channels_last
         if channels_last is None:
             channels_last = spec.channels_last
-        return GraphChoice(mode, channels_last)
+        cpu_threads = None if self.settings.torch_threads is not None else spec.cpu_threads
+        return GraphChoice(mode, channels_last, cpu_threads)
 
     def _observer(self, name: str) -> BatchObserver:
         batch_size = self.metrics.batch_size.labels(name)

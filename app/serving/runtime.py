@@ -65,10 +65,21 @@ class Generation:
     version: int
 
 
+def top_indices(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest scores, largest first (ties: lower index first)."""
+    if k < scores.shape[0]:
+        candidates = np.argpartition(-scores, k - 1)[:k]
+    else:
+        candidates = np.arange(scores.shape[0])
+    order = np.lexsort((candidates, -scores[candidates]))
+    return candidates[order]
+
+
 @dataclass(frozen=True)
 class GraphChoice:
     mode: str = "eager"
     channels_last: bool = False
+    cpu_threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +124,7 @@ class ModelRuntime:
             graph.channels_last,
             half,
             half_dtype,
+            graph.cpu_threads,
         )
         self.state = ParameterState(1, parameters_sha256(self.module))
         self.parameter_count = parameter_count(self.module)
@@ -218,11 +230,18 @@ class ModelRuntime:
     # -- inference --------------------------------------------------------------------------
 
     def _run_batch(self, batch: list[Inputs]) -> list[Output]:
-        """Runs on the worker thread: stack, forward on the device, split per sample."""
-        columns = [torch.stack(column) for column in zip(*batch, strict=True)]
-        result = self.forward.run(columns)
+        """Runs on the worker thread: stack, forward on the device, split per sample.
+
+        Stacking and splitting go through numpy on purpose: a torch call drops the GIL and
+        must win it back from the busy event loop thread, which cost this thread more time
+        than the forward of a small model; numpy's copies keep it."""
+        columns = [
+            torch.from_numpy(np.stack([sample.numpy() for sample in column]))
+            for column in zip(*batch, strict=True)
+        ]
+        result = self.forward.run(columns).numpy()
         version = self.state.version
-        return [Output(row, version) for row in result.unbind(0)]
+        return [Output(torch.from_numpy(row), version) for row in result]
 
     async def infer(self, samples: Sequence[Inputs]) -> list[Output]:
         """Queue samples for batching; device faults become 503/422 instead of 500."""
@@ -245,12 +264,15 @@ class ModelRuntime:
         k = min(top_k, len(labels))
         predictions = []
         for output in outputs:
-            probabilities, indices = output.tensor.topk(k)
+            # numpy, not Tensor.topk: this runs on the event loop, and a torch call would give
+            # up the GIL to the forward worker and then wait to get it back.
+            probabilities = output.tensor.numpy()
+            top = top_indices(probabilities, k)
             predictions.append(
                 [
                     Prediction(index, labels[index], probability)
-                    for probability, index in zip(
-                        probabilities.tolist(), indices.tolist(), strict=True
+                    for index, probability in zip(
+                        top.tolist(), probabilities[top].tolist(), strict=True
                     )
                 ]
             )

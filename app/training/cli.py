@@ -74,7 +74,7 @@ def _run(train: Callable[..., TrainResult], *args: object, **kwargs: object) -> 
 
 @train_app.command()
 def cnn(
-    epochs: Epochs = 15,
+    epochs: Epochs = 30,
     batch_size: BatchSize = 256,
     lr: Lr = 3e-3,
     seed: Seed = 0,
@@ -164,6 +164,24 @@ def gan(
     from app.training.gan import train_gan
 
     _run(train_gan, options, judge=judge, show_progress=not quiet)
+
+
+@train_app.command("gan-rejudge")
+def gan_rejudge(
+    out: Out = Path("models"),
+    judge: Annotated[
+        Path | None,
+        typer.Option(help="The cnn manifest that scores the GAN (default: OUT/cnn.json)."),
+    ] = None,
+) -> None:
+    """Score the trained GAN again with a retrained cnn; its weights stay as they are."""
+    from app.training.gan import rejudge_gan
+
+    try:
+        rejudge_gan(out, judge)
+    except (FileNotFoundError, ManifestError, ValueError) as exc:
+        log.error("%s", exc)
+        raise typer.Exit(code=1) from exc
 
 
 @train_app.command()

@@ -30,7 +30,7 @@ from app.training.options import TrainOptions, resolve_device, seed_everything
 from app.training.plots import plot_curves, plot_samples
 from app.training.progress import training_progress
 
-__all__ = ["train_gan"]
+__all__ = ["rejudge_gan", "train_gan"]
 
 log = logging.getLogger(__name__)
 
@@ -302,6 +302,51 @@ def train_gan(
         manifest_path,
     )
     return TrainResult(manifest, manifest_path, history, d_steps)
+
+
+def rejudge_gan(out: Path, judge: Path | None = None) -> dict[str, Any]:
+    """Score the committed generator again with a new cnn (after the cnn was retrained).
+
+    The training epoch stays the one the previous judge chose (recorded as
+    ``selection_judge``); the reported consistency, per-class shares and ``judge`` become the
+    new cnn's, computed exactly as training computes them (seed 0, 100 per class).
+    """
+    manifest_path = out / "gan.json"
+    judge_path = judge or out / "cnn.json"
+    generator, manifest = load_net(manifest_path)
+    cnn, judge_manifest = _judge(judge_path, str(manifest.get("dataset", "fashion-mnist")))
+    previous = manifest.get("judge") or {}
+    new_judge = {"manifest": judge_path.name, "sha256": judge_manifest["sha256"]}
+    if previous and previous != new_judge:
+        manifest["selection_judge"] = manifest.get("selection_judge", previous)
+    norm = judge_manifest["normalization"]
+    final = evaluate_gan_consistency(
+        generator,
+        cnn,
+        per_class=100,
+        seed=0,
+        num_classes=len(manifest["classes"]),
+        z_dim=int(manifest["input"]["z_dim"]),
+        normalization=(float(norm["mean"]), float(norm["std"])),
+    )
+    manifest.update(
+        judge=new_judge,
+        consistency=final["consistency"],
+        per_class_consistency=final["per_class"],
+        classes_produced=final["classes_produced"],
+        all_classes_produced=final["all_classes_produced"],
+        consistency_n=final["n"],
+        rejudge_command=f"python -m app train gan-rejudge --out {out}",
+    )
+    write_manifest(manifest, manifest_path)
+    log.info(
+        "gan judged by %s: consistency %.4f (%d classes produced); wrote %s",
+        judge_path,
+        final["consistency"],
+        final["classes_produced"],
+        manifest_path,
+    )
+    return manifest
 
 
 @torch.inference_mode()

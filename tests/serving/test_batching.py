@@ -147,11 +147,54 @@ async def test_items_that_waited_past_the_queue_timeout_get_503(executor) -> Non
     batcher = _batcher(model, executor, max_batch_size=1, queue_timeout_s=0.05)
     running = asyncio.create_task(batcher.submit(_samples(1)))
     await asyncio.sleep(0.02)  # the first item is in the (blocked) forward
-    stale = asyncio.create_task(batcher.submit(_samples(2)))
-    await asyncio.sleep(0.2)  # the second one waits past its timeout
+    queued = asyncio.create_task(batcher.submit(_samples(2)))
+    await asyncio.sleep(0.02)  # the second one is the batch waiting in the worker's queue
+    stale = asyncio.create_task(batcher.submit(_samples(3)))
+    await asyncio.sleep(0.2)  # the third one waits in the batcher past its timeout
     model.gate.set()
     assert await running == [2.0]
+    assert await queued == [4.0]
     with pytest.raises(Overloaded, match=r"waited more than 0\.05 s"):
         await stale
-    assert await batcher.submit(_samples(3)) == [6.0]
+    assert await batcher.submit(_samples(4)) == [8.0]
     await batcher.stop()
+
+
+class CountingExecutor(ThreadPoolExecutor):
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.submitted = 0
+
+    def submit(self, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        self.submitted += 1
+        return super().submit(*args, **kwargs)
+
+
+@pytest.mark.parametrize("max_in_flight", [1, 2, 3])
+async def test_the_next_batch_waits_in_the_worker_queue(max_in_flight: int) -> None:
+    model = FakeModel()
+    model.gate.clear()
+    with CountingExecutor() as pool:
+        batcher = _batcher(model, pool, max_batch_size=1, max_in_flight=max_in_flight)
+        requests = [asyncio.create_task(batcher.submit(_samples(v))) for v in range(5)]
+        for _ in range(50):  # let the batcher hand over all it may
+            await asyncio.sleep(0.002)
+        assert pool.submitted == max_in_flight  # one running, the others queued behind it
+        assert batcher.depth == 5 - max_in_flight
+        model.gate.set()
+        assert [await r for r in requests] == [[2.0 * v] for v in range(5)]
+        assert model.batches == [1] * 5
+        await batcher.stop()
+
+
+async def test_stop_answers_the_batches_in_flight(executor) -> None:
+    model = FakeModel()
+    model.gate.clear()
+    batcher = _batcher(model, executor, max_batch_size=1)
+    running = asyncio.create_task(batcher.submit(_samples(1)))
+    await asyncio.sleep(0.02)
+    stopping = asyncio.create_task(batcher.stop())
+    await asyncio.sleep(0.02)
+    model.gate.set()
+    await stopping
+    assert await running == [2.0]

@@ -91,3 +91,27 @@ def test_channels_last_inputs_on_the_cpu_fallback() -> None:
     forward.prepare(2)
     assert forward.graph.channels_last
     assert torch.allclose(forward.run([x]), expected, atol=1e-6)
+
+
+def test_a_models_thread_cap_applies_to_its_batches() -> None:
+    import threading
+
+    module = nn.Linear(4, 3).eval()
+    forward = ModelForward(
+        module, torch.device("cpu"), True, lambda b: (torch.randn(b, 4),), cpu_threads=1
+    )
+    seen: list[int] = []
+    original = torch.get_num_threads()
+
+    def worker() -> None:
+        torch.set_num_threads(2)
+        forward.run([torch.randn(3, 4)])
+        seen.append(torch.get_num_threads())
+
+    try:
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+    finally:
+        torch.set_num_threads(original)
+    assert seen == [1]

@@ -1,0 +1,40 @@
+"""The registry's load schedule."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from app.config import Settings
+from app.metrics import Metrics
+from app.serving.registry import ModelRegistry
+
+def _registry(settings: Settings) -> ModelRegistry:
+    device = torch.device("cpu")
+    return ModelRegistry(settings, device, Metrics(device))
+
+
+def test_slowest_loads_start_first(settings_factory: Callable[..., Settings]) -> None:
+    settings = settings_factory(models=("gan", "cnn", "alexnet", "vgg16", "resnet101", "lstm"))
+    order = [entry.spec.name for entry in _registry(settings)._load_order()]
+    # resnet101 gets a traced graph on the CPU; then the big pretrained files; then the rest
+    assert order == ["resnet101", "alexnet", "vgg16", "gan", "cnn", "lstm"]
+
+
+def test_eager_everywhere_keeps_pretrained_first(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    settings = settings_factory(models=("cnn", "alexnet", "resnet101"), graph="eager")
+    order = [entry.spec.name for entry in _registry(settings)._load_order()]
+    assert order == ["alexnet", "resnet101", "cnn"]
+
+
+def test_small_models_cap_their_threads_unless_threads_are_set(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    automatic = _registry(settings_factory(models=("cnn", "alexnet")))
+    assert automatic._graph_for(automatic.entries["cnn"].spec).cpu_threads == 1
+    assert automatic._graph_for(automatic.entries["alexnet"].spec).cpu_threads is None
+    explicit = _registry(settings_factory(models=("cnn",), torch_threads=2))
+    assert explicit._graph_for(explicit.entries["cnn"].spec).cpu_threads is None
