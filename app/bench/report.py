@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import asdict
 from typing import Any
 
@@ -28,7 +29,11 @@ def served_over_raw(scenario: ScenarioResult, result: BenchResult) -> float | No
 
 
 def served_over_healthz(scenario: ScenarioResult) -> float | None:
-    """Predict requests/s over no-op requests/s: how far the model is from the HTTP ceiling."""
+    """Predict requests/s over no-op requests/s: how far the model is from the HTTP ceiling.
+    The median of the alternating rounds when there are some (see runner.HEALTHZ_ROUNDS)."""
+    ratios = [r for r in (_ratio(p, h) for p, h in scenario.paired_rates) if r is not None]
+    if ratios:
+        return statistics.median(ratios)
     healthz = scenario.healthz.requests_per_s if scenario.healthz is not None else None
     return _ratio(scenario.predict.requests_per_s, healthz)
 
@@ -94,6 +99,7 @@ def to_document(result: BenchResult, machine: dict[str, object]) -> dict[str, An
             "healthz_server_cpu_ms_per_request": _healthz_cpu_ms(s),
             "served_over_raw": served_over_raw(s, result),
             "served_over_healthz": served_over_healthz(s),
+            "paired_rates": [list(pair) for pair in s.paired_rates],
         }
         for s in result.scenarios
     ]
@@ -151,14 +157,16 @@ def _served_table(result: BenchResult) -> Table:
         )
     if any(s.healthz is not None for s in result.scenarios):
         labels += ["healthz requests/s", "healthz p50 ms", "healthz server CPU ms / request"]
-        labels += ["served / healthz (req/s)"]
+        labels += ["served / healthz (req/s)", "  each round (predict, healthz)"]
         for s, column in zip(result.scenarios, columns, strict=True):
             h = s.healthz
+            rounds = " ".join(f"{_ratio(p, q) or math.nan:.2f}" for p, q in s.paired_rates)
             column += [
                 _fmt(h.requests_per_s if h else None),
                 _fmt(h.latency.p50_ms if h else None, 2),
                 _fmt(_healthz_cpu_ms(s), 3),
                 _fmt(served_over_healthz(s), 4),
+                rounds or "-",
             ]
     for index, label in enumerate(labels):
         table.add_row(label, *(column[index] for column in columns))

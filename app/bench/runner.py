@@ -30,6 +30,10 @@ logger = logging.getLogger(__name__)
 
 Driver = Callable[[LoadTarget, LoadPlan], LoadResult]
 BATCHING_OFF = {"TORCHGATE_MAX_BATCH_SIZE": "1"}
+# /healthz is compared in alternating slices (predict, healthz, predict, ...): this shared
+# machine's speed drifts by 10-20% over a minute, and a ratio of two runs taken one after the
+# other would measure the drift as much as the server.
+HEALTHZ_ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,8 @@ class ScenarioResult:
     server: promdiff.ServerStats
     healthz: LoadResult | None = None
     healthz_cpu_s: float | None = None
+    # (predict requests/s, healthz requests/s) of each alternating round
+    paired_rates: list[tuple[float, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -155,11 +161,11 @@ def _run_scenario(
         cpu_s = server.cpu_seconds() - cpu_before
         after = promdiff.scrape(server.base_url)
         rss, processes = server.memory()
-        healthz, healthz_cpu_s = None, None
+        healthz, healthz_cpu_s, pairs = None, None, []
         if config.baseline_healthz:
-            cpu_before = server.cpu_seconds()
-            healthz = driver(LoadTarget(f"{server.base_url}/healthz"), measured)
-            healthz_cpu_s = server.cpu_seconds() - cpu_before
+            healthz, healthz_cpu_s, pairs = _alternate_with_healthz(
+                driver, predict, server, LoadPlan(config.concurrency, config.duration_s)
+            )
     return ScenarioResult(
         name=scenario.name,
         env=scenario.env,
@@ -171,6 +177,39 @@ def _run_scenario(
         server=promdiff.server_stats(promdiff.diff(before, after), config.model),
         healthz=healthz,
         healthz_cpu_s=healthz_cpu_s,
+        paired_rates=pairs,
+    )
+
+
+def _alternate_with_healthz(
+    driver: Driver, predict: LoadTarget, server: ServerProcess, plan: LoadPlan
+) -> tuple[LoadResult, float, list[tuple[float, float]]]:
+    """HEALTHZ_ROUNDS rounds of (predict, /healthz) slices of plan.duration / rounds each.
+    Returns the healthz slices merged, the server CPU they took, and each round's two rates."""
+    slice_plan = LoadPlan(plan.concurrency, max(1.0, plan.duration_s / HEALTHZ_ROUNDS))
+    healthz_target = LoadTarget(f"{server.base_url}/healthz")
+    slices: list[LoadResult] = []
+    pairs: list[tuple[float, float]] = []
+    cpu_s = 0.0
+    for _ in range(HEALTHZ_ROUNDS):
+        served = driver(predict, slice_plan)
+        cpu_before = server.cpu_seconds()
+        healthz = driver(healthz_target, slice_plan)
+        cpu_s += server.cpu_seconds() - cpu_before
+        slices.append(healthz)
+        pairs.append((served.requests_per_s, healthz.requests_per_s))
+    return merge_results(slices), cpu_s, pairs
+
+
+def merge_results(results: list[LoadResult]) -> LoadResult:
+    """Counts and durations summed; latency from the slice with the median rate (percentiles
+    of separate runs cannot be combined exactly)."""
+    middle = sorted(results, key=lambda r: r.requests_per_s)[len(results) // 2]
+    return replace(
+        middle,
+        requests=sum(r.requests for r in results),
+        errors=sum(r.errors for r in results),
+        duration_s=sum(r.duration_s for r in results),
     )
 
 

@@ -73,10 +73,13 @@ class DynamicBatcher:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         # Batches handed to the device worker and not answered yet. Two keep the device fed:
-        # the next batch waits in the worker's queue while the current one runs, instead of
-        # being formed only after the event loop has seen the current one finish.
+        # a batch that fills up while another runs waits in the worker's queue, instead of
+        # being formed only after the event loop has seen the running one finish. A batch
+        # that is not full keeps filling while the device is busy (it could not start
+        # earlier anyway), so big models still get big batches.
         self._slots = asyncio.Semaphore(max_in_flight)
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._running = 0
 
     @property
     def depth(self) -> int:
@@ -125,13 +128,14 @@ class DynamicBatcher:
             except BaseException:
                 self._slots.release()
                 raise
+            self._running += 1
             task = asyncio.get_running_loop().create_task(self._run(batch))
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
 
     async def _next_batch(self) -> list[_Item]:
         """Wait for the first item, then until the batch is full or the delay since that
-        item has passed."""
+        item has passed and no other batch of this model is running."""
         loop = asyncio.get_running_loop()
         while True:
             if not self._pending:
@@ -140,6 +144,10 @@ class DynamicBatcher:
                 continue
             deadline = self._pending[0].enqueued + self.max_delay_s
             while len(self._pending) < self.max_batch_size:
+                if self._running:  # the device is busy: keep filling until full or it is free
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
@@ -159,7 +167,9 @@ class DynamicBatcher:
         try:
             await self._execute(batch)
         finally:
+            self._running -= 1
             self._slots.release()
+            self._wakeup.set()
 
     def _take_batch(self) -> list[_Item]:
         """Pop up to max_batch_size live items sharing the first live item's shapes; items

@@ -74,7 +74,7 @@ def _run(train: Callable[..., TrainResult], *args: object, **kwargs: object) -> 
 
 @train_app.command()
 def cnn(
-    epochs: Epochs = 30,
+    epochs: Epochs = 40,
     batch_size: BatchSize = 256,
     lr: Lr = 3e-3,
     seed: Seed = 0,

@@ -70,3 +70,28 @@ def test_tables_show_both_scenarios_and_the_batching_gain() -> None:
     assert "batching on / off (images/s): 2.00x" in text
     assert "served / healthz" in text
     assert "script, 1 thread" in text
+
+
+def test_healthz_ratio_is_the_median_of_the_alternating_rounds() -> None:
+    result = _result()
+    result.scenarios[0].paired_rates = [(100.0, 400.0), (90.0, 150.0), (120.0, 240.0)]
+    document = to_document(result, MACHINE)
+    assert document["scenarios"][0]["served_over_healthz"] == 0.5  # of 0.25, 0.6, 0.5
+    assert document["scenarios"][0]["paired_rates"] == [
+        [100.0, 400.0],
+        [90.0, 150.0],
+        [120.0, 240.0],
+    ]
+    out = io.StringIO()
+    render(result, MACHINE, Console(file=out, width=160))
+    assert "0.25 0.60 0.50" in out.getvalue()
+
+
+def test_merged_slices_add_counts_and_keep_the_median_slices_latency() -> None:
+    from app.bench.runner import merge_results
+
+    slow, mid, fast = _load(100), _load(200), _load(300)
+    mid = LoadResult("wrk", 200, 1, 2.0, LatencySummary(1, 2, 3, 1.5, 4), 1)
+    merged = merge_results([fast, slow, mid])
+    assert (merged.requests, merged.errors, merged.duration_s) == (600, 1, 6.0)
+    assert merged.latency == mid.latency

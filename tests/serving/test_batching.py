@@ -198,3 +198,19 @@ async def test_stop_answers_the_batches_in_flight(executor) -> None:
     model.gate.set()
     await stopping
     assert await running == [2.0]
+
+
+async def test_a_partial_batch_keeps_filling_while_the_device_is_busy(executor) -> None:
+    model = FakeModel()
+    model.gate.clear()
+    batcher = _batcher(model, executor, max_batch_size=4, max_delay_s=0.01)
+    first = asyncio.create_task(batcher.submit(_samples(1)))
+    await asyncio.sleep(0.05)  # past the delay: the first batch runs (blocked)
+    second = asyncio.create_task(batcher.submit(_samples(2, 3)))
+    await asyncio.sleep(0.05)  # past the delay again, but the device is still busy
+    third = asyncio.create_task(batcher.submit(_samples(4)))
+    await asyncio.sleep(0.02)
+    model.gate.set()
+    assert [await first, await second, await third] == [[2.0], [4.0, 6.0], [8.0]]
+    assert model.batches == [1, 3]
+    await batcher.stop()

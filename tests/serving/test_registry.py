@@ -10,6 +10,7 @@ from app.config import Settings
 from app.metrics import Metrics
 from app.serving.registry import ModelRegistry
 
+
 def _registry(settings: Settings) -> ModelRegistry:
     device = torch.device("cpu")
     return ModelRegistry(settings, device, Metrics(device))
