@@ -98,11 +98,14 @@ class ModelRegistry:
     def _load_order(self) -> list[ModelEntry]:
         """Slowest first, so the longest load starts at once instead of trailing the others:
         pretrained nets that get a frozen graph (tracing resnet101 takes about a second),
-        then the other pretrained ones (hundreds of MB of weights), then the small ones."""
-        return sorted(
-            self.entries.values(),
-            key=lambda e: (e.spec.pretrained is None, self._graph_for(e.spec).mode != "script"),
-        )
+        then the other pretrained ones, largest first, then the small trained ones."""
+
+        def key(entry: ModelEntry) -> tuple[bool, bool, int]:
+            spec = entry.spec
+            size = int(spec.pretrained.meta.get("num_params", 0)) if spec.pretrained else 0
+            return spec.pretrained is None, self._graph_for(spec).mode != "script", -size
+
+        return sorted(self.entries.values(), key=key)
 
     async def _load(self, entry: ModelEntry, limit: asyncio.Semaphore) -> None:
         spec = entry.spec
