@@ -42,6 +42,7 @@ class RawResult:
     raw_images_per_s: float
     trials: list[dict[str, float | int | str]] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    device: str = "cpu"
 
 
 def thread_candidates(threads: int | None) -> list[int]:
@@ -60,14 +61,19 @@ def measure(
     budget_s: float,
     try_compile: bool = False,
     threads: int | None = None,
+    device: str = "cpu",
+    half: bool = False,
 ) -> RawResult:
-    """Load ``model`` like the server does, then time decode and forward on this process."""
+    """Load ``model`` like the server does, on its device (``auto``: CUDA when present), then
+    time decode (CPU) and forward in this process; ``half`` adds fp16 autocast on CUDA."""
+    from app.serving.devices import resolve_device
     from app.serving.loading import WeightsLocation, load_model
     from app.zoo import SPECS
 
     spec = SPECS[model]
     where = WeightsLocation(weights_dir, checkpoint_dir, download=False, verify=False)
-    loaded = load_model(spec, where, torch.device("cpu"))
+    target = resolve_device(device)
+    loaded = load_model(spec, where, target)
     codec = loaded.codec
     if codec is None:
         raise ValueError(f"{model} takes no image input; bench a classifier instead.")
@@ -75,8 +81,9 @@ def measure(
     decode_s = decode_seconds(lambda: codec.from_image(data, MAX_IMAGE_PIXELS), budget_s / 10)
     sample = codec.from_image(data, MAX_IMAGE_PIXELS)
     sizes = IMAGENET_BATCH_SIZES if spec.pretrained is not None else SMALL_BATCH_SIZES
+    counts = thread_candidates(threads) if target.type == "cpu" else [torch.get_num_threads()]
     trials, skipped = forward_trials(
-        loaded.module, sample, sizes, budget_s, thread_candidates(threads), try_compile
+        loaded.module, sample, sizes, budget_s, counts, try_compile, target, half
     )
     if not trials:
         raise RuntimeError(f"no forward variant could run {model}: {skipped}")
@@ -94,6 +101,7 @@ def measure(
         raw_images_per_s=1.0 / (1.0 / forward + decode_s),
         trials=[{**asdict(t), "images_per_s": t.images_per_s} for t in trials],
         skipped=skipped,
+        device=str(target),
     )
 
 
@@ -106,6 +114,8 @@ def run_raw(
     try_compile: bool = False,
     threads: int | None = None,
     env: Mapping[str, str] | None = None,
+    device: str = "cpu",
+    half: bool = False,
 ) -> RawResult:
     """``measure`` in a child interpreter, so the parent's threads and imports stay out of it.
 
@@ -121,7 +131,10 @@ def run_raw(
         f"--checkpoint-dir={checkpoint_dir}",
         f"--input={input_path}",
         f"--budget={budget_s}",
+        f"--device={device}",
     ]
+    if half:
+        command.append("--half")
     if try_compile:
         command.append("--try-compile")
     if threads is not None:
@@ -148,10 +161,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget", type=float, default=20.0, help="seconds for the forward grid")
     parser.add_argument("--try-compile", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="only this many torch threads")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument("--half", action="store_true", help="add fp16 autocast (CUDA only)")
     ns = parser.parse_args(argv)
     logging.basicConfig(level="INFO", format="%(name)s: %(message)s", stream=sys.stderr)
     result = measure(
-        ns.model, ns.weights_dir, ns.checkpoint_dir, ns.input, ns.budget, ns.try_compile, ns.threads
+        ns.model,
+        ns.weights_dir,
+        ns.checkpoint_dir,
+        ns.input,
+        ns.budget,
+        ns.try_compile,
+        ns.threads,
+        ns.device,
+        ns.half,
     )
     payload: dict[str, Any] = asdict(result)
     sys.stdout.write(json.dumps(payload) + "\n")

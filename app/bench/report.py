@@ -177,7 +177,12 @@ def _raw_table(result: BenchResult) -> Table:
     raw = result.raw
     assert raw is not None
     sizes = sorted({int(t["batch_size"]) for t in raw.trials})
-    table = Table(title="raw in-process forward images/s (fp32)", title_justify="left")
+    precision = (
+        "fp32 and fp16 autocast" if any("fp16" in str(t["variant"]) for t in raw.trials) else "fp32"
+    )
+    table = Table(
+        title=f"raw in-process forward images/s on {raw.device} ({precision})", title_justify="left"
+    )
     table.add_column("variant \\ batch")
     for size in sizes:
         table.add_column(str(size), justify="right")

@@ -243,6 +243,8 @@ def run_bench(config: BenchConfig) -> BenchResult:
                 config.try_compile,
                 config.raw_threads,
                 env,
+                device=env.get("TORCHGATE_DEVICE", "auto"),  # where the server will run
+                half=env.get("TORCHGATE_HALF", "").strip().lower() in ("1", "true", "yes", "on"),
             )
         tool, driver = choose_driver(config.load_tool, workdir)
         upload_request = LoadTarget(

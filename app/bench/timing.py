@@ -58,12 +58,22 @@ def decode_seconds(decode: Callable[[], object], budget_s: float) -> float:
     return seconds
 
 
-def variants(module: nn.Module, sample: torch.Tensor, try_compile: bool) -> list[Variant]:
+def variants(
+    module: nn.Module, sample: torch.Tensor, try_compile: bool, half: bool = False
+) -> list[Variant]:
     """(name, build a forward for an example batch, warm-up calls) per graph variant.
 
     channels_last converts the module in place when built, so it comes last; TorchScript's
-    profiling executor optimises on its second call, hence two warm-ups.
+    profiling executor optimises on its second call, hence two warm-ups. ``half`` adds fp16
+    autocast variants, as the server runs with TORCHGATE_HALF on CUDA.
     """
+
+    def autocast(forward: Forward) -> Forward:
+        def run(batch: torch.Tensor) -> torch.Tensor:
+            with torch.autocast(batch.device.type, dtype=torch.float16):
+                return forward(batch)
+
+        return run
 
     def eager(batch: torch.Tensor) -> Forward:
         return module
@@ -82,16 +92,27 @@ def variants(module: nn.Module, sample: torch.Tensor, try_compile: bool) -> list
     found: list[Variant] = [("eager", eager, 1), ("script", traced, 2)]
     if try_compile:
         found.append(("compile", compiled, 2))
+    if half:
+        found.append(("eager fp16", lambda batch: autocast(eager(batch)), 1))
     if sample.dim() == 3:  # an image [C,H,W]: batches are 4-d, where channels_last applies
         found.append(("channels_last", channels_last, 1))
+        if half:
+            found.append(("channels_last fp16", lambda b: autocast(channels_last(b)), 1))
     return found
 
 
 def _time_forward(
     forward: Forward, batch: torch.Tensor, budget_s: float, warmups: int
 ) -> tuple[float, int]:
+    """CUDA calls return before the work is done: each timed call waits for its kernels."""
+
+    def run() -> None:
+        forward(batch)
+        if batch.is_cuda:
+            torch.cuda.synchronize(batch.device)
+
     with torch.inference_mode():
-        return median_seconds(lambda: forward(batch), budget_s, warmups)
+        return median_seconds(run, budget_s, warmups)
 
 
 def _row(
@@ -101,6 +122,7 @@ def _row(
     batch_sizes: Sequence[int],
     share_s: float,
     skipped: dict[str, str],
+    device: torch.device,
 ) -> list[Trial]:
     """One variant at one thread count over growing batches; a larger batch is skipped when
     its predicted cost (calls x the last per-image time) would overrun the share by half."""
@@ -110,8 +132,8 @@ def _row(
     started = time.perf_counter()
     trials: list[Trial] = []
     for position, size in enumerate(batch_sizes):
-        batch = torch.stack([sample] * size)
-        if name == "channels_last":
+        batch = torch.stack([sample] * size).to(device)
+        if name.startswith("channels_last"):
             batch = batch.contiguous(memory_format=torch.channels_last)
         try:
             seconds, calls = _time_forward(build(batch), batch, share_s / len(batch_sizes), warmups)
@@ -135,21 +157,25 @@ def forward_trials(
     budget_s: float,
     thread_counts: Sequence[int] = (),
     try_compile: bool = False,
+    device: torch.device | None = None,
+    half: bool = False,
 ) -> tuple[list[Trial], dict[str, str]]:
-    """Every (variant, threads, batch size) cell, an equal share of the budget per row.
+    """Every (variant, threads, batch size) cell, an equal share of the budget per row, on
+    ``device`` (the module's; CPU by default). fp16 variants only on CUDA, as the server.
 
     Variants go in the outer loop because channels_last converts the module in place.
     """
+    device = device or torch.device("cpu")
     threads_before = torch.get_num_threads()
     counts = list(dict.fromkeys(thread_counts)) or [threads_before]
-    grid = variants(module, sample, try_compile)
+    grid = variants(module, sample, try_compile, half=half and device.type == "cuda")
     share = budget_s / (len(grid) * len(counts))
     trials: list[Trial] = []
     skipped: dict[str, str] = {}
     try:
         for variant in grid:
             for threads in counts:
-                trials += _row(variant, threads, sample, batch_sizes, share, skipped)
+                trials += _row(variant, threads, sample, batch_sizes, share, skipped, device)
     finally:
         torch.set_num_threads(threads_before)
     return trials, skipped

@@ -3,9 +3,10 @@
 A batch closes when it holds ``max_batch_size`` items or ``max_delay`` has passed since its
 first item was queued; while another batch of the model is still running, only a full batch
 closes (a partial one keeps filling: it could not start earlier anyway), and up to
-``max_in_flight`` batches are handed to the worker at once. Only items of the same tensor shapes share a batch (others wait for the
-next one, keeping their order). If a batch fails, it is retried in halves so that one bad item
-cannot fail its batch-mates, and transient device faults (e.g. CUDA OOM) get a smaller retry.
+``max_in_flight`` batches are handed to the worker at once. Only items of the same tensor
+shapes share a batch (others wait for the next one, keeping their order). If a batch fails, it
+is retried in halves so that one bad item cannot fail its batch-mates, and transient device
+faults (e.g. CUDA OOM) get a smaller retry.
 """
 
 from __future__ import annotations

@@ -48,3 +48,14 @@ def test_decode_is_timed_on_one_thread_and_threads_are_restored() -> None:
     assert seconds == pytest.approx(0, abs=0.05)
     assert set(seen) == {1}
     assert torch.get_num_threads() == threads
+
+
+def test_fp16_variants_are_offered_for_cuda_runs_only() -> None:
+    from app.bench.timing import variants
+
+    names = [name for name, _, _ in variants(_tiny_convnet(), torch.randn(3, 16, 16), False, True)]
+    assert names == ["eager", "script", "eager fp16", "channels_last", "channels_last fp16"]
+    trials, _ = forward_trials(
+        _tiny_convnet(), torch.randn(3, 16, 16), (1,), budget_s=0.5, half=True
+    )  # on the CPU, as the server: TORCHGATE_HALF is ignored there
+    assert {t.variant for t in trials} == {"eager", "script", "channels_last"}
