@@ -30,9 +30,9 @@ logger = logging.getLogger(__name__)
 
 Driver = Callable[[LoadTarget, LoadPlan], LoadResult]
 BATCHING_OFF = {"TORCHGATE_MAX_BATCH_SIZE": "1"}
-# /healthz is compared in alternating slices (predict, healthz, predict, ...): this shared
-# machine's speed drifts by 10-20% over a minute, and a ratio of two runs taken one after the
-# other would measure the drift as much as the server.
+# /healthz, and batching off, are compared in alternating slices (predict, healthz, predict,
+# ...): this shared machine's speed drifts by 10-20% over a minute, and a ratio of two runs
+# taken one after the other would measure the drift as much as the server.
 HEALTHZ_ROUNDS = 3
 
 
@@ -91,6 +91,8 @@ class BenchResult:
     input_name: str
     raw: RawResult | None
     scenarios: list[ScenarioResult]
+    # (images/s with batching on, off) of each alternating round (--batching both)
+    batching_rounds: list[tuple[float, float]] = field(default_factory=list)
 
 
 def scenarios_for(batching: str) -> list[Scenario]:
@@ -254,4 +256,39 @@ def run_bench(config: BenchConfig) -> BenchResult:
             _run_scenario(config, scenario, env, upload_request, driver)
             for scenario in scenarios_for(config.batching)
         ]
-    return BenchResult(config, tool, len(upload.data), upload.filename, raw, results)
+        rounds = []
+        if config.batching == "both":
+            rounds = _alternate_batching(config, env, upload_request, driver)
+    return BenchResult(config, tool, len(upload.data), upload.filename, raw, results, rounds)
+
+
+def _alternate_batching(
+    config: BenchConfig, env: dict[str, str], upload: LoadTarget, driver: Driver
+) -> list[tuple[float, float]]:
+    """Both servers up at once (the idle one costs nothing), loaded in alternating slices, so
+    the on/off ratio does not measure the machine's drift between two scenarios."""
+    serve_args = list(config.serve_args)
+    if config.workers is not None:
+        serve_args += ["--workers", str(config.workers)]
+    confirmations = 1 if (config.workers or 1) == 1 else 4 * (config.workers or 1)
+    slice_plan = LoadPlan(config.concurrency, max(1.0, config.duration_s / HEALTHZ_ROUNDS))
+    path = f"/v1/models/{config.model}/predict"
+    with (
+        ServerProcess(env, serve_args, config.ready_timeout_s, confirmations) as on,
+        ServerProcess(
+            {**env, **BATCHING_OFF}, serve_args, config.ready_timeout_s, confirmations
+        ) as off,
+    ):
+        targets = []
+        for server in (on, off):
+            _require_ready(server.base_url, config.model)
+            targets.append(replace(upload, url=f"{server.base_url}{path}"))
+            if config.warmup_s > 0:
+                driver(targets[-1], LoadPlan(config.concurrency, config.warmup_s))
+        rounds = []
+        for _ in range(HEALTHZ_ROUNDS):
+            batched = driver(targets[0], slice_plan)
+            single = driver(targets[1], slice_plan)
+            rounds.append((batched.images_per_s, single.images_per_s))
+    logger.info("batching on/off in alternating rounds: %s", rounds)
+    return rounds

@@ -30,7 +30,9 @@ def test_bench_json_smoke(weights_dir: Path) -> None:
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     document = json.loads(completed.stdout)
-    assert set(document) == {"header", "raw", "scenarios", "batching_on_over_off"}
+    assert set(document) == {
+        "header", "raw", "scenarios", "batching_on_over_off", "batching_rounds"
+    }  # fmt: skip
     header = document["header"]
     assert {"nproc", "torch_version", "torch_threads", "model", "load_tool"} <= set(header)
     raw = document["raw"]
@@ -46,3 +48,21 @@ def test_bench_json_smoke(weights_dir: Path) -> None:
     assert scenario["cold_start_s"] > 0 and scenario["rss_mib"] > 0
     assert scenario["served_over_raw"] > 0
     assert scenario["healthz"]["requests"] > 0 and scenario["served_over_healthz"] > 0
+
+
+def test_batching_both_alternates_the_two_servers() -> None:
+    command = [
+        sys.executable, "-m", "app.bench",
+        "--model=cnn", "--concurrency=4", "--duration=3", "--warmup=0", "--upload=raw",
+        "--batching=both", "--no-raw", "--json",
+    ]  # fmt: skip
+    completed = subprocess.run(
+        command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240, check=False
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    document = json.loads(completed.stdout)
+    assert [s["name"] for s in document["scenarios"]] == ["batching on", "batching off"]
+    rounds = document["batching_rounds"]
+    assert len(rounds) == 3 and all(on > 0 and off > 0 for on, off in rounds)
+    ratios = sorted(on / off for on, off in rounds)
+    assert document["batching_on_over_off"] == pytest.approx(ratios[1])

@@ -95,3 +95,13 @@ def test_merged_slices_add_counts_and_keep_the_median_slices_latency() -> None:
     merged = merge_results([fast, slow, mid])
     assert (merged.requests, merged.errors, merged.duration_s) == (600, 1, 6.0)
     assert merged.latency == mid.latency
+
+
+def test_batching_gain_is_the_median_of_the_alternating_rounds() -> None:
+    result = _result()
+    result.batching_rounds = [(300.0, 100.0), (200.0, 100.0), (500.0, 100.0)]
+    document = to_document(result, MACHINE)
+    assert document["batching_on_over_off"] == 3.0
+    out = io.StringIO()
+    render(result, MACHINE, Console(file=out, width=160))
+    assert "median of alternating rounds 3.00 2.00 5.00" in out.getvalue()
