@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+import pytest
+
 from app.config import Settings
 from app.main import create_app
 
@@ -18,3 +20,30 @@ def test_the_gil_switch_interval_is_a_setting(settings_factory: Callable[..., Se
         assert abs(sys.getswitchinterval() - 0.0002) < 1e-9  # the default
     finally:
         sys.setswitchinterval(original)
+
+
+@pytest.mark.anyio
+async def test_a_stopped_apps_models_can_be_freed(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """Loading freezes the GC's view of every live object (fewer pauses); shutting down must
+    thaw it, or a process that outlives the app keeps its models forever (cycles)."""
+    import gc
+    import weakref
+
+    import httpx
+    from asgi_lifespan import LifespanManager
+
+    from tests.conftest import wait_ready
+
+    app = create_app(settings_factory(models=("cnn",)))
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            await wait_ready(client)
+        module = weakref.ref(app.state.registry.runtime("cnn").module)
+        assert gc.get_freeze_count() > 0
+    del app, manager, transport, client
+    gc.collect()
+    assert gc.get_freeze_count() == 0
+    assert module() is None

@@ -193,3 +193,7 @@ class ModelRegistry:
                 await entry.runtime.stop()
         self._worker.shutdown(wait=True, cancel_futures=True)
         self._decode_pool.shutdown(wait=False, cancel_futures=True)
+        # Hand the frozen objects back to the collector: the models and the app hold reference
+        # cycles, which a process that goes on after this app (tests, an embedding program)
+        # could otherwise never free.
+        gc.unfreeze()
