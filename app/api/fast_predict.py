@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -56,17 +56,6 @@ def _query_top_k(query: bytes) -> tuple[bool, str | None]:
     if len(pairs) != 1 or pairs[0][0] != "top_k" or not pairs[0][1].isdigit():
         return False, None
     return True, pairs[0][1]
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 class PredictFastPath:
@@ -109,12 +98,10 @@ class PredictFastPath:
         scope["path_params"] = {"name": name}
         response: Response
         try:
-            body = await _read_body(receive)
+            body = await Request(scope, receive).body()
             samples = await runtime.decode_images([body])
             response = await predict_response(runtime, name, samples, top_k)
-        except TorchgateError as exc:
-            response = error_response(scope["path"], exc.detail, exc.status_code, exc.headers)
-        except HTTPException as exc:  # the streamed body passed the size limit
+        except (TorchgateError, HTTPException) as exc:  # HTTPException: the body limit
             response = error_response(scope["path"], exc.detail, exc.status_code, exc.headers)
         except ClientDisconnect:
             response = Response(status_code=CLIENT_CLOSED_REQUEST)
