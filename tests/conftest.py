@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -103,6 +104,35 @@ async def alexnet_client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     async with running_app(settings_factory()) as client:
         yield client
+
+
+async def hang_up(app: Callable[..., Any], path: str, content_type: bytes) -> list[dict]:
+    """POST ``path`` to the ASGI ``app`` from a client that disconnects before sending its
+    body; returns the messages the app sent back."""
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", content_type)],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    await app(scope, receive, send)
+    return sent
 
 
 def admin_headers(token: str = ADMIN_TOKEN) -> dict[str, str]:

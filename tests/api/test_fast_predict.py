@@ -11,7 +11,7 @@ from PIL import Image
 
 import app.api.fast_predict as fast_predict
 from app.config import Settings
-from tests.conftest import running_app
+from tests.conftest import hang_up, running_app
 
 pytestmark = pytest.mark.anyio
 
@@ -145,28 +145,5 @@ async def test_metrics_name_the_route_template(client, taken) -> None:
 
 
 async def test_client_hanging_up_is_499(client) -> None:
-    app = client._transport.app  # type: ignore[attr-defined]
-    sent: list[dict] = []
-
-    async def receive() -> dict:
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": PREDICT,
-        "raw_path": PREDICT.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"image/png")],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-    }
-    await app(scope, receive, send)
+    sent = await hang_up(client._transport.app, PREDICT, b"image/png")  # type: ignore[attr-defined]
     assert sent[0]["status"] == 499

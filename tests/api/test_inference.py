@@ -202,38 +202,16 @@ async def test_client_hanging_up_mid_upload_is_not_a_server_error(
     from app.main import create_app
 
     app = create_app(settings_factory())
-    sent: list[dict] = []
-
-    async def receive() -> dict:
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/models/alexnet/predict",
-        "raw_path": b"",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-    }
     async with (
         LifespanManager(app) as manager,
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=manager.app), base_url="http://t"
         ) as client,
     ):
-        from tests.conftest import wait_ready
+        from tests.conftest import hang_up, wait_ready
 
         await wait_ready(client)
-        await manager.app(scope, receive, send)
+        sent = await hang_up(manager.app, "/v1/models/alexnet/predict", b"application/json")
         metrics = (await client.get("/metrics")).text
     assert sent[0]["status"] == 499
     assert 'code="499"' in metrics and 'code="500"' not in metrics
