@@ -139,19 +139,23 @@ def _require_ready(base_url: str, model: str) -> None:
         )
 
 
+def _server(config: BenchConfig, env: dict[str, str]) -> ServerProcess:
+    """A server for ``env`` with the bench's serve flags (not started: use it as a context)."""
+    serve_args = list(config.serve_args)
+    if config.workers is not None:
+        serve_args += ["--workers", str(config.workers)]
+    # several workers load independently: wait for a run of 200s from /readyz before loading
+    confirmations = 1 if (config.workers or 1) == 1 else 4 * (config.workers or 1)
+    return ServerProcess(env, serve_args, config.ready_timeout_s, confirmations)
+
+
 def _run_scenario(
     config: BenchConfig, scenario: Scenario, env: dict[str, str], upload: LoadTarget, driver: Driver
 ) -> ScenarioResult:
     """``upload`` is the predict request without its URL, which needs the server's port."""
-    serve_args = list(config.serve_args)
-    if config.workers is not None:
-        serve_args += ["--workers", str(config.workers)]
     warmup = LoadPlan(config.concurrency, config.warmup_s)
     measured = LoadPlan(config.concurrency, config.duration_s)
-    # several workers load independently: wait for a run of 200s from /readyz before loading
-    confirmations = 1 if (config.workers or 1) == 1 else 4 * (config.workers or 1)
-    scenario_env = {**env, **scenario.env}
-    with ServerProcess(scenario_env, serve_args, config.ready_timeout_s, confirmations) as server:
+    with _server(config, {**env, **scenario.env}) as server:
         logger.info("%s: server ready in %.1f s", scenario.name, server.cold_start_s)
         _require_ready(server.base_url, config.model)
         predict = replace(upload, url=f"{server.base_url}/v1/models/{config.model}/predict")
@@ -267,18 +271,9 @@ def _alternate_batching(
 ) -> list[tuple[float, float]]:
     """Both servers up at once (the idle one costs nothing), loaded in alternating slices, so
     the on/off ratio does not measure the machine's drift between two scenarios."""
-    serve_args = list(config.serve_args)
-    if config.workers is not None:
-        serve_args += ["--workers", str(config.workers)]
-    confirmations = 1 if (config.workers or 1) == 1 else 4 * (config.workers or 1)
     slice_plan = LoadPlan(config.concurrency, max(1.0, config.duration_s / HEALTHZ_ROUNDS))
     path = f"/v1/models/{config.model}/predict"
-    with (
-        ServerProcess(env, serve_args, config.ready_timeout_s, confirmations) as on,
-        ServerProcess(
-            {**env, **BATCHING_OFF}, serve_args, config.ready_timeout_s, confirmations
-        ) as off,
-    ):
+    with _server(config, env) as on, _server(config, {**env, **BATCHING_OFF}) as off:
         targets = []
         for server in (on, off):
             _require_ready(server.base_url, config.model)
