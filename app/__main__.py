@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from app.bench.cli import bench
+from app.bench.replicas import bench_replicas
 from app.bench.soak import soak
 from app.config import Settings
 from app.training.cli import train_app
@@ -20,6 +21,7 @@ cli.add_typer(weights_cli, name="weights")
 cli.add_typer(train_app, name="train")
 cli.command("bench")(bench)
 cli.command("soak")(soak)
+cli.command("bench-replicas")(bench_replicas)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -40,7 +42,9 @@ def serve(
     import uvicorn
 
     from app.errors import ConfigurationError
+    from app.metrics_multiprocess import multiprocess_metrics
     from app.serving.devices import resolve_device
+    from app.serving.store.scope import run_scoped_store
     from app.tracing import log_config
 
     if workers is not None:  # worker processes read their settings from the environment
@@ -72,14 +76,16 @@ def serve(
             raise typer.Exit(2)
         _serve_with_admin_listener(settings, host, port, options)
         return
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=settings.workers,
-        **options,
-    )
+    # Workers share one control store (parameters, jobs) and one /metrics.
+    with run_scoped_store(settings), multiprocess_metrics(settings.workers):
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=settings.workers,
+            **options,
+        )
 
 
 def _serve_with_admin_listener(

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import torch.hub
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ALL_MODELS: tuple[str, ...] = ("alexnet", "vgg16", "resnet101", "cnn", "lstm", "gan")
@@ -73,6 +73,23 @@ class Settings(BaseSettings):
     # 5 ms default makes the forward worker wait behind a busy event loop every time it retakes
     # the GIL between torch calls; 0.2 ms measured up to 15% more cnn requests/s here.
     gil_switch_interval_ms: float = Field(default=0.2, gt=0, le=100)
+    # The control store every process of the service shares (app/serving/store). Unset:
+    # ``serve`` uses a SQLite file of its own run under <data_dir>/state, an in-process app
+    # keeps it in memory; set it to share across containers (sqlite:////volume/state.sqlite3)
+    # or hosts (redis://host:6379/0).
+    state_url: str | None = None
+    heartbeat_s: float = Field(default=1.0, gt=0, le=60)
+    process_timeout_s: float = Field(default=5.0, gt=0, le=600)
+    admin_wait_s: float = Field(default=30.0, gt=0, le=3600)
+    job_lease_s: float = Field(default=10.0, gt=0, le=3600)
+
+    @field_validator("process_timeout_s", "job_lease_s")
+    @classmethod
+    def _longer_than_a_heartbeat(cls, value: float, info: ValidationInfo) -> float:
+        heartbeat = info.data.get("heartbeat_s", 1.0)
+        if value < 2 * heartbeat:
+            raise ValueError(f"must be at least two heartbeats (2 x {heartbeat} s)")
+        return value
 
     @field_validator("models", mode="before")
     @classmethod

@@ -21,8 +21,10 @@ from app.errors import install_error_handlers
 from app.metrics import Metrics, MetricsMiddleware
 from app.serving.devices import configure_backends, configure_threads, resolve_device
 from app.serving.evaluations import Evaluator
-from app.serving.jobs import JobStore
+from app.serving.jobs import Jobs
 from app.serving.registry import ModelRegistry
+from app.serving.store import open_store
+from app.serving.sync import ParameterSync
 from app.tracing import RequestIdMiddleware
 
 logger = logging.getLogger(__name__)
@@ -47,18 +49,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Unset: this app is a service of its own, so its store lives in memory (``serve``
+        # sets a file shared by its workers before they start).
+        store = open_store(
+            settings.state_url or "sqlite://", settings.process_timeout_s, settings.job_lease_s
+        )
         registry = ModelRegistry(settings, device, metrics)
-        app.state.registry = registry
-        app.state.jobs = jobs = JobStore()
-        app.state.evaluator = Evaluator(registry, settings.data_dir)
-        loading = asyncio.create_task(registry.load_all(), name="load-models")
+        sync = ParameterSync(
+            store,
+            registry,
+            settings,
+            on_tick=lambda: metrics.sample_gauges(*registry.gauge_samples()),
+        )
+        app.state.registry, app.state.sync = registry, sync
+        app.state.jobs = jobs = Jobs(store, sync.process_id)
+        app.state.evaluator = Evaluator(registry, settings.data_dir, store)
+        tasks = [
+            asyncio.create_task(registry.load_all(), name="load-models"),
+            asyncio.create_task(sync.run(), name="control-store-sync"),
+        ]
         try:
             yield
         finally:
-            loading.cancel()
-            await asyncio.gather(loading, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await jobs.close()
+            await sync.close()
             await registry.close()
+            store.close()
+            metrics.close()
 
     app = FastAPI(
         title="torchgate",

@@ -1,9 +1,14 @@
-"""Prometheus metrics, in a registry per app so several apps (tests) never collide."""
+"""Prometheus metrics, in a registry per app so several apps (tests) never collide.
+
+Under several worker processes (app/metrics_multiprocess.py) every worker writes its samples to
+shared files, and a scrape merges the files of all of them.
+"""
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 from prometheus_client import (
@@ -13,6 +18,8 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
     generate_latest,
+    multiprocess,
+    values,
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -24,6 +31,8 @@ disable_created_metrics()  # the *_created series only add noise to scrapes
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+# The values of app.serving.registry.ModelStatus, in order (that module imports this one).
+MODEL_STATUSES = ("loading", "ready", "unavailable", "error")
 
 
 class GpuMemoryCollector(Collector):
@@ -64,9 +73,14 @@ class GpuMemoryCollector(Collector):
 
 
 class Metrics:
-    """Every metric the service exports; names follow Prometheus conventions."""
+    """Every metric the service exports; names follow Prometheus conventions.
+
+    Gauges sum over the live worker processes (``livesum``; one process: its own value).
+    """
 
     def __init__(self, device: torch.device | None = None) -> None:
+        # prometheus_client chose, when first imported, where samples go: memory or shared files.
+        self.multiprocess = values.ValueClass is not values.MutexValue
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "torchgate_http_requests_total",
@@ -107,19 +121,45 @@ class Metrics:
             "Items waiting in a model's batching queue.",
             ["model"],
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.model_status = Gauge(
             "torchgate_model_status",
             "1 for the model's current status, 0 for the others.",
             ["model", "status"],
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
 
+        self._exported = self.registry
+        if self.multiprocess:
+            self._exported = CollectorRegistry()
+            multiprocess.MultiProcessCollector(self._exported)
         if device is not None and device.type == "cuda":
-            self.registry.register(GpuMemoryCollector(device))
+            self._exported.register(GpuMemoryCollector(device))  # this process's device only
+
+    def watch_queue_depth(self, model: str, read: Callable[[], int]) -> None:
+        """One process: ``read`` at every scrape. Several: a callback is not exported, so the
+        depth is the one sample_gauges last set."""
+        if not self.multiprocess:
+            self.queue_depth.labels(model).set_function(read)
+
+    def sample_gauges(self, queue_depths: Mapping[str, int], statuses: Mapping[str, str]) -> None:
+        """Set the queue depth of each model that has a runtime and every model's status
+        (one-hot over MODEL_STATUSES); cheap and thread-safe, for every scrape and heartbeat."""
+        for model, depth in queue_depths.items():
+            self.queue_depth.labels(model).set(depth)
+        for model, current in statuses.items():
+            for status in MODEL_STATUSES:
+                self.model_status.labels(model, status).set(int(current == status))
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self._exported)
+
+    def close(self) -> None:
+        """When the worker process stops: its gauges leave the sums (its counters stay)."""
+        if self.multiprocess:
+            multiprocess.mark_process_dead(os.getpid())
 
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -163,12 +164,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_process(env: dict[str, str], log_path: Path) -> Iterator[tuple[int, subprocess.Popen]]:
-    """A real ``python -m app serve`` on a free loopback port, ready; the port and process.
+def serve_process(
+    env: dict[str, str], log_path: Path, port: int | None = None, wait_ready: bool = True
+) -> Iterator[tuple[int, subprocess.Popen]]:
+    """A real ``python -m app serve`` on a loopback port (a free one unless given), ready
+    unless told not to wait; the port and process.
 
     ``env`` is added to this process's environment; the server's output goes to ``log_path``.
     """
-    port = free_port()
+    port = port or free_port()
     full_env = {**os.environ, "TORCHGATE_PORT": str(port), "PYTHONUNBUFFERED": "1", **env}
     with log_path.open("w") as log:
         process = subprocess.Popen(
@@ -180,7 +184,7 @@ def serve_process(env: dict[str, str], log_path: Path) -> Iterator[tuple[int, su
         )
         try:
             deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
+            while wait_ready and time.monotonic() < deadline:
                 assert process.poll() is None, log_path.read_text()
                 try:
                     ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
@@ -190,9 +194,111 @@ def serve_process(env: dict[str, str], log_path: Path) -> Iterator[tuple[int, su
                     pass
                 time.sleep(0.2)
             else:
-                raise AssertionError("server did not become ready")
+                if wait_ready:
+                    raise AssertionError("server did not become ready")
             yield port, process
         finally:
             if process.poll() is None:
                 process.terminate()
                 process.wait(30)
+
+
+def require_binary(name: str, package: str) -> str:
+    """The path of a Debian-packaged program a test drives. CI installs them all (.ci/run),
+    and there a missing one fails; elsewhere the test is skipped with how to install it."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed: apt-get install -y {package} (.ci/run does)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+class RedisServer:
+    """Debian's redis-server on a loopback port, persisting to ``folder`` (append-only file),
+    so a test can stop it and start it again with its data, as a real deployment would."""
+
+    def __init__(self, folder: Path, persist: bool = True) -> None:
+        self.binary = require_binary("redis-server", "redis-server")
+        self.folder = folder
+        self.persist = persist
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        command += ["--appendonly", "yes" if self.persist else "no", "--dir", str(self.folder)]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"redis-server exited (port {self.port} taken?)"
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.02)
+        raise AssertionError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextmanager
+def haproxy(backend_ports: list[int], folder: Path) -> Iterator[int]:
+    """Debian's haproxy in front of ``backend_ports``, round-robin per request, health-checked
+    on /readyz; yields its port."""
+    binary = require_binary("haproxy", "haproxy")
+    port = free_port()
+    servers = "\n".join(
+        f"    server s{i} 127.0.0.1:{p} check inter 200ms fall 1 rise 1"
+        for i, p in enumerate(backend_ports)
+    )
+    config = folder / "haproxy.cfg"
+    config.write_text(
+        "defaults\n    mode http\n    timeout connect 2s\n    timeout client 60s\n"
+        "    timeout server 60s\n    retries 3\n    option redispatch\n"
+        f"frontend front\n    bind 127.0.0.1:{port}\n    default_backend replicas\n"
+        "backend replicas\n    balance roundrobin\n    option httpchk GET /readyz\n"
+        f"{servers}\n"
+    )
+    process = subprocess.Popen(
+        [binary, "-f", str(config), "-db"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            time.sleep(0.1)
+        else:
+            raise AssertionError("haproxy did not come up")
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)

@@ -1,4 +1,4 @@
-"""Dependencies as ``Annotated`` aliases: settings, registry and the admin guard."""
+"""Dependencies as ``Annotated`` aliases: settings, registry, jobs, sync and the admin guard."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from app.config import Settings
 from app.errors import Forbidden, Unauthorized
 from app.serving.evaluations import Evaluator
-from app.serving.jobs import JobStore
+from app.serving.jobs import Jobs
 from app.serving.registry import ModelRegistry
+from app.serving.sync import ParameterSync
 
 _bearer = HTTPBearer(auto_error=False, description="TORCHGATE_ADMIN_TOKEN")
 
@@ -29,8 +30,12 @@ async def get_registry(request: Request) -> ModelRegistry:
     return request.app.state.registry
 
 
-async def get_jobs(request: Request) -> JobStore:
+async def get_jobs(request: Request) -> Jobs:
     return request.app.state.jobs
+
+
+async def get_sync(request: Request) -> ParameterSync:
+    return request.app.state.sync
 
 
 async def get_evaluator(request: Request) -> Evaluator:
@@ -54,6 +59,7 @@ async def require_admin(
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
-JobsDep = Annotated[JobStore, Depends(get_jobs)]
+JobsDep = Annotated[Jobs, Depends(get_jobs)]
+SyncDep = Annotated[ParameterSync, Depends(get_sync)]
 EvaluatorDep = Annotated[Evaluator, Depends(get_evaluator)]
 AdminDep = Depends(require_admin)

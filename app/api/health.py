@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from app.api.deps import RegistryDep
+from app.api.deps import RegistryDep, SyncDep
 from app.api.schemas import HealthResponse
 from app.responses import FastJSONResponse
-from app.serving.registry import ModelStatus
 
 router = APIRouter(tags=["health"])
 
@@ -21,21 +20,29 @@ async def get_liveness() -> FastJSONResponse:
 @router.get(
     "/readyz",
     response_model=HealthResponse,
-    responses={503: {"model": HealthResponse, "description": "Models are still loading."}},
+    responses={
+        503: {
+            "model": HealthResponse,
+            "description": "Models are still loading, or the process is catching up with the "
+            "control store.",
+        }
+    },
 )
-async def get_readiness(registry: RegistryDep) -> FastJSONResponse:
-    """Readiness: 200 once every enabled model has finished loading (ready or unavailable)."""
+async def get_readiness(registry: RegistryDep, sync: SyncDep) -> FastJSONResponse:
+    """Readiness: 200 once every enabled model has finished loading (ready or unavailable)
+    and this process has replayed the control store's parameter changes."""
     statuses = {name: entry.status.value for name, entry in registry.entries.items()}
     if registry.ready:
         return FastJSONResponse({"status": "ready", "models": statuses})
-    return FastJSONResponse({"status": "loading", "models": statuses}, status_code=503)
+    body: dict[str, object] = {"status": "syncing" if registry.loaded else "loading"}
+    if registry.loaded:
+        body["detail"] = sync.store_error or "replaying the control store's parameter changes"
+    return FastJSONResponse({**body, "models": statuses}, status_code=503)
 
 
 @router.get("/metrics", response_class=Response)
 async def get_metrics(request: Request, registry: RegistryDep) -> Response:
     """Prometheus metrics in the text exposition format."""
     metrics = request.app.state.metrics
-    for name, entry in registry.entries.items():
-        for status in ModelStatus:
-            metrics.model_status.labels(name, status.value).set(int(entry.status is status))
+    metrics.sample_gauges(*registry.gauge_samples())
     return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

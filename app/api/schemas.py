@@ -14,8 +14,11 @@ class ErrorResponse(BaseModel):
 
 
 class HealthResponse(BaseModel):
-    status: Literal["ok", "loading", "ready"]
+    status: Literal["ok", "loading", "syncing", "ready"] = Field(
+        description="syncing: loaded, replaying the control store's parameter changes."
+    )
     models: dict[str, str] = Field(default_factory=dict)
+    detail: str | None = Field(default=None, description="Why the process is not ready yet.")
 
 
 class BatchingInfo(BaseModel):
@@ -105,13 +108,31 @@ class ReinitializeRequest(BaseModel):
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
 
 
+class ProcessParameters(BaseModel):
+    process_id: str = Field(description="host:pid of a serving process.")
+    parameters_version: int
+    parameters_sha256: str
+    ok: bool
+    error: str | None = Field(
+        default=None, description="Why this process could not apply the change, if it could not."
+    )
+    applied_at: float = Field(description="Unix time it applied the change (0 if it did not).")
+
+
 class ParametersResponse(BaseModel):
     model: str
-    parameters_sha256: str
-    parameters_version: int
+    parameters_sha256: str = Field(description="Checksum on the process that answered.")
+    parameters_version: int = Field(description="The version the control store gave the change.")
     training: bool
     device: str
     seed: int | None = None
+    converged: bool = Field(
+        description="True when every live process serving the model applied this version, "
+        "without error, to the same checksum, within TORCHGATE_ADMIN_WAIT_S."
+    )
+    processes: list[ProcessParameters] = Field(
+        description="Every live process serving the model, as it stands after the change."
+    )
 
 
 class EvaluateRequest(BaseModel):
@@ -133,6 +154,7 @@ class JobResponse(BaseModel):
     job_id: str
     kind: str
     model: str
+    owner: str = Field(description="The process (host:pid) that runs the job.")
     status: Literal["queued", "running", "succeeded", "failed"]
     progress: JobProgress
     result: dict[str, Any] | None = None

@@ -151,7 +151,8 @@ async def get_server_live() -> FastJSONResponse:
     "/health/ready", response_model=ReadyResponse, responses={503: {"model": ReadyResponse}}
 )
 async def get_server_ready(registry: RegistryDep) -> FastJSONResponse:
-    """Readiness: 200 once every enabled model finished loading (ready or unavailable)."""
+    """Readiness: 200 once every enabled model finished loading (ready or unavailable) and
+    this process caught up with the control store."""
     ready = registry.ready
     return FastJSONResponse({"ready": ready}, status_code=200 if ready else 503)
 

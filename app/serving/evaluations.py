@@ -6,6 +6,7 @@ versions only; if an admin swap lands mid-way, the job fails rather than mix two
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from app.evaluation import evaluate_classifier, evaluate_gan_consistency, evalua
 from app.serving.jobs import JobFn, Progress
 from app.serving.registry import ModelRegistry
 from app.serving.runtime import ModelRuntime
+from app.serving.store import ControlStore
 from app.zoo import ModelKind
 
 IMAGEFOLDER_BATCH = 32
@@ -102,15 +104,19 @@ def imagenet_targets(folder_classes: list[str], categories: tuple[str, ...]) -> 
 class Evaluator:
     """Plans evaluation jobs and remembers each model's latest result."""
 
-    def __init__(self, registry: ModelRegistry, data_dir: Path) -> None:
+    def __init__(self, registry: ModelRegistry, data_dir: Path, store: ControlStore) -> None:
         self.registry = registry
         self.data_dir = data_dir
-        self.latest: dict[str, dict[str, Any]] = {}
+        self.store = store
+
+    async def latest(self, name: str) -> dict[str, Any] | None:
+        """The latest finished evaluation of ``name``, run by whichever process ran it."""
+        return await asyncio.to_thread(self.store.get_accuracy, name)
 
     def _remember(self, name: str, fn: Callable[[Progress], dict[str, Any]]) -> JobFn:
         def run(progress: Progress) -> dict[str, Any]:
             result = fn(progress)
-            self.latest[name] = result
+            self.store.set_accuracy(name, result)
             return result
 
         return run

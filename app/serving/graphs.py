@@ -48,8 +48,9 @@ def _compile(module: nn.Module) -> Forward:
     return torch.compile(module, dynamic=False)  # type: ignore[return-value]
 
 
-def _agree(graph: Forward, module: nn.Module, example: tuple[torch.Tensor, ...],
-           classifier: bool) -> float:
+def _agree(
+    graph: Forward, module: nn.Module, example: tuple[torch.Tensor, ...], classifier: bool
+) -> float:
     with torch.inference_mode():
         expected, got = module(*example).float(), graph(*example).float()
         if classifier:

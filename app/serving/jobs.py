@@ -1,105 +1,113 @@
-"""Background jobs (evaluations): run in a thread, report progress, keep a bounded history."""
+"""Background jobs (evaluations), kept in the control store so any process can answer for them.
+
+The process that accepts a job runs it, under a lease it renews while the job runs; if that
+process dies, the lease runs out and another process marks the job failed with the reason
+(``ParameterSync`` calls ``expire_jobs`` on every heartbeat). Progress is written at most
+every ``PROGRESS_INTERVAL_S``, so a fast job does not hammer the store.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from app.errors import NotFound, TorchgateError
+from app.serving.store import ControlStore, JobRecord, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 JobFn = Callable[[Progress], dict[str, Any]]
+PROGRESS_INTERVAL_S = 0.2
+_FINAL_WRITE_RETRY_S = 1.0
 
 
-class JobStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
+class Jobs:
+    """Starts jobs on this process and reads any process's jobs from the store."""
 
-
-@dataclass
-class Job:
-    id: str
-    kind: str
-    model: str
-    status: JobStatus = JobStatus.QUEUED
-    done: int = 0
-    total: int = 0
-    result: dict[str, Any] | None = None
-    error: str | None = None
-    created_at: float = field(default_factory=time.time)
-    started_at: float | None = None
-    finished_at: float | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.status in (JobStatus.QUEUED, JobStatus.RUNNING)
-
-
-class JobConflict(TorchgateError):
-    status_code = 409
-
-
-class JobStore:
-    """One active job per (kind, model); finished jobs kept up to ``history`` entries."""
-
-    def __init__(self, history: int = 100) -> None:
-        self._jobs: OrderedDict[str, Job] = OrderedDict()
+    def __init__(self, store: ControlStore, process_id: str) -> None:
+        self.store = store
+        self.process_id = process_id
         self._tasks: set[asyncio.Task[None]] = set()
-        self._history = history
 
-    def get(self, job_id: str) -> Job:
-        job = self._jobs.get(job_id)
+    async def get(self, job_id: str) -> JobRecord:
+        job = await asyncio.to_thread(self.store.get_job, job_id)
         if job is None:
-            raise NotFound(f"no job {job_id!r}; jobs are kept in memory until restart.")
+            raise NotFound(f"no job {job_id!r}; finished jobs are kept for a while, then dropped.")
         return job
 
-    def submit(self, kind: str, model: str, fn: JobFn) -> Job:
-        for job in self._jobs.values():
-            if job.kind == kind and job.model == model and job.active:
-                raise JobConflict(
-                    f"a {kind} job for {model!r} is already running (job {job.id}); "
-                    f"poll GET /admin/jobs/{job.id}."
-                )
-        job = Job(id=uuid.uuid4().hex, kind=kind, model=model)
-        self._jobs[job.id] = job
-        self._trim()
+    async def submit(self, kind: str, model: str, fn: JobFn) -> JobRecord:
+        """Record the job (409 if one of the same kind and model is active anywhere), then
+        run it here in a thread."""
+        job = JobRecord(id=uuid.uuid4().hex, kind=kind, model=model, owner=self.process_id)
+        await asyncio.to_thread(self.store.create_job, job)
         task = asyncio.get_running_loop().create_task(self._run(job, fn))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return job
 
-    async def _run(self, job: Job, fn: JobFn) -> None:
-        def progress(done: int, total: int) -> None:
-            job.done, job.total = done, total
+    async def _run(self, job: JobRecord, fn: JobFn) -> None:
+        lock = threading.Lock()  # the job's thread and the lease renewal both write it
+        last_write = 0.0
 
-        job.status, job.started_at = JobStatus.RUNNING, time.time()
+        def write() -> None:
+            with lock:
+                self.store.update_job(job)
+
+        def progress(done: int, total: int) -> None:
+            nonlocal last_write
+            job.done, job.total = done, total
+            if time.monotonic() - last_write >= PROGRESS_INTERVAL_S or done >= total:
+                last_write = time.monotonic()
+                with contextlib.suppress(StoreUnavailable):  # the next write carries it
+                    write()
+
+        job.status, job.started_at = "running", time.time()
+        renewal = asyncio.create_task(self._renew_lease(write))
         try:
+            await asyncio.to_thread(write)
             job.result = await asyncio.to_thread(fn, progress)
+        except asyncio.CancelledError:
+            job.status, job.error = "failed", "the process running this job was stopped."
+            job.finished_at = time.time()
+            renewal.cancel()
+            try:
+                await asyncio.shield(asyncio.to_thread(write))
+            finally:
+                raise
         except TorchgateError as exc:
-            job.status, job.error = JobStatus.FAILED, exc.detail
+            job.status, job.error = "failed", exc.detail
         except Exception as exc:
             logger.exception("%s job %s for %s failed", job.kind, job.id, job.model)
-            job.status, job.error = JobStatus.FAILED, f"{type(exc).__name__}: {exc}"
+            job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"
         else:
-            job.status = JobStatus.SUCCEEDED
+            job.status = "succeeded"
         finally:
+            renewal.cancel()
             job.finished_at = time.time()
+        await self._write_final(write)
 
-    def _trim(self) -> None:
-        finished = [j.id for j in self._jobs.values() if not j.active]
-        for job_id in finished[: max(0, len(self._jobs) - self._history)]:
-            del self._jobs[job_id]
+    async def _renew_lease(self, write: Callable[[], None]) -> None:
+        while True:
+            await asyncio.sleep(self.store.job_lease_s / 3)
+            with contextlib.suppress(StoreUnavailable):
+                await asyncio.to_thread(write)
+
+    async def _write_final(self, write: Callable[[], None]) -> None:
+        """The outcome must reach the store: retry while it is away (until shutdown)."""
+        while True:
+            try:
+                await asyncio.to_thread(write)
+                return
+            except StoreUnavailable as exc:
+                logger.warning("job outcome not stored yet: %s", exc.detail)
+                await asyncio.sleep(_FINAL_WRITE_RETRY_S)
 
     async def close(self) -> None:
         for task in list(self._tasks):

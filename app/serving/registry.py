@@ -57,11 +57,26 @@ class ModelRegistry:
             settings.decode_threads_per_worker(os.cpu_count() or 1), thread_name_prefix="decode"
         )
         self._done = asyncio.Event()
+        # Set by ParameterSync once the control store's records are replayed: a process must
+        # not answer with parameters the rest of the service has already changed.
+        self.in_sync = False
+
+    @property
+    def loaded(self) -> bool:
+        """True once every enabled model has finished loading, successfully or not."""
+        return all(entry.status is not ModelStatus.LOADING for entry in self.entries.values())
 
     @property
     def ready(self) -> bool:
-        """True once every enabled model has finished loading, successfully or not."""
-        return all(entry.status is not ModelStatus.LOADING for entry in self.entries.values())
+        """Loaded and caught up with the control store: /readyz says 200."""
+        return self.loaded and self.in_sync
+
+    def gauge_samples(self) -> tuple[dict[str, int], dict[str, str]]:
+        """Queue depth of every model that has a runtime, and every model's status: what the
+        metrics' gauges show (set at each scrape and, for --workers, each heartbeat)."""
+        entries = self.entries.items()
+        depths = {name: e.runtime.queue_depth for name, e in entries if e.runtime is not None}
+        return depths, {name: entry.status.value for name, entry in entries}
 
     def entry(self, name: str) -> ModelEntry:
         spec = get_spec(name)
@@ -78,6 +93,11 @@ class ModelRegistry:
         if entry.runtime is None or entry.status is not ModelStatus.READY:
             reason = entry.reason or "it is still loading; retry when /readyz answers 200"
             raise ModelNotReady(f"model {name!r} is {entry.status.value}: {reason}")
+        if not self.in_sync:  # its parameters may be older than the rest of the service's
+            raise ModelNotReady(
+                f"model {name!r} is loaded, but this process is still replaying the control "
+                "store's parameter changes; retry when /readyz answers 200."
+            )
         return entry.runtime
 
     async def wait_loaded(self) -> None:
@@ -122,7 +142,7 @@ class ModelRegistry:
                 logger.exception("model %s failed to load", spec.name)
                 return
             runtime.start()
-            self.metrics.queue_depth.labels(spec.name).set_function(lambda: runtime.queue_depth)
+            self.metrics.watch_queue_depth(spec.name, lambda: runtime.queue_depth)
             entry.runtime, entry.status = runtime, ModelStatus.READY
             entry.load_seconds = time.perf_counter() - started
             logger.info(

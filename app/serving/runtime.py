@@ -129,7 +129,6 @@ class ModelRuntime:
         self.state = ParameterState(1, parameters_sha256(self.module))
         self.parameter_count = parameter_count(self.module)
         self._history = {self.state.version: self.state.sha256}
-        self._admin_lock = asyncio.Lock()
         self._batcher = DynamicBatcher(
             self._run_batch,
             worker,
@@ -321,38 +320,58 @@ class ModelRuntime:
         """The checksum of a recent parameter version (responses name the one that served them)."""
         return self._history.get(version, "")
 
-    def _swap(self, mutate: Callable[[], T]) -> T:
-        """Apply ``mutate`` between batches. Whatever happens, the published version and
-        checksum then describe the parameters as they really are (a failed mutation may
-        have changed some of them)."""
+    def _publish(self, version: int) -> None:
+        self.state = ParameterState(version, parameters_sha256(self.module))
+        self._history[version] = self.state.sha256
+        while len(self._history) > _HISTORY:
+            del self._history[min(self._history)]
+
+    def _swap(self, mutate: Callable[[], T], version: int) -> T:
+        """Apply ``mutate`` between batches and publish it as ``version`` (the control
+        store's). Whatever happens, the published checksum then describes the parameters as
+        they really are (a failed mutation may have changed some of them)."""
         try:
             return mutate()
         finally:
             self.module.eval()
             self.forward.rebuild()
-            self.state = ParameterState(self.state.version + 1, parameters_sha256(self.module))
-            self._history[self.state.version] = self.state.sha256
-            while len(self._history) > _HISTORY:
-                del self._history[min(self._history)]
+            self._publish(version)
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
 
-    async def reinitialize(self, plan: InitPlan) -> int:
-        """Reinitialize in place with ``plan``; returns the seed used."""
-        async with self._admin_lock:
-            return await self.on_worker(lambda: self._swap(lambda: reinitialize(self.module, plan)))
+    async def reinitialize(self, plan: InitPlan, version: int) -> int:
+        """Reinitialize in place with ``plan`` as ``version``; returns the seed used."""
+        return await self.on_worker(
+            lambda: self._swap(lambda: reinitialize(self.module, plan), version)
+        )
 
-    async def reload(self) -> None:
-        """Re-read the weights from their source (verified again) and swap them in."""
-        async with self._admin_lock:
-            try:
-                state = await asyncio.to_thread(self.loaded.read_state)
-                await self.on_worker(lambda: self._swap(lambda: self.module.load_state_dict(state)))
-            except (WeightsUnavailable, RuntimeError) as exc:
-                raise ReloadFailed(
-                    f"model {self.spec.name!r} could not be reloaded: {exc}. The weights it "
-                    "serves are unchanged unless its parameters_version moved."
-                ) from exc
+    async def read_state(self) -> dict[str, torch.Tensor]:
+        """The weights' source, read and verified again (``ReloadFailed`` if it cannot be)."""
+        try:
+            return await asyncio.to_thread(self.loaded.read_state)
+        except (WeightsUnavailable, RuntimeError, OSError) as exc:
+            raise ReloadFailed(
+                f"model {self.spec.name!r} could not be reloaded: {exc}. The weights it "
+                "serves are unchanged unless its parameters_version moved."
+            ) from exc
+
+    async def reload(self, version: int) -> None:
+        """Read the weights' source again and swap it in as ``version``."""
+        state = await self.read_state()
+        try:
+            await self.on_worker(
+                lambda: self._swap(lambda: self.module.load_state_dict(state), version)
+            )
+        except RuntimeError as exc:
+            raise ReloadFailed(
+                f"model {self.spec.name!r} could not be reloaded: {exc}. Its checksum now "
+                "describes whatever parameters it holds."
+            ) from exc
+
+    async def adopt_version(self, version: int) -> None:
+        """Name the parameters as loaded ``version``: a process that has just read the
+        source is where a reload record would have left it."""
+        await self.on_worker(lambda: self._publish(version))
 
     def forward_blocking(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, int]:
         """Raw outputs for a whole batch, from a non-event-loop thread (evaluation jobs)."""

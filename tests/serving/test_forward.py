@@ -67,7 +67,11 @@ def test_half_precision_is_a_cuda_only_path() -> None:
     x = torch.randn(2, 4)
     plain = ModelForward(module, torch.device("cpu"), True, lambda b: (torch.randn(b, 4),))
     half = ModelForward(
-        module, torch.device("cpu"), True, lambda b: (torch.randn(b, 4),), half=True,
+        module,
+        torch.device("cpu"),
+        True,
+        lambda b: (torch.randn(b, 4),),
+        half=True,
         half_dtype=torch.bfloat16,
     )
     for forward in (plain, half):
@@ -85,7 +89,10 @@ def test_channels_last_inputs_on_the_cpu_fallback() -> None:
     with torch.inference_mode():
         expected = module(x).softmax(1)
     forward = ModelForward(
-        module, torch.device("cpu"), True, lambda b: (torch.randn(b, 3, 8, 8),),
+        module,
+        torch.device("cpu"),
+        True,
+        lambda b: (torch.randn(b, 3, 8, 8),),
         channels_last=True,
     )
     forward.prepare(2)

@@ -84,3 +84,35 @@ def test_xavier_and_kaiming_touch_only_weight_matrices() -> None:
 def test_invalid_plans_are_refused(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         InitPlan(**kwargs)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_same_seed_gives_the_same_bytes_in_any_memory_layout(scheme: str) -> None:
+    """A channels_last copy (as served) and a contiguous one agree byte for byte: the draws
+    happen on contiguous CPU tensors and are copied into the live layout."""
+    contiguous = _small_net()
+    channels_last = _small_net().to(memory_format=torch.channels_last)
+    assert channels_last[0].weight.is_contiguous(memory_format=torch.channels_last)
+    for net in (contiguous, channels_last):
+        reinitialize(net, InitPlan(scheme=scheme, seed=11))  # type: ignore[arg-type]
+    assert parameters_sha256(contiguous) == parameters_sha256(channels_last)
+    assert channels_last[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_reinitialize_keeps_the_tensors_the_serving_graph_holds() -> None:
+    net = _small_net()
+    weight = net[0].weight
+    reinitialize(net, InitPlan(scheme="normal", seed=3))
+    assert net[0].weight is weight
+    assert weight.std().item() == pytest.approx(0.01, rel=0.5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_same_seed_gives_the_same_bytes_on_cpu_and_cuda(scheme: str) -> None:
+    cpu = _small_net()
+    cuda = _small_net().cuda().to(memory_format=torch.channels_last)
+    for net in (cpu, cuda):
+        reinitialize(net, InitPlan(scheme=scheme, seed=5))  # type: ignore[arg-type]
+    assert parameters_sha256(cpu) == parameters_sha256(cuda)
+    assert next(cuda.parameters()).is_cuda

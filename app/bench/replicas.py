@@ -1,0 +1,389 @@
+"""``python -m app bench-replicas``: what the shared control store costs, on real processes.
+
+Two figures: how long an admin change takes to reach three replicas (through Redis, and
+through one SQLite file as containers on one host would share it), and whether configuring
+a store slows inference (it should not: the store is off the request path). Throughput is
+compared in alternating rounds with both servers up, so the machine's drift cancels out.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from app.bench.images import garment_png
+from app.bench.latency import percentile
+from app.bench.load import LoadPlan, LoadResult, LoadTarget
+from app.bench.server import HOST, ServerProcess, free_port, process_tree
+
+logger = logging.getLogger(__name__)
+
+MODEL = "cnn"
+REPLICAS = 3
+RATIO_TARGET = 0.95
+
+
+@dataclass(frozen=True)
+class ReplicasConfig:
+    admin_calls: int = 40
+    concurrency: int = 32
+    duration_s: float = 5.0
+    rounds: int = 3
+    warmup_s: float = 1.0
+    checkpoint_dir: Path = Path("models")
+    ready_timeout_s: float = 120.0
+
+
+@dataclass
+class FanOutRow:
+    """Admin calls to REPLICAS processes sharing one store; ``converged`` counts the calls
+    answered 200, converged, with every replica listed."""
+
+    store: str
+    calls: int
+    converged: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def all_converged(self) -> bool:
+        return self.converged == self.calls
+
+
+@dataclass(frozen=True)
+class ThroughputRound:
+    """Answered predictions per second with a Redis store configured, and with an in-memory
+    one (nothing shared), in one round."""
+
+    with_store_rps: float
+    without_store_rps: float
+    errors: int
+
+    @property
+    def ratio(self) -> float:
+        return self.with_store_rps / self.without_store_rps if self.without_store_rps else 0.0
+
+
+@dataclass
+class ReplicasResult:
+    config: ReplicasConfig
+    nproc: int
+    load_average_start: tuple[float, ...]
+    load_average_end: tuple[float, ...] = ()
+    load_tool: str = ""
+    fan_out: list[FanOutRow] = field(default_factory=list)
+    rounds: list[ThroughputRound] = field(default_factory=list)
+    child_pids: list[int] = field(default_factory=list)  # every process it started
+
+    @property
+    def median_ratio(self) -> float:
+        return statistics.median(r.ratio for r in self.rounds) if self.rounds else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": {**asdict(self.config), "checkpoint_dir": str(self.config.checkpoint_dir)},
+            "nproc": self.nproc,
+            "load_average_start": list(self.load_average_start),
+            "load_average_end": list(self.load_average_end),
+            "load_tool": self.load_tool,
+            "fan_out": [
+                {**asdict(row), "all_converged": row.all_converged} for row in self.fan_out
+            ],
+            "throughput": {
+                "rounds": [{**asdict(r), "ratio": r.ratio} for r in self.rounds],
+                "median_ratio": self.median_ratio,
+                "target": RATIO_TARGET,
+                "met": self.median_ratio >= RATIO_TARGET,
+            },
+            "child_pids": self.child_pids,
+        }
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex((HOST, port)) == 0
+
+
+@contextmanager
+def throwaway_redis(folder: Path, pids: list[int]) -> Iterator[str]:
+    """A redis-server of our own on a free loopback port that saves nothing; its base URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed: apt-get install -y redis-server")
+    port = free_port()
+    command = [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"]
+    process = subprocess.Popen(
+        [*command, "--dir", str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # Ctrl-C reaches us only; the finally below stops it
+    )
+    pids.append(process.pid)
+    try:
+        deadline = time.monotonic() + 10
+        while not _accepts(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not start on port {port}")
+            time.sleep(0.02)
+        yield f"redis://{HOST}:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _stop_all(servers: list[ServerProcess]) -> None:
+    with ThreadPoolExecutor(len(servers)) as pool:
+        list(pool.map(ServerProcess.stop, servers))
+
+
+@contextmanager
+def _serving(
+    state_urls: list[str],
+    env: dict[str, str],
+    config: ReplicasConfig,
+    folder: Path,
+    pids: list[int],
+) -> Iterator[list[ServerProcess]]:
+    """One server per store URL, started and stopped side by side (each imports torch on its
+    own core); all of them are stopped on the way out, whatever happened."""
+    servers = [
+        ServerProcess(
+            {**env, "TORCHGATE_STATE_URL": url},
+            ready_timeout_s=config.ready_timeout_s,
+            log_dir=folder,
+        )
+        for url in state_urls
+    ]
+    starter = ThreadPoolExecutor(len(servers))
+    try:
+        for server in starter.map(ServerProcess.__enter__, servers):
+            pids.extend(process_tree(server.pid))
+        yield servers
+    finally:
+        _stop_all(servers)  # on an interrupt, this also makes the pending starts fail fast
+        starter.shutdown(wait=True)
+        _stop_all(servers)  # any that a start spawned meanwhile
+
+
+def _admin_call(client: httpx.Client, server: ServerProcess, index: int) -> httpx.Response:
+    url = f"{server.base_url}/admin/models/{MODEL}"
+    if index % 2:
+        return client.post(f"{url}/reload")
+    return client.post(f"{url}/reinitialize", json={"seed": index})
+
+
+def _failure(response: httpx.Response) -> str | None:
+    """Why an admin answer is not a change every replica took, or None when it is."""
+    if response.status_code != 200:
+        return f"status {response.status_code}: {response.text[:200]}"
+    body = response.json()
+    if not body["converged"] or len(body["processes"]) != REPLICAS:
+        return f"converged={body['converged']} with {len(body['processes'])} processes"
+    return None
+
+
+def _wait_for_replicas(client: httpx.Client, server: ServerProcess, timeout_s: float) -> None:
+    """Ready is per process; a reload that lists every replica means all take part."""
+    deadline = time.monotonic() + timeout_s
+    while (failure := _failure(_admin_call(client, server, 1))) is not None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the replicas never all answered a reload: {failure}")
+        time.sleep(0.2)
+
+
+def measure_fan_out(
+    store: str,
+    state_url: str,
+    env: dict[str, str],
+    config: ReplicasConfig,
+    folder: Path,
+    pids: list[int],
+) -> FanOutRow:
+    """Sequential admin calls, alternating reinitialize and reload, each to replica i % 3."""
+    headers = {"Authorization": f"Bearer {env['TORCHGATE_ADMIN_TOKEN']}"}
+    latencies: list[float] = []
+    failures: list[str] = []
+    with (
+        _serving([state_url] * REPLICAS, env, config, folder, pids) as servers,
+        httpx.Client(headers=headers, timeout=120) as client,
+    ):
+        _wait_for_replicas(client, servers[0], config.ready_timeout_s)
+        logger.info("%s: %d replicas up; %d admin calls", store, REPLICAS, config.admin_calls)
+        for index in range(config.admin_calls):
+            started = time.perf_counter()
+            response = _admin_call(client, servers[index % REPLICAS], index)
+            latencies.append((time.perf_counter() - started) * 1000)
+            if (failure := _failure(response)) is not None:
+                failures.append(f"call {index}: {failure}")
+    return FanOutRow(
+        store=store,
+        calls=config.admin_calls,
+        converged=config.admin_calls - len(failures),
+        p50_ms=percentile(latencies, 50),
+        p99_ms=percentile(latencies, 99),
+        max_ms=max(latencies, default=float("nan")),
+        failures=failures,
+    )
+
+
+def _answered_per_s(result: LoadResult) -> float:
+    return result.ok_requests / result.duration_s if result.duration_s > 0 else 0.0
+
+
+def measure_throughput(
+    redis_url: str, env: dict[str, str], config: ReplicasConfig, folder: Path, pids: list[int]
+) -> tuple[str, list[ThroughputRound]]:
+    """cnn predict on two single servers, with and without a shared store, in turns."""
+    from app.bench.runner import choose_driver  # imports torch: only when measuring
+
+    tool, driver = choose_driver("auto", folder)
+    body = folder / "garment.png"
+    body.write_bytes(garment_png().data)
+    rounds: list[ThroughputRound] = []
+    with _serving([redis_url, "sqlite://"], env, config, folder, pids) as servers:
+        targets = [
+            LoadTarget(f"{s.base_url}/v1/models/{MODEL}/predict", "POST", body, "image/png", 1)
+            for s in servers
+        ]
+        if config.warmup_s > 0:
+            for target in targets:
+                driver(target, LoadPlan(config.concurrency, config.warmup_s))
+        plan = LoadPlan(config.concurrency, config.duration_s)
+        logger.info("throughput: %d rounds of %g s per server", config.rounds, config.duration_s)
+        for _ in range(config.rounds):
+            first, second = (driver(target, plan) for target in targets)
+            rounds.append(
+                ThroughputRound(
+                    _answered_per_s(first), _answered_per_s(second), first.errors + second.errors
+                )
+            )
+    return tool, rounds
+
+
+def run_replicas(config: ReplicasConfig) -> ReplicasResult:
+    """Redis fan-out, SQLite-file fan-out, then throughput; every child stopped on the way out."""
+    result = ReplicasResult(config, len(os.sched_getaffinity(0)), os.getloadavg())
+    env = {
+        **os.environ,
+        "TORCHGATE_MODELS": MODEL,
+        "TORCHGATE_CHECKPOINT_DIR": str(config.checkpoint_dir.resolve()),
+        "TORCHGATE_DEVICE": "cpu",
+        "TORCHGATE_TORCH_THREADS": "1",
+        "TORCHGATE_WORKERS": "1",
+        "TORCHGATE_ADMIN_TOKEN": secrets.token_urlsafe(16),
+        "TORCHGATE_ACCESS_LOG": "false",
+    }
+    pids = result.child_pids
+    with tempfile.TemporaryDirectory(prefix="torchgate-bench-replicas-") as scratch:
+        folder = Path(scratch)
+        with throwaway_redis(folder, pids) as redis:
+            sqlite_file = f"sqlite:///{folder / 'state.sqlite3'}"
+            for store, url in (("redis", f"{redis}/0"), ("sqlite file", sqlite_file)):
+                result.fan_out.append(measure_fan_out(store, url, env, config, folder, pids))
+            result.load_tool, result.rounds = measure_throughput(
+                f"{redis}/1", env, config, folder, pids
+            )
+    result.load_average_end = os.getloadavg()
+    return result
+
+
+def format_report(result: ReplicasResult) -> str:
+    config = result.config
+    start, end = result.load_average_start[0], result.load_average_end[0]
+    lines = [
+        f"nproc {result.nproc} · load average (1 min) {start:.2f} at start, {end:.2f} at end"
+        f" · {MODEL} on cpu, 1 torch thread per process",
+        f"admin fan-out to {REPLICAS} processes: {config.admin_calls} sequential calls, "
+        f"reinitialize/reload in turn, call i to replica i % {REPLICAS}",
+        "  store          calls  converged    p50 ms    p99 ms    max ms",
+    ]
+    for row in result.fan_out:
+        lines.append(
+            f"  {row.store:<13} {row.calls:6d} {row.converged:6d}/{row.calls:<3d}"
+            f" {row.p50_ms:9.1f} {row.p99_ms:9.1f} {row.max_ms:9.1f}"
+        )
+        lines += [f"    {failure}" for failure in row.failures[:5]]
+    lines += [
+        f"inference, {MODEL} predict: redis store vs sqlite:// (nothing shared), "
+        f"{config.concurrency} connections, {config.duration_s:g} s per turn, {result.load_tool}",
+        "  round   redis req/s   sqlite:// req/s   ratio   errors",
+    ]
+    for number, r in enumerate(result.rounds, 1):
+        lines.append(
+            f"  {number:5d} {r.with_store_rps:13.1f} {r.without_store_rps:17.1f}"
+            f" {r.ratio:7.3f} {r.errors:8d}"
+        )
+    verdict = "met" if result.median_ratio >= RATIO_TARGET else "not met"
+    lines.append(f"  median ratio {result.median_ratio:.3f} (target >= {RATIO_TARGET}: {verdict})")
+    return "\n".join(lines)
+
+
+@contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """A SIGTERM (a CI timeout, ``kill``) unwinds like Ctrl-C, so every child is stopped."""
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def bench_replicas(
+    admin_calls: Annotated[int, typer.Option(min=1, help="Admin changes per store.")] = 40,
+    concurrency: Annotated[int, typer.Option(min=1, help="Connections for predict.")] = 32,
+    duration: Annotated[float, typer.Option(min=0.5, help="Seconds per throughput turn.")] = 5.0,
+    rounds: Annotated[int, typer.Option(min=1, help="Turns per server (A, B, A, B...).")] = 3,
+    warmup: Annotated[float, typer.Option(min=0, help="Unmeasured seconds per server.")] = 1.0,
+    checkpoint_dir: Annotated[Path, typer.Option(help="Trained cnn checkpoint.")] = Path("models"),
+    ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for each server.")] = 120.0,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document instead of the report.")
+    ] = False,
+    output: Annotated[Path | None, typer.Option(help="Also write the JSON document here.")] = None,
+) -> None:
+    """Admin fan-out latency across 3 replicas (Redis, SQLite file) and the store's cost."""
+    logging.basicConfig(level="INFO", format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per admin call otherwise
+    config = ReplicasConfig(
+        admin_calls, concurrency, duration, rounds, warmup, checkpoint_dir, ready_timeout
+    )
+    try:
+        with _sigterm_unwinds():
+            result = run_replicas(config)
+    except (RuntimeError, TimeoutError, OSError, httpx.HTTPError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    document = json.dumps(result.to_dict(), indent=2)
+    if output is not None:
+        output.write_text(document + "\n")
+    typer.echo(document if json_output else format_report(result))
+    if not all(row.all_converged for row in result.fan_out):
+        raise typer.Exit(1)

@@ -1,0 +1,138 @@
+"""One service, many processes: ``serve --workers 3`` with the embedded (SQLite) store.
+(One /metrics for all workers is tested in test_metrics_multiprocess.py.)
+
+Every request opens a fresh connection, so the kernel spreads them over the workers; the
+``X-Torchgate-Process`` header of admin answers says which worker answered.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from app.bench.images import garment_png
+from tests.conftest import ADMIN_TOKEN, admin_headers, serve_process
+
+WORKERS = 3
+PNG = garment_png().data
+
+
+@pytest.fixture(scope="module")
+def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """The server's address, and the cnn checksum of its weights' source."""
+    folder = tmp_path_factory.mktemp("workers")
+    env = {
+        "TORCHGATE_MODELS": "cnn,lstm",
+        "TORCHGATE_WORKERS": str(WORKERS),
+        "TORCHGATE_ADMIN_TOKEN": ADMIN_TOKEN,
+        "TORCHGATE_DEVICE": "cpu",
+        "TORCHGATE_TORCH_THREADS": "1",
+        "TORCHGATE_HEARTBEAT_S": "0.5",
+        "TORCHGATE_PROCESS_TIMEOUT_S": "3",
+    }
+    with serve_process(env, folder / "server.log") as (port, _):
+        base = f"http://127.0.0.1:{port}"
+        yield base, _wait_for_all_workers(base)
+
+
+def _fresh(base: str) -> httpx.Client:
+    return httpx.Client(base_url=base, timeout=60, limits=httpx.Limits(max_keepalive_connections=0))
+
+
+def _wait_for_all_workers(base: str) -> str:
+    """Until a reload lists every worker (each one loaded and caught up); its checksum."""
+    deadline = time.monotonic() + 120
+    with _fresh(base) as client:
+        while time.monotonic() < deadline:
+            answer = client.post("/admin/models/cnn/reload", headers=admin_headers())
+            if answer.status_code == 200 and len(answer.json()["processes"]) == WORKERS:
+                return str(answer.json()["parameters_sha256"])
+            time.sleep(0.5)
+    raise AssertionError("not every worker became ready")
+
+
+def _check_every_answer(base: str, version: int, sha256: str) -> None:
+    with _fresh(base) as client:
+        for _ in range(300):
+            answer = client.post(
+                "/v1/models/cnn/predict", content=PNG, headers={"content-type": "image/png"}
+            )
+            assert answer.status_code == 200
+            assert answer.headers["X-Model-Version"] == str(version)
+            assert answer.headers["X-Model-Parameters-SHA256"] == sha256
+        for _ in range(30):
+            info = client.get("/v1/models/cnn").json()
+            assert (info["parameters_version"], info["parameters_sha256"]) == (version, sha256)
+
+
+def test_a_seeded_reinitialize_reaches_every_worker(workers: tuple[str, str]) -> None:
+    base = workers[0]
+    with _fresh(base) as client:
+        answer = client.post(
+            "/admin/models/cnn/reinitialize",
+            json={"scheme": "normal", "std": 0.5, "seed": 1},
+            headers=admin_headers(),
+        )
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["converged"] is True
+    assert len(body["processes"]) == WORKERS
+    assert {p["parameters_sha256"] for p in body["processes"]} == {body["parameters_sha256"]}
+    assert {p["parameters_version"] for p in body["processes"]} == {body["parameters_version"]}
+    _check_every_answer(base, body["parameters_version"], body["parameters_sha256"])
+
+    with _fresh(base) as client:
+        again = client.post(
+            "/admin/models/cnn/reinitialize",
+            json={"scheme": "normal", "std": 0.5, "seed": 1},
+            headers=admin_headers(),
+        ).json()
+    assert again["parameters_version"] > body["parameters_version"]
+    assert again["parameters_sha256"] == body["parameters_sha256"]  # same seed, same bytes
+
+
+def test_a_reload_reaches_every_worker(workers: tuple[str, str]) -> None:
+    base, source_sha256 = workers
+    with _fresh(base) as client:
+        client.post("/admin/models/cnn/reinitialize", json={"seed": 4}, headers=admin_headers())
+        answer = client.post("/admin/models/cnn/reload", headers=admin_headers())
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["converged"] is True and len(body["processes"]) == WORKERS
+    assert body["parameters_sha256"] == source_sha256
+    _check_every_answer(base, body["parameters_version"], body["parameters_sha256"])
+
+
+def test_a_job_started_on_one_worker_answers_from_every_worker(
+    workers: tuple[str, str],
+) -> None:
+    base = workers[0]
+    with _fresh(base) as client:
+        started = client.post("/admin/models/lstm/evaluate", headers=admin_headers())
+        assert started.status_code == 202
+        job_id = started.json()["job_id"]
+        answered_by: set[str] = set()
+        seen_progress = False
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            answer = client.get(f"/admin/jobs/{job_id}", headers=admin_headers())
+            assert answer.status_code == 200, answer.text
+            job = answer.json()
+            answered_by.add(answer.headers["X-Torchgate-Process"])
+            seen_progress |= 0 < job["progress"]["done"] < job["progress"]["total"]
+            if job["status"] == "succeeded" and len(answered_by) == WORKERS:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError(f"job {job} answered by {answered_by}")
+        assert job["owner"] in answered_by
+        assert job["result"]["accuracy"] > 0.85
+        accuracies = set()
+        for _ in range(12):
+            answer = client.get("/admin/models/lstm/accuracy", headers=admin_headers())
+            accuracies.add(answer.json()["latest"]["accuracy"])
+        assert accuracies == {job["result"]["accuracy"]}
+    assert seen_progress
