@@ -1,7 +1,7 @@
 # torchgate for a GPU host. The PyPI torch wheels bring their own CUDA libraries and the host's
 # NVIDIA container runtime brings the driver, so a slim Python base is enough:
 #   docker build -t torchgate .            (add --build-arg PREFETCH_WEIGHTS=true to bake weights in)
-#   docker run --gpus all -p 8000:8000 -v torchgate-weights:/weights \
+#   docker run --gpus all -p 8000:8000 -p 8001:8001 -v torchgate-weights:/weights \
 #              -e TORCHGATE_ADMIN_TOKEN=... torchgate
 FROM python:3.11-slim
 
@@ -33,7 +33,8 @@ RUN mkdir -p /weights && chown -R torchgate /weights /app/data \
 
 USER torchgate
 VOLUME ["/weights"]
-EXPOSE 8000
+# 8000: HTTP (v1 and v2 REST); 8001: the Open Inference Protocol over gRPC (TORCHGATE_GRPC_PORT)
+EXPOSE 8000 8001
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
 CMD ["python", "-m", "app", "serve", "--host", "0.0.0.0", "--port", "8000"]

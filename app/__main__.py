@@ -30,13 +30,16 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address [TORCHGATE_HOST].")] = None,
     port: Annotated[int | None, typer.Option(help="Port [TORCHGATE_PORT].")] = None,
+    grpc_port: Annotated[
+        int | None, typer.Option(help="gRPC port, 0 turns it off [TORCHGATE_GRPC_PORT].")
+    ] = None,
     workers: Annotated[
         int | None,
         typer.Option(min=1, help="Worker processes [TORCHGATE_WORKERS]; each loads every model."),
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
-    """Start the HTTP server with the enabled models."""
+    """Start the HTTP server (and gRPC, TORCHGATE_GRPC_PORT) with the enabled models."""
     import logging.config
 
     import uvicorn
@@ -49,6 +52,10 @@ def serve(
 
     if workers is not None:  # worker processes read their settings from the environment
         os.environ["TORCHGATE_WORKERS"] = str(workers)
+    if host is not None:  # gRPC listens on the same interface as HTTP
+        os.environ["TORCHGATE_HOST"] = host
+    if grpc_port is not None:
+        os.environ["TORCHGATE_GRPC_PORT"] = str(grpc_port)
     settings = Settings()
     # Every line carries its request's X-Request-ID; TORCHGATE_LOG_FORMAT=json for collectors.
     logging.config.dictConfig(log_config(log_level, settings.log_format))

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    # The Open Inference Protocol over gRPC (inference.GRPCInferenceService), on TORCHGATE_HOST
+    # in the same process and event loop as HTTP; 8001 as in Triton, 0 turns it off. With
+    # --workers N every worker binds it (SO_REUSEPORT) and the kernel spreads the connections.
+    grpc_port: int = Field(default=8001, ge=0, le=65535)
     device: str = "auto"
     models: Annotated[tuple[str, ...], NoDecode] = ALL_MODELS
     weights_dir: Path = Field(default_factory=default_weights_dir)
@@ -119,14 +123,24 @@ class Settings(BaseSettings):
             return value
         raise ValueError("device must be auto, cpu, cuda or cuda:N")
 
-    def torch_threads_per_worker(self, cores: int) -> int:
-        """Intra-op threads for the forward: each worker's share of the cores (big models are
-        compute-bound and use them all; small ones scale with workers of one thread each)."""
-        return self.torch_threads or max(1, cores // self.workers)
+    def torch_threads_per_worker(self, cores: int, cuda: bool = False) -> int:
+        """Intra-op threads: on the CPU each worker's share of the cores (big models are
+        compute-bound and use them all; small ones scale with workers of one thread each).
+        On CUDA one: the GPU does the math, and the CPU's torch work is the decode pool's
+        per-image normalisation, where every decode thread would otherwise fan out into an
+        OpenMP team of its own (4 decode threads x 16 OpenMP threads on a 16-core host)."""
+        if self.torch_threads:
+            return self.torch_threads
+        return 1 if cuda else max(1, cores // self.workers)
 
-    def decode_threads_per_worker(self, cores: int) -> int:
-        """A small decode pool: PIL releases the GIL, but threads beyond the cores only queue."""
-        return self.decode_threads or max(1, min(4, cores // self.workers))
+    def decode_threads_per_worker(self, cores: int, cuda: bool = False) -> int:
+        """On the CPU a small decode pool (PIL releases the GIL, but the forward needs the
+        cores). On CUDA decoding is the CPU's main work: each worker's share of the cores,
+        less one for its event loop and one for its forward worker (14 on 16 cores)."""
+        if self.decode_threads:
+            return self.decode_threads
+        share = max(1, cores // self.workers)
+        return max(1, share - 2) if cuda else min(4, share)
 
     def batch_size_for(self, model: str, default: int) -> int:
         """The model's batch limit: its own setting, else the global one, else the spec's."""

@@ -1,4 +1,4 @@
-"""Domain exceptions, and the one place that maps them (and framework errors) to HTTP."""
+"""Domain exceptions, and the one place that maps them (and framework errors) to HTTP and gRPC."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from grpc import StatusCode
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
@@ -69,6 +70,13 @@ class Overloaded(TorchgateError):
     headers: ClassVar[dict[str, str] | None] = {"Retry-After": "1"}
 
 
+class DeviceUnavailable(TorchgateError):
+    """The device failed in a way this process cannot recover from (a sticky CUDA error):
+    its other replicas, or this one once restarted, can serve."""
+
+    status_code = 503
+
+
 class Unauthorized(TorchgateError):
     status_code = 401
     headers: ClassVar[dict[str, str] | None] = {"WWW-Authenticate": "Bearer"}
@@ -103,6 +111,28 @@ def error_response(
     others: each protocol's clients read their own field."""
     key = "error" if path == "/v2" or path.startswith("/v2/") else "detail"
     return FastJSONResponse({key: message}, status_code=status_code, headers=headers)
+
+
+# The same errors on gRPC (api/grpc), by the HTTP status each one carries.
+GRPC_STATUS: dict[int, StatusCode] = {
+    400: StatusCode.INVALID_ARGUMENT,
+    401: StatusCode.UNAUTHENTICATED,
+    403: StatusCode.PERMISSION_DENIED,
+    404: StatusCode.NOT_FOUND,
+    409: StatusCode.FAILED_PRECONDITION,
+    413: StatusCode.RESOURCE_EXHAUSTED,
+    415: StatusCode.INVALID_ARGUMENT,
+    422: StatusCode.INVALID_ARGUMENT,
+    503: StatusCode.UNAVAILABLE,
+}
+
+
+def grpc_status(exc: TorchgateError) -> StatusCode:
+    """``Overloaded`` is RESOURCE_EXHAUSTED (retry later, or with less); every other 503 (the
+    store, the device) is UNAVAILABLE, which tells a client to try another replica."""
+    if isinstance(exc, Overloaded):
+        return StatusCode.RESOURCE_EXHAUSTED
+    return GRPC_STATUS.get(exc.status_code, StatusCode.UNKNOWN)
 
 
 def _error(

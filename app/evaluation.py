@@ -8,7 +8,7 @@ dicts of floats/ints/lists, ready to be serialized as JSON.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -26,7 +26,9 @@ Progress = Callable[[int, int], None]
 class _Tally:
     """Running sums over batches of (logits, labels); finishes into a result dict."""
 
-    def __init__(self, num_classes: int, confusion: bool) -> None:
+    def __init__(
+        self, num_classes: int, confusion: bool, subset: Sequence[int] | None = None
+    ) -> None:
         self.num_classes = num_classes
         self.n = 0
         self.loss_sum = 0.0
@@ -37,6 +39,10 @@ class _Tally:
         self.confusion = (
             torch.zeros(num_classes, num_classes, dtype=torch.long) if confusion else None
         )
+        self.subset = torch.tensor(sorted(set(subset))) if subset is not None else None
+        self.subset_top1 = 0
+        self.subset_top5 = 0
+        self.per_class_subset_correct = torch.zeros(num_classes, dtype=torch.long)
 
     def update(self, logits: Tensor, labels: Tensor) -> None:
         logits, labels = logits.detach().float().cpu(), labels.cpu().long()
@@ -60,6 +66,18 @@ class _Tally:
             self.confusion += torch.bincount(flat, minlength=self.num_classes**2).view(
                 self.num_classes, self.num_classes
             )
+        if self.subset is not None:
+            self._update_subset(logits, labels)
+
+    def _update_subset(self, logits: Tensor, labels: Tensor) -> None:
+        """The prediction restricted to the subset's classes: ranks over their logits only."""
+        assert self.subset is not None
+        k = min(5, len(self.subset))
+        ranked = self.subset[logits[:, self.subset].topk(k, dim=1).indices]
+        hit = ranked[:, 0] == labels
+        self.subset_top1 += int(hit.sum())
+        self.subset_top5 += int((ranked == labels[:, None]).any(dim=1).sum())
+        self.per_class_subset_correct += torch.bincount(labels[hit], minlength=self.num_classes)
 
     def result(self) -> dict[str, Any]:
         if self.n == 0:
@@ -80,6 +98,27 @@ class _Tally:
             out["top5"] = self.top5 / self.n
         if self.confusion is not None:
             out["confusion_matrix"] = self.confusion.tolist()
+        if self.subset is not None:
+            out.update(self._subset_result())
+        return out
+
+    def _subset_result(self) -> dict[str, Any]:
+        assert self.subset is not None
+        out: dict[str, Any] = {"subset_top1": self.subset_top1 / self.n}
+        if len(self.subset) > 5:
+            out["subset_top5"] = self.subset_top5 / self.n
+        totals = self.per_class_total.tolist()
+        correct = self.per_class_correct.tolist()
+        subset_correct = self.per_class_subset_correct.tolist()
+        out["subset_per_class"] = [
+            {
+                "index": c,
+                "n": totals[c],
+                "top1": correct[c] / totals[c] if totals[c] else None,
+                "subset_top1": subset_correct[c] / totals[c] if totals[c] else None,
+            }
+            for c in self.subset.tolist()
+        ]
         return out
 
 
@@ -119,17 +158,21 @@ def evaluate_loader(
     total: int | None = None,
     progress: Progress | None = None,
     confusion: bool = False,
+    subset: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``forward`` over (images, labels) batches, e.g. a DataLoader on an ImageFolder.
 
     Same keys as :func:`evaluate_classifier`; the confusion matrix is off by default
     because for 1,000 ImageNet classes it has a million entries. ``total`` defaults
-    to ``len(loader.dataset)`` when the loader has one.
+    to ``len(loader.dataset)`` when the loader has one. With ``subset`` (class indices that
+    include every label), the prediction is also ranked over those classes' logits only:
+    ``subset_top1``, ``subset_top5`` (more than 5 classes) and ``subset_per_class``
+    (index, n, top1, subset_top1 per subset class).
     """
     if total is None:
         dataset = getattr(loader, "dataset", None)
         total = len(dataset) if dataset is not None else 0  # type: ignore[arg-type]
-    tally = _Tally(num_classes, confusion=confusion)
+    tally = _Tally(num_classes, confusion=confusion, subset=subset)
     for images, labels in loader:
         tally.update(forward(images), labels)
         if progress is not None:

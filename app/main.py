@@ -14,8 +14,10 @@ from fastapi import FastAPI
 
 from app import __version__
 from app.api import admin_router, public_router
+from app.api import ui as ui_api
 from app.api.body_limit import BodySizeLimitMiddleware
 from app.api.fast_predict import PredictFastPath
+from app.api.grpc.server import start_grpc_server, stop_grpc_server
 from app.config import Settings
 from app.errors import install_error_handlers
 from app.metrics import Metrics, MetricsMiddleware
@@ -43,7 +45,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     device = resolve_device(settings.device)
     configure_backends(device)
-    configure_threads(settings.torch_threads_per_worker(os.cpu_count() or 1))
+    configure_threads(
+        settings.torch_threads_per_worker(os.cpu_count() or 1, cuda=device.type == "cuda")
+    )
     sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
     metrics = Metrics(device)
 
@@ -68,9 +72,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             asyncio.create_task(registry.load_all(), name="load-models"),
             asyncio.create_task(sync.run(), name="control-store-sync"),
         ]
+        grpc_server = None
         try:
+            # gRPC answers at once, like /healthz; ServerReady waits for the models like /readyz
+            grpc_server = await start_grpc_server(settings, registry, metrics)
             yield
         finally:
+            await stop_grpc_server(grpc_server)  # first: calls in flight still have their models
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -85,11 +93,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Serve PyTorch models over HTTP, with token-protected admin operations.",
         lifespan=lifespan,
+        docs_url=None,  # served by ui_api.docs_router from local assets: no CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.admin_token = _admin_token(settings)
     app.include_router(public_router)
+    app.include_router(ui_api.router)
+    app.include_router(ui_api.docs_router)
     if settings.admin_enabled and settings.admin_port is None:
         app.include_router(admin_router)
     app.add_middleware(PredictFastPath, root=app)  # innermost: after ids, metrics, body limit

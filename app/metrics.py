@@ -88,9 +88,16 @@ class Metrics:
             ["model", "route", "method", "code"],
             registry=self.registry,
         )
+        self.grpc_requests = Counter(
+            "torchgate_grpc_requests_total",
+            "gRPC calls (Open Inference Protocol) by model, method and status code.",
+            ["model", "method", "code"],
+            registry=self.registry,
+        )
+        # gRPC calls are timed here too, with route = the full method name (HTTP/2 paths).
         self.latency = Histogram(
             "torchgate_http_request_duration_seconds",
-            "HTTP request latency, from first byte in to last byte out.",
+            "Request latency, from first byte in to last byte out (HTTP, and gRPC calls).",
             ["model", "route"],
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,

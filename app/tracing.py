@@ -20,18 +20,31 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HEADER = "X-Request-ID"
+GRPC_METADATA_KEY = HEADER.lower()  # gRPC metadata keys are lower case
+GRPC_ACCESS_LOGGER = "app.grpc.access"  # one line per gRPC call, like uvicorn.access for HTTP
 NO_REQUEST = "-"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 LogFormat = Literal["text", "json"]
 
 _HEADER_KEY = HEADER.lower().encode()
-_VALID_ID = re.compile(rb"[\x21-\x7e]{1,128}")  # visible ASCII: safe in headers and log lines
+_ID_PATTERN = r"[\x21-\x7e]{1,128}"  # visible ASCII: safe in headers, metadata and log lines
+_VALID_ID = re.compile(_ID_PATTERN.encode())
+_VALID_TEXT_ID = re.compile(_ID_PATTERN)
 _request_id: ContextVar[str] = ContextVar("request_id", default=NO_REQUEST)
 
 
 def current_request_id() -> str:
     """The id of the request being served, or ``-`` outside any request."""
     return _request_id.get()
+
+
+def adopt_request_id(incoming: str | None) -> str:
+    """Make the client's id (if valid) or a fresh one the current request's, for a protocol
+    without the middleware (gRPC, whose handlers each run in a task of their own)."""
+    valid = incoming is not None and _VALID_TEXT_ID.fullmatch(incoming) is not None
+    request_id = incoming if valid and incoming is not None else os.urandom(16).hex()
+    _request_id.set(request_id)
+    return request_id
 
 
 def _incoming_id(scope: Scope) -> str | None:
@@ -117,5 +130,6 @@ def log_config(level: str, log_format: LogFormat) -> dict[str, Any]:
         "loggers": {
             "uvicorn": {"handlers": [], "propagate": True},
             "uvicorn.access": {"handlers": ["access"], "propagate": False},
+            GRPC_ACCESS_LOGGER: {"handlers": ["access"], "propagate": False},
         },
     }

@@ -45,10 +45,19 @@ class ModelSpec:
     # A model whose batch takes a millisecond or two gains nothing from a second thread and
     # takes that core from the event loop; an explicit TORCHGATE_TORCH_THREADS overrides.
     cpu_threads: int | None = None
+    # A generator's input: a latent of this many normal values per image, and a class label.
+    latent_dim: int | None = None
 
     @property
     def is_classifier(self) -> bool:
         return self.kind is not ModelKind.GENERATOR
+
+    @property
+    def latent_size(self) -> int:
+        """The generator's latent size (``latent_dim``); a classifier has none."""
+        if self.latent_dim is None:
+            raise ValueError(f"model {self.name!r} takes no latent input")
+        return self.latent_dim
 
 
 SPECS: dict[str, ModelSpec] = {
@@ -116,6 +125,7 @@ SPECS: dict[str, ModelSpec] = {
             net_module="app.nets.gan",
             dataset="fashion-mnist",
             cpu_graph="script",
+            latent_dim=100,  # app.nets.gan.ConditionalGenerator's z_dim
         ),
     )
 }

@@ -3,32 +3,43 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
+import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import torch
 import torchvision
 from asgi_lifespan import LifespanManager
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.config import Settings
+from app.datasets import class_names
 from app.main import create_app
-from app.serving.weights import pretrained_filename
+from app.nets.gan import ConditionalGenerator
+from app.serving.weights import file_sha256, pretrained_filename
 from app.zoo import SPECS
 
 ADMIN_TOKEN = "test-admin-token"
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# In-process apps never open the gRPC port (8001 by default), so tests can run side by side;
+# a real server gets a free one from serve_process, and a test that wants it passes its own.
+os.environ.setdefault("TORCHGATE_GRPC_PORT", "0")
 
 
 @pytest.fixture
@@ -68,6 +79,7 @@ def settings_factory(weights_dir: Path, tmp_path: Path) -> Callable[..., Setting
             "data_dir": REPO_ROOT / "data",
             "admin_token": ADMIN_TOKEN,
             "device": "cpu",
+            "grpc_port": 0,
         }
         values.update(overrides)
         return Settings(**values)  # type: ignore[arg-type]
@@ -157,6 +169,50 @@ def image_bytes(
     return buffer.getvalue()
 
 
+def fashion_checkpoints(directory: Path) -> Path:
+    """cnn, lstm and gan checkpoints: the trained ones in models/, and for the gan, until it is
+    trained, a randomly initialised generator with a valid manifest (same serving path)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ("cnn", "lstm", "gan"):
+        manifest = REPO_ROOT / "models" / f"{name}.json"
+        if manifest.is_file():
+            checkpoint = json.loads(manifest.read_text())["checkpoint"]
+            shutil.copy(manifest, directory)
+            shutil.copy(REPO_ROOT / "models" / checkpoint, directory)
+    if not (directory / "gan.json").is_file():
+        torch.manual_seed(0)
+        torch.save(ConditionalGenerator().state_dict(), directory / "gan.pt")
+        architecture = {"module": "app.nets.gan", "class": "ConditionalGenerator", "kwargs": {}}
+        manifest_data = {
+            "name": "gan",
+            "architecture": architecture,
+            "checkpoint": "gan.pt",
+            "sha256": file_sha256(directory / "gan.pt"),
+            "classes": class_names("fashion-mnist"),
+        }
+        (directory / "gan.json").write_text(json.dumps(manifest_data))
+    return directory
+
+
+def assert_same_images_as_v1(images: np.ndarray, encoded_pngs: list[str]) -> None:
+    """Generator outputs in [-1, 1] ([N,1,28,28]) against v1 generate's base64 PNGs: the same
+    pixels, give or take one level of rounding."""
+    pixels = np.round((np.clip(images, -1, 1) + 1) * 127.5).astype(np.uint8)
+    for mine, encoded in zip(pixels, encoded_pngs, strict=True):
+        png = np.asarray(Image.open(io.BytesIO(base64.b64decode(encoded))))
+        assert np.abs(mine[0].astype(int) - png).max() <= 1
+
+
+def metric_total(metrics_text: str, family: str, **labels: str) -> float:
+    """The sum of a family's samples whose labels include ``labels`` (Prometheus text)."""
+    found = next(f for f in text_string_to_metric_families(metrics_text) if f.name == family)
+    return sum(
+        sample.value
+        for sample in found.samples
+        if all(sample.labels.get(key) == value for key, value in labels.items())
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -173,7 +229,13 @@ def serve_process(
     ``env`` is added to this process's environment; the server's output goes to ``log_path``.
     """
     port = port or free_port()
-    full_env = {**os.environ, "TORCHGATE_PORT": str(port), "PYTHONUNBUFFERED": "1", **env}
+    full_env = {
+        **os.environ,
+        "TORCHGATE_PORT": str(port),
+        "TORCHGATE_GRPC_PORT": str(free_port()),  # never Triton's 8001: tests run side by side
+        "PYTHONUNBUFFERED": "1",
+        **env,
+    }
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "app", "serve"],
@@ -181,6 +243,7 @@ def serve_process(
             env=full_env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so a hung one can be killed whole
         )
         try:
             deadline = time.monotonic() + 120
@@ -200,7 +263,50 @@ def serve_process(
         finally:
             if process.poll() is None:
                 process.terminate()
-                process.wait(30)
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:  # never leave a server (and its workers) behind
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(10)
+                    raise
+
+
+@dataclass(frozen=True)
+class RealServer:
+    """A real server's HTTP base URL, gRPC target (host:port) and log file (JSON lines)."""
+
+    http: str
+    grpc: str
+    log: Path
+
+
+# What the modules that drive a real server with Triton's clients share: one server, booted once.
+REAL_SERVER_MAX_UPLOAD_BYTES = 4_000_000
+
+
+@pytest.fixture(scope="session")
+def real_server(
+    weights_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RealServer]:
+    """``python -m app serve`` with alexnet (random weights), cnn, lstm and gan, over HTTP and
+    gRPC, with a 4 MB message limit."""
+    directory = tmp_path_factory.mktemp("real-server")
+    grpc_port = free_port()
+    env = {
+        "TORCHGATE_MODELS": "alexnet,cnn,lstm,gan",
+        "TORCHGATE_WEIGHTS_DIR": str(weights_dir),
+        "TORCHGATE_CHECKPOINT_DIR": str(fashion_checkpoints(directory / "models")),
+        "TORCHGATE_DOWNLOAD_WEIGHTS": "false",
+        "TORCHGATE_VERIFY_WEIGHTS": "false",
+        "TORCHGATE_ADMIN_TOKEN": ADMIN_TOKEN,
+        "TORCHGATE_DEVICE": "cpu",
+        "TORCHGATE_LOG_FORMAT": "json",
+        "TORCHGATE_GRPC_PORT": str(grpc_port),
+        "TORCHGATE_MAX_UPLOAD_BYTES": str(REAL_SERVER_MAX_UPLOAD_BYTES),
+    }
+    log = directory / "server.log"
+    with serve_process(env, log) as (port, _):
+        yield RealServer(f"http://127.0.0.1:{port}", f"127.0.0.1:{grpc_port}", log)
 
 
 def require_binary(name: str, package: str) -> str:

@@ -12,6 +12,7 @@ def test_defaults_follow_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(key)
     settings = Settings()
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
+    assert settings.grpc_port == 8001  # Triton's; tests/conftest.py turns it off in-process
     assert settings.models == ALL_MODELS
     assert settings.device == "auto"
     assert settings.checkpoint_dir == Path("models")
@@ -58,3 +59,14 @@ def test_thread_budget_is_shared_between_workers() -> None:
     assert Settings(torch_threads=3).torch_threads_per_worker(cores=2) == 3
     assert Settings(workers=1).decode_threads_per_worker(cores=16) == 4
     assert Settings(workers=2).decode_threads_per_worker(cores=2) == 1
+
+
+def test_on_cuda_the_cores_go_to_decoding_and_torch_gets_one_thread() -> None:
+    """16 cores, one worker: 14 decode threads + the event loop + the forward worker, and
+    one intra-op thread each (not an OpenMP team of 16 per decode thread)."""
+    assert Settings(workers=1).torch_threads_per_worker(cores=16, cuda=True) == 1
+    assert Settings(workers=1).decode_threads_per_worker(cores=16, cuda=True) == 14
+    assert Settings(workers=2).decode_threads_per_worker(cores=16, cuda=True) == 6
+    assert Settings(workers=1).decode_threads_per_worker(cores=2, cuda=True) == 1
+    assert Settings(torch_threads=4).torch_threads_per_worker(cores=16, cuda=True) == 4
+    assert Settings(decode_threads=3).decode_threads_per_worker(cores=16, cuda=True) == 3

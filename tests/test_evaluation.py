@@ -57,6 +57,26 @@ def test_loader_variant_matches_the_tensor_one() -> None:
     assert "confusion_matrix" not in evaluate_loader(_identity, batches, num_classes=3)
 
 
+def test_a_subset_also_ranks_only_its_own_classes() -> None:
+    logits = torch.zeros(3, 10)
+    logits[0, [9, 2]] = torch.tensor([3.0, 2.0])  # label 2: 9 overall, 2 within the subset
+    logits[1, 5] = 1.0  # label 5: right either way
+    logits[2, [0, 2, 7]] = torch.tensor([3.0, 2.0, 1.0])  # label 7: wrong either way
+    labels = torch.tensor([2, 5, 7])
+    result = evaluate_loader(_identity, [(logits, labels)], num_classes=10, subset=[7, 2, 5])
+    assert result["accuracy"] == pytest.approx(1 / 3)
+    assert result["subset_top1"] == pytest.approx(2 / 3)
+    assert "subset_top5" not in result  # 3 classes: their top 5 holds every label
+    assert result["subset_per_class"] == [
+        {"index": 2, "n": 1, "top1": 0.0, "subset_top1": 1.0},
+        {"index": 5, "n": 1, "top1": 1.0, "subset_top1": 1.0},
+        {"index": 7, "n": 1, "top1": 0.0, "subset_top1": 0.0},
+    ]
+    six = evaluate_loader(_identity, [(logits, labels)], num_classes=10, subset=range(2, 8))
+    assert six["subset_top5"] == 1.0 and six["subset_top1"] == pytest.approx(2 / 3)
+    assert "subset_top1" not in evaluate_loader(_identity, [(logits, labels)], num_classes=10)
+
+
 def test_wrong_logit_shape_is_reported() -> None:
     with pytest.raises(ValueError, match="expected"):
         evaluate_classifier(_identity, LOGITS, LABELS, num_classes=4)

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.metrics import MODEL_STATUSES, Metrics
 from app.metrics_multiprocess import MULTIPROC_DIR_VARIABLE, multiprocess_metrics
 from app.serving.registry import ModelStatus
-from tests.conftest import ADMIN_TOKEN, REPO_ROOT, image_bytes, serve_process
+from tests.conftest import ADMIN_TOKEN, REPO_ROOT, admin_headers, image_bytes, serve_process
 
 PREDICT_ROUTE = "/v1/models/{name}/predict"
 
@@ -133,6 +133,11 @@ def _wait_for(check, timeout: float = 120.0) -> None:  # type: ignore[no-untyped
         time.sleep(0.05)
 
 
+def _processes_applying_a_reload(base: str) -> int:
+    answer = httpx.post(f"{base}/admin/models/cnn/reload", headers=admin_headers(), timeout=30)
+    return len(answer.json()["processes"]) if answer.status_code == 200 else 0
+
+
 def test_every_scrape_counts_the_requests_of_all_workers(tmp_path: Path) -> None:
     temp = tmp_path / "temp"  # where the server makes its samples directory
     temp.mkdir()
@@ -147,8 +152,10 @@ def test_every_scrape_counts_the_requests_of_all_workers(tmp_path: Path) -> None
     with serve_process(env, tmp_path / "server.log") as (port, _process):
         base = f"http://127.0.0.1:{port}"
         # Each worker reports its model's status when it answers a scrape: three ready ones
-        # (summed over the live processes) means every worker has loaded and answered.
+        # (summed over the live processes) means every worker has loaded and answered; a
+        # change that lists three processes means every one has caught up and serves.
         _wait_for(lambda: _ready_workers(_scrape(base)) == 3)
+        _wait_for(lambda: _processes_applying_a_reload(base) == 3, timeout=60)
         body = image_bytes((28, 28), fmt="PNG", mode="L")
         no_keepalive = httpx.Limits(max_keepalive_connections=0)
         with httpx.Client(base_url=base, timeout=30, limits=no_keepalive) as client:

@@ -2,7 +2,8 @@
 (One /metrics for all workers is tested in test_metrics_multiprocess.py.)
 
 Every request opens a fresh connection, so the kernel spreads them over the workers; the
-``X-Torchgate-Process`` header of admin answers says which worker answered.
+``X-Torchgate-Process`` header of admin answers says which worker answered. Every worker also
+binds the one gRPC port (SO_REUSEPORT): fresh gRPC connections spread the same way.
 """
 
 from __future__ import annotations
@@ -10,14 +11,18 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+import grpc
 import httpx
+import numpy as np
 import pytest
+from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from app.bench.images import garment_png
-from tests.conftest import ADMIN_TOKEN, admin_headers, serve_process
+from tests.conftest import ADMIN_TOKEN, admin_headers, free_port, serve_process
 
 WORKERS = 3
 PNG = garment_png().data
+GRPC_PORT = free_port()
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +37,7 @@ def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
         "TORCHGATE_TORCH_THREADS": "1",
         "TORCHGATE_HEARTBEAT_S": "0.5",
         "TORCHGATE_PROCESS_TIMEOUT_S": "3",
+        "TORCHGATE_GRPC_PORT": str(GRPC_PORT),
     }
     with serve_process(env, folder / "server.log") as (port, _):
         base = f"http://127.0.0.1:{port}"
@@ -66,6 +72,16 @@ def _check_every_answer(base: str, version: int, sha256: str) -> None:
         for _ in range(30):
             info = client.get("/v1/models/cnn").json()
             assert (info["parameters_version"], info["parameters_sha256"]) == (version, sha256)
+    request = service_pb2.ModelInferRequest(model_name="cnn")
+    request.inputs.add(name="input", datatype="FP32", shape=[1, 1, 28, 28])
+    request.raw_input_contents.append(np.zeros(784, "<f4").tobytes())
+    for _ in range(30):  # a channel of its own each: a fresh connection, wherever it lands
+        options = [("grpc.use_local_subchannel_pool", 1)]
+        with grpc.insecure_channel(f"127.0.0.1:{GRPC_PORT}", options=options) as channel:
+            reply = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request)
+        parameters = reply.parameters
+        assert parameters["parameters_version"].int64_param == version
+        assert parameters["parameters_sha256"].string_param == sha256
 
 
 def test_a_seeded_reinitialize_reaches_every_worker(workers: tuple[str, str]) -> None:

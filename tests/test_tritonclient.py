@@ -1,7 +1,5 @@
 """A real ``python -m app serve`` driven by tritonclient.http with its default settings."""
 
-import base64
-import io
 import json
 import time
 from collections.abc import Iterator
@@ -12,33 +10,15 @@ import numpy as np
 import pytest
 import torch
 import tritonclient.http as triton
-from PIL import Image
-from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
-from tests.api.test_v2_infer import fashion_checkpoints
-from tests.conftest import ADMIN_TOKEN, image_bytes, serve_process
+from tests.conftest import RealServer, assert_same_images_as_v1, image_bytes, metric_total
 
 
 @pytest.fixture(scope="module")
-def server(
-    weights_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, Path]]:
+def server(real_server: RealServer) -> tuple[str, Path]:
     """The server's host:port and its log file (JSON lines)."""
-    directory = tmp_path_factory.mktemp("tritonclient")
-    env = {
-        "TORCHGATE_MODELS": "cnn,lstm,gan,alexnet",
-        "TORCHGATE_WEIGHTS_DIR": str(weights_dir),
-        "TORCHGATE_CHECKPOINT_DIR": str(fashion_checkpoints(directory / "models")),
-        "TORCHGATE_DOWNLOAD_WEIGHTS": "false",
-        "TORCHGATE_VERIFY_WEIGHTS": "false",
-        "TORCHGATE_ADMIN_TOKEN": ADMIN_TOKEN,
-        "TORCHGATE_DEVICE": "cpu",
-        "TORCHGATE_LOG_FORMAT": "json",
-    }
-    log_path = directory / "server.log"
-    with serve_process(env, log_path) as (port, _):
-        yield f"127.0.0.1:{port}", log_path
+    return real_server.http.removeprefix("http://"), real_server.log
 
 
 @pytest.fixture(scope="module")
@@ -111,12 +91,9 @@ def test_gan_draws_what_v1_draws(client, http: httpx.Client) -> None:
     result = client.infer("gan", [_infer_input("latent", latent), _infer_input("label", labels)])
     images = result.as_numpy("image")
     assert images.dtype == np.float32 and images.shape == (n, 1, 28, 28)
-    pixels = np.round((np.clip(images, -1, 1) + 1) * 127.5).astype(np.uint8)
     body = {"n": n, "label": label, "seed": seed, "format": "json"}
     v1 = http.post("/v1/models/gan/generate", json=body).json()
-    for mine, encoded in zip(pixels, v1["images"], strict=True):
-        png = np.asarray(Image.open(io.BytesIO(base64.b64decode(encoded))))
-        assert np.abs(mine[0].astype(int) - png).max() <= 1
+    assert_same_images_as_v1(images, v1["images"])
 
 
 def test_alexnet_classifies_encoded_images(client, http: httpx.Client) -> None:
@@ -174,13 +151,9 @@ def test_bad_requests_raise_with_the_servers_message(
 
 def test_metrics_parse_and_count_the_traffic(client, http: httpx.Client) -> None:
     def infer_count() -> float:
-        families = text_string_to_metric_families(http.get("/metrics").text)
-        requests = next(f for f in families if f.name == "torchgate_http_requests")
-        return sum(
-            s.value
-            for s in requests.samples
-            if s.labels.get("route") == "/v2/models/{name}/infer" and s.labels["code"] == "200"
-        )
+        text = http.get("/metrics").text
+        route = "/v2/models/{name}/infer"
+        return metric_total(text, "torchgate_http_requests", route=route, code="200")
 
     before = infer_count()
     client.infer("cnn", [_infer_input("input", np.zeros((1, 1, 28, 28), np.float32))])

@@ -6,6 +6,7 @@ process serving the model has applied it (or ``TORCHGATE_ADMIN_WAIT_S`` ran out)
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import asdict
 from typing import Any
@@ -123,7 +124,8 @@ async def evaluate_model(
     body: EvaluateRequest | None = None,
 ) -> JobAccepted:
     """Start an evaluation on the held-out data; poll the returned job from any process."""
-    job_fn = evaluator.plan(name, (body or EvaluateRequest()).image_folder)
+    # plan() checks the folder and its layout now (400 at submit): file-system work, off the loop
+    job_fn = await asyncio.to_thread(evaluator.plan, name, (body or EvaluateRequest()).image_folder)
     job = await jobs.submit("evaluate", name, job_fn)
     return JobAccepted(job_id=job.id, status_url=str(request.url_for("get_job", job_id=job.id)))
 

@@ -23,8 +23,8 @@ async def get_liveness() -> FastJSONResponse:
     responses={
         503: {
             "model": HealthResponse,
-            "description": "Models are still loading, or the process is catching up with the "
-            "control store.",
+            "description": "Models are still loading, the process is catching up with the "
+            "control store, or its device failed.",
         }
     },
 )
@@ -35,7 +35,9 @@ async def get_readiness(registry: RegistryDep, sync: SyncDep) -> FastJSONRespons
     if registry.ready:
         return FastJSONResponse({"status": "ready", "models": statuses})
     body: dict[str, object] = {"status": "syncing" if registry.loaded else "loading"}
-    if registry.loaded:
+    if registry.device_failure is not None:
+        body = {"status": "failed", "detail": registry.device_failure}
+    elif registry.loaded:
         body["detail"] = sync.store_error or "replaying the control store's parameter changes"
     return FastJSONResponse({**body, "models": statuses}, status_code=503)
 

@@ -18,7 +18,7 @@ from app.api.schemas import (
     PredictResponse,
 )
 from app.errors import BadRequest
-from app.responses import FastJSONResponse
+from app.responses import FastJSONResponse, version_headers
 from app.serving.runtime import ModelRuntime
 
 router = APIRouter(prefix="/v1", tags=["inference"])
@@ -50,10 +50,7 @@ _PREDICT_BODY = {
 
 
 def _version_headers(runtime: ModelRuntime, version: int) -> dict[str, str]:
-    return {
-        "X-Model-Version": str(version),
-        "X-Model-Parameters-SHA256": runtime.sha256_of(version),
-    }
+    return version_headers(version, runtime.sha256_of(version))
 
 
 @router.post(

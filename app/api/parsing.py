@@ -11,6 +11,7 @@ from starlette.datastructures import UploadFile
 from app.config import Settings
 from app.errors import BadRequest, InvalidInput, UnsupportedMediaType
 from app.serving.payloads import (
+    check_batch_size,
     check_json_depth,
     check_tensor_elements,
     decode_base64_images,
@@ -70,8 +71,7 @@ async def _read_json(request: Request, settings: Settings) -> PredictPayload:
         return PredictPayload(images=images, top_k=top_k)
     array = float_array(payload["inputs"])
     check_tensor_elements(array.size, settings.max_tensor_elements)
-    if array.shape[0] > max_images:
-        raise InvalidInput(f"{array.shape[0]} inputs in one request; the limit is {max_images}.")
+    check_batch_size(array.shape[0], max_images)
     return PredictPayload(array=array, top_k=top_k)
 
 

@@ -14,8 +14,9 @@ class ErrorResponse(BaseModel):
 
 
 class HealthResponse(BaseModel):
-    status: Literal["ok", "loading", "syncing", "ready"] = Field(
-        description="syncing: loaded, replaying the control store's parameter changes."
+    status: Literal["ok", "loading", "syncing", "ready", "failed"] = Field(
+        description="syncing: loaded, replaying the control store's parameter changes; "
+        "failed: the device failed (detail says how), the process needs a restart."
     )
     models: dict[str, str] = Field(default_factory=dict)
     detail: str | None = Field(default=None, description="Why the process is not ready yet.")

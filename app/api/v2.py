@@ -7,12 +7,11 @@ them) is in the response's ``parameters`` and in the same headers as v1.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from app import __version__
+from app.api import open_inference as oip
 from app.api.deps import RegistryDep, SettingsDep
 from app.api.v2_schemas import (
     ErrorV2Response,
@@ -26,20 +25,14 @@ from app.api.v2_schemas import (
     parse_inference_request,
 )
 from app.config import Settings
-from app.errors import NotFound
-from app.responses import FastJSONResponse
-from app.serving.payloads import check_json_depth, check_tensor_elements
-from app.serving.registry import ModelRegistry, ModelStatus
-from app.serving.v2_models import infer_v2, signature_of
+from app.responses import FastJSONResponse, version_headers
+from app.serving.payloads import check_json_depth
+from app.serving.registry import ModelRegistry
 from app.serving.v2_tensors import decompress, encode_response, read_inputs, split_body
 from app.tracing import current_request_id
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
 
-SERVER_NAME = "torchgate"
-EXTENSIONS = ("binary_tensor_data", "classification")
-PLATFORM = "pytorch"
-MODEL_VERSION = "1"
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -64,38 +57,19 @@ _INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _check_version(name: str, version: str | None) -> None:
-    if version is not None and version != MODEL_VERSION:
-        raise NotFound(f"model '{name}' has no version {version!r}; its only version is 1.")
-
-
 def _metadata(name: str, version: str | None, registry: ModelRegistry) -> FastJSONResponse:
-    runtime = registry.runtime(name)
-    _check_version(name, version)
-    signature = signature_of(runtime)
-    return FastJSONResponse(
-        {
-            "name": runtime.spec.name,
-            "versions": [MODEL_VERSION],
-            "platform": PLATFORM,
-            "inputs": [tensor.metadata() for tensor in signature.inputs],
-            "outputs": [tensor.metadata() for tensor in signature.outputs],
-        }
-    )
+    return FastJSONResponse(oip.model_metadata(registry, name, version))
 
 
 def _model_ready(name: str, version: str | None, registry: ModelRegistry) -> FastJSONResponse:
-    entry = registry.entry(name)
-    _check_version(name, version)
-    ready = entry.status is ModelStatus.READY
-    return FastJSONResponse({"name": entry.spec.name, "ready": ready}, 200 if ready else 503)
+    model, ready = oip.model_ready(registry, name, version)
+    return FastJSONResponse({"name": model, "ready": ready}, 200 if ready else 503)
 
 
 async def _infer(
     name: str, version: str | None, request: Request, registry: ModelRegistry, settings: Settings
 ) -> Response:
-    runtime = registry.runtime(name)
-    _check_version(name, version)
+    runtime = oip.model_runtime(registry, name, version)
     headers = request.headers
     body = decompress(
         await request.body(), headers.get("content-encoding"), settings.max_upload_bytes
@@ -103,30 +77,25 @@ async def _infer(
     header, binary = split_body(body, headers.get(HEADER_LENGTH))
     check_json_depth(header, settings.max_json_depth)
     parsed = parse_inference_request(header)
-    for item in parsed.inputs:  # declared shapes, checked before any data is decoded
-        check_tensor_elements(math.prod(item.shape), settings.max_tensor_elements)
+    oip.check_declared(runtime, [item.shape for item in parsed.inputs], settings)
     tensors = read_inputs(parsed.inputs, binary)
     requested = parsed.output_requests()
-    outputs, parameters_version = await infer_v2(
-        runtime,
-        tensors,
-        [output for output, _ in requested],
-        parsed.top_k(),
-        settings.max_images_per_request,
+    result = await oip.infer(
+        runtime, tensors, [output for output, _ in requested], parsed.top_k(), settings
     )
-    binary_flags = [flag for _, flag in requested] or [parsed.binary_default()] * len(outputs)
-    sha256 = runtime.sha256_of(parameters_version)
+    binary_flags = [flag for _, flag in requested] or [parsed.binary_default()] * len(
+        result.outputs
+    )
     head = {
-        "model_name": runtime.spec.name,
-        "model_version": MODEL_VERSION,
+        "model_name": result.model_name,
+        "model_version": oip.MODEL_VERSION,
         "id": parsed.id if parsed.id is not None else current_request_id(),
-        "parameters": {"parameters_version": parameters_version, "parameters_sha256": sha256},
+        "parameters": result.parameters,
     }
-    content, header_length = encode_response(head, list(zip(outputs, binary_flags, strict=True)))
-    response_headers = {
-        "X-Model-Version": str(parameters_version),
-        "X-Model-Parameters-SHA256": sha256,
-    }
+    content, header_length = encode_response(
+        head, list(zip(result.outputs, binary_flags, strict=True))
+    )
+    response_headers = version_headers(result.parameters_version, result.parameters_sha256)
     if header_length is None:
         return Response(content, media_type="application/json", headers=response_headers)
     response_headers[HEADER_LENGTH] = str(header_length)
@@ -136,9 +105,7 @@ async def _infer(
 @router.get("", response_model=ServerMetadataResponse)
 async def get_server_metadata() -> FastJSONResponse:
     """Server metadata: name, version and the protocol extensions it supports."""
-    return FastJSONResponse(
-        {"name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS)}
-    )
+    return FastJSONResponse(oip.server_metadata())
 
 
 @router.get("/health/live", response_model=LiveResponse)

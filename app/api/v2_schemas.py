@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from app.api.open_inference import integer_parameter, output_request
 from app.errors import BadRequest
 from app.serving.v2_models import OutputRequest
 
@@ -77,22 +78,19 @@ class InferenceRequest(BaseModel):
     outputs: list[RequestOutput] = Field(default_factory=list)
 
     def top_k(self) -> int | None:
-        return _integer(self.parameters, "top_k", "the request")
+        return integer_parameter(self.parameters, "top_k", "the request")
 
     def output_requests(self) -> list[tuple[OutputRequest, bool]]:
         """Each requested output and whether it goes back as binary data (the extension's
         ``binary_data`` on the output, else ``binary_data_output`` on the request)."""
         default = self.binary_default()
-        requests = []
-        for output in self.outputs:
-            where = f"output '{output.name}'"
-            requested = OutputRequest(
-                output.name,
-                classification=_integer(output.parameters, "classification", where),
-                top_k=_integer(output.parameters, "top_k", where),
+        return [
+            (
+                output_request(output.name, output.parameters),
+                _flag(output.parameters, "binary_data", f"output '{output.name}'", default),
             )
-            requests.append((requested, _flag(output.parameters, "binary_data", where, default)))
-        return requests
+            for output in self.outputs
+        ]
 
     def binary_default(self) -> bool:
         return _flag(self.parameters, "binary_data_output", "the request", False)
@@ -116,15 +114,6 @@ class InferenceResponse(BaseModel):
         description="parameters_version and parameters_sha256 of the weights that answered."
     )
     outputs: list[ResponseOutput]
-
-
-def _integer(parameters: Parameters, key: str, where: str) -> int | None:
-    value = parameters.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BadRequest(f"parameter '{key}' of {where} must be an integer; got {value!r}.")
-    return value
 
 
 def _flag(parameters: Parameters, key: str, where: str, default: bool) -> bool:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from app.bench.runner import BenchConfig
 
 
 class Batching(StrEnum):
@@ -20,6 +25,13 @@ class Batching(StrEnum):
 class Upload(StrEnum):
     MULTIPART = "multipart"
     RAW = "raw"
+
+
+class Protocol(StrEnum):
+    V1 = "v1"
+    V2 = "v2"
+    GRPC = "grpc"
+    ALL = "all"
 
 
 class LoadTool(StrEnum):
@@ -57,6 +69,13 @@ def bench(
     upload: Annotated[
         Upload, typer.Option(help="multipart 'file' parts, or raw: the image as the body.")
     ] = Upload.MULTIPART,
+    protocol: Annotated[
+        Protocol,
+        typer.Option(
+            help="v1 REST (--upload), v2 REST (binary BYTES), v2 gRPC (raw BYTES); all: the "
+            "three in alternating rounds against one server, with their ratios."
+        ),
+    ] = Protocol.V1,
     batching: Annotated[
         Batching, typer.Option(help="on: configured; off: TORCHGATE_MAX_BATCH_SIZE=1; both.")
     ] = Batching.ON,
@@ -88,6 +107,9 @@ def bench(
     ] = None,
     load_tool: Annotated[LoadTool, typer.Option(help="auto: wrk if installed.")] = LoadTool.AUTO,
     ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for /readyz.")] = 300.0,
+    log_dir: Annotated[
+        Path | None, typer.Option(help="Keep every server's log here (default: failed ones).")
+    ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON document instead of tables.")
     ] = False,
@@ -98,6 +120,9 @@ def bench(
             help="Instead: cold start and memory with all six models vs torch.load alone.",
         ),
     ] = False,
+    startup_requests: Annotated[
+        int, typer.Option(min=0, help="--startup: cnn requests served before memory is read.")
+    ] = 10_000,
 ) -> None:
     """Serve a model in a real server process, load it from another, and compare with raw."""
     from rich.console import Console
@@ -106,6 +131,7 @@ def bench(
     from app.bench.report import render, to_document
     from app.bench.runner import BenchConfig, run_bench
 
+    _exit_on_sigterm()
     logging.basicConfig(level="INFO", format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per /readyz poll otherwise
     config = BenchConfig(
@@ -128,10 +154,12 @@ def bench(
         raw_threads=raw_threads,
         load_tool=load_tool.value,
         ready_timeout_s=ready_timeout,
+        protocol=protocol.value,
+        log_dir=log_dir.resolve() if log_dir else None,
     )
     machine = describe_machine()
     if startup:
-        _startup(checkpoint_dir.resolve(), _parse_env(env or []), json_output, machine)
+        _startup(config, startup_requests, json_output, machine)
         return
     try:
         result = run_bench(config)
@@ -144,12 +172,26 @@ def bench(
         render(result, machine, Console())
 
 
+def _exit_on_sigterm() -> None:
+    """``timeout`` (and scripts/device/check.sh) stop a run with SIGTERM: unwind, so that
+    every server this run started is stopped by its context manager instead of living on in
+    its own session (holding the GPU)."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 def _startup(
-    checkpoint_dir: Path, env: dict[str, str], json_output: bool, machine: dict[str, object]
+    config: BenchConfig, requests: int, json_output: bool, machine: dict[str, object]
 ) -> None:
     from app.bench.startup import measure_startup
 
-    result = measure_startup(checkpoint_dir, env=env)
+    result = measure_startup(
+        config.checkpoint_dir,
+        requests=requests,
+        env=config.extra_env,
+        weights_dir=config.weights_dir,
+        log_dir=config.log_dir,
+        ready_timeout_s=config.ready_timeout_s,
+    )
     figures = result.to_dict()
     if json_output:
         typer.echo(json.dumps({**machine, **figures}, indent=2))
@@ -169,3 +211,6 @@ def _startup(
         f" MiB ({result.parameter_bytes / mib:,.0f} + {result.baseline_rss_bytes / mib:,.0f})\n"
         f"memory ratio            {result.memory_ratio:6.2f}x   (target <= 1.25x)"
     )
+    for name, model in result.models.items():
+        if model.get("status") != "ready" or model.get("first_request") != 200:
+            typer.echo(f"{name}: {model.get('status')}: {model.get('reason')}")

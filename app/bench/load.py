@@ -12,7 +12,8 @@ from app.bench.latency import LatencySummary
 
 @dataclass(frozen=True)
 class LoadTarget:
-    """One kind of request, repeated: a GET with no body, or a POST of a prepared body file.
+    """One kind of request, repeated: a GET with no body, or a POST of a prepared body file;
+    for a ``grpc://host:port`` url, ``method`` is the gRPC method and the file its message.
 
     The body is a file so that ``wrk`` (reading it from Lua) and the Python client send the
     very same bytes.
@@ -23,6 +24,7 @@ class LoadTarget:
     body_path: Path | None = None
     content_type: str | None = None
     images_per_request: int = 0
+    headers: tuple[tuple[str, str], ...] = ()  # more request headers (v2's header length)
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class LoadResult:
     latency: LatencySummary
     images_per_request: int = 0
     error_kinds: dict[str, int] | None = None
+    # CPU the load generator itself used over the measured period (it shares the machine)
+    client_cpu_s: float | None = None
 
     @property
     def ok_requests(self) -> int:
@@ -80,4 +84,5 @@ class LoadResult:
             latency=LatencySummary(**data["latency"]),
             images_per_request=int(data.get("images_per_request", 0)),
             error_kinds=data.get("error_kinds"),
+            client_cpu_s=data.get("client_cpu_s"),
         )

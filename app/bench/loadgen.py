@@ -1,4 +1,5 @@
-"""A closed-loop HTTP load generator on asyncio + httpx, for machines without ``wrk``.
+"""A closed-loop load generator on asyncio: httpx for HTTP, grpc.aio for ``grpc://`` targets
+(app/bench/grpc_load.py), for machines without ``wrk`` and for gRPC.
 
 It runs as its own process (``python -m app.bench.loadgen ...``, one JSON document on stdout)
 so that its CPU time is never charged to the interpreter of the server it measures.
@@ -9,17 +10,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import httpx
 
 from app.bench.latency import LatencySummary
 from app.bench.load import LoadPlan, LoadResult, LoadTarget
+
+# One exchange: None when answered with success, else the kind of failure ("status": answered
+# with an error; "timeout" and "transport": never answered).
+Send = Callable[[], Awaitable[str | None]]
+GRPC_SCHEME = "grpc://"
 
 
 @dataclass
@@ -28,35 +37,19 @@ class _Tally:
     errors: Counter[str] = field(default_factory=Counter)
 
 
-async def _phase(
-    client: httpx.AsyncClient,
-    target: LoadTarget,
-    body: bytes | None,
-    plan: LoadPlan,
-    seconds: float,
-) -> _Tally:
-    """C workers, each sending its next request as soon as its previous one is answered.
+async def _phase(senders: list[Send], seconds: float) -> _Tally:
+    """One worker per sender, each sending its next request as soon as its previous one is
+    answered.
 
     Only exchanges that end inside the window count; the ones still in flight at the end are
     awaited (so no connection is torn down mid-request) but not counted.
     """
     tally = _Tally()
-    headers = {"content-type": target.content_type} if target.content_type else {}
     end = time.perf_counter() + seconds
 
-    async def worker() -> None:
+    async def worker(send: Send) -> None:
         while (sent := time.perf_counter()) < end:
-            kind: str | None = None
-            try:
-                response = await client.request(
-                    target.method, target.url, content=body, headers=headers
-                )
-                if not 200 <= response.status_code < 300:
-                    kind = "status"
-            except httpx.TimeoutException:
-                kind = "timeout"
-            except httpx.TransportError:
-                kind = "transport"
+            kind = await send()
             done = time.perf_counter()
             if done > end:
                 return
@@ -65,29 +58,61 @@ async def _phase(
             if kind is not None:
                 tally.errors[kind] += 1
 
-    await asyncio.gather(*(worker() for _ in range(plan.concurrency)))
+    await asyncio.gather(*(worker(send) for send in senders))
     return tally
+
+
+@asynccontextmanager
+async def _http_senders(
+    target: LoadTarget, body: bytes | None, plan: LoadPlan
+) -> AsyncIterator[list[Send]]:
+    headers = dict(target.headers)
+    if target.content_type:
+        headers["content-type"] = target.content_type
+    limits = httpx.Limits(
+        max_connections=plan.concurrency, max_keepalive_connections=plan.concurrency
+    )
+    async with httpx.AsyncClient(limits=limits, timeout=plan.timeout_s) as client:
+
+        async def send() -> str | None:
+            try:
+                response = await client.request(
+                    target.method, target.url, content=body, headers=headers
+                )
+            except httpx.TimeoutException:
+                return "timeout"
+            except httpx.TransportError:
+                return "transport"
+            return None if 200 <= response.status_code < 300 else "status"
+
+        yield [send] * plan.concurrency
 
 
 async def drive(target: LoadTarget, plan: LoadPlan) -> LoadResult:
     """Warm up (not counted), then measure for ``plan.duration_s``."""
     body = target.body_path.read_bytes() if target.body_path is not None else None
-    limits = httpx.Limits(
-        max_connections=plan.concurrency, max_keepalive_connections=plan.concurrency
-    )
-    async with httpx.AsyncClient(limits=limits, timeout=plan.timeout_s) as client:
+    if target.url.startswith(GRPC_SCHEME):
+        from app.bench.grpc_load import grpc_senders
+
+        senders = grpc_senders(target, body or b"", plan)
+    else:
+        senders = _http_senders(target, body, plan)
+    async with senders as workers:
         if plan.warmup_s > 0:
-            await _phase(client, target, body, plan, plan.warmup_s)
-        tally = await _phase(client, target, body, plan, plan.duration_s)
+            await _phase(workers, plan.warmup_s)
+        cpu_before = time.process_time()
+        tally = await _phase(workers, plan.duration_s)
+        client_cpu_s = time.process_time() - cpu_before
     errors = sum(tally.errors.values())
     return LoadResult(
-        tool="httpx",
+        tool="grpc.aio" if target.url.startswith(GRPC_SCHEME) else "httpx",
         requests=len(tally.latencies) + tally.errors["timeout"] + tally.errors["transport"],
         errors=errors,
         duration_s=plan.duration_s,
         latency=LatencySummary.from_seconds(tally.latencies),
         images_per_request=target.images_per_request,
         error_kinds=dict(tally.errors),
+        client_cpu_s=client_cpu_s,
     )
 
 
@@ -105,21 +130,69 @@ def _arguments(target: LoadTarget, plan: LoadPlan) -> list[str]:
         args.append(f"--body={target.body_path}")
     if target.content_type is not None:
         args.append(f"--content-type={target.content_type}")
+    args += [f"--header={name}:{value}" for name, value in target.headers]
     return args
 
 
-def run_loadgen(target: LoadTarget, plan: LoadPlan) -> LoadResult:
-    """Run the generator in a child interpreter and read back its JSON result."""
-    completed = subprocess.run(
-        [sys.executable, "-m", "app.bench.loadgen", *_arguments(target, plan)],
-        capture_output=True,
-        text=True,
-        timeout=plan.warmup_s + plan.duration_s + 2 * plan.timeout_s + 60,
-        check=False,
+def generator_processes(concurrency: int, cores: int | None = None) -> int:
+    """One client process sends a few thousand requests/s at most, less than a 16-core GPU
+    host serves: up to 4 processes, each with at least 16 connections and 4 of the cores."""
+    cores = cores or os.cpu_count() or 1
+    return max(1, min(4, concurrency // 16, cores // 4))
+
+
+def combine(results: list[LoadResult]) -> LoadResult:
+    """Processes that ran side by side: counts add up over the same window; latency is the
+    one of the process with the median rate (percentiles of separate runs do not combine)."""
+    middle = sorted(results, key=lambda r: r.requests_per_s)[len(results) // 2]
+    kinds: Counter[str] = Counter()
+    for result in results:
+        kinds.update(result.error_kinds or {})
+    cpu = [r.client_cpu_s for r in results]
+    return replace(
+        middle,
+        requests=sum(r.requests for r in results),
+        errors=sum(r.errors for r in results),
+        error_kinds=dict(kinds),
+        client_cpu_s=None if None in cpu else sum(c for c in cpu if c is not None),
     )
-    if completed.returncode != 0:
-        raise RuntimeError(f"the load generator failed:\n{completed.stderr.strip()}")
-    return LoadResult.from_dict(json.loads(completed.stdout))
+
+
+def run_loadgen(target: LoadTarget, plan: LoadPlan, processes: int | None = None) -> LoadResult:
+    """Run the generator in child interpreters (``processes``, default generator_processes,
+    sharing the connections) and read back their JSON results."""
+    count = processes or generator_processes(plan.concurrency)
+    shares = [plan.concurrency // count + (i < plan.concurrency % count) for i in range(count)]
+    children = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "app.bench.loadgen",
+                *_arguments(target, replace(plan, concurrency=share)),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for share in shares
+        if share > 0
+    ]
+    results = []
+    try:
+        for child in children:
+            stdout, stderr = child.communicate(
+                timeout=plan.warmup_s + plan.duration_s + 2 * plan.timeout_s + 60
+            )
+            if child.returncode != 0:
+                raise RuntimeError(f"the load generator failed:\n{stderr.strip()}")
+            results.append(LoadResult.from_dict(json.loads(stdout)))
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    return results[0] if len(results) == 1 else combine(results)
 
 
 def _parse(argv: list[str] | None) -> tuple[LoadTarget, LoadPlan]:
@@ -128,13 +201,15 @@ def _parse(argv: list[str] | None) -> tuple[LoadTarget, LoadPlan]:
     parser.add_argument("--method", default="GET")
     parser.add_argument("--body", type=Path, default=None, help="file whose bytes are sent")
     parser.add_argument("--content-type", default=None)
+    parser.add_argument("--header", action="append", default=[], help="NAME:VALUE")
     parser.add_argument("--images-per-request", type=int, default=0)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=0.0)
     parser.add_argument("--timeout", type=float, default=60.0)
     ns = parser.parse_args(argv)
-    target = LoadTarget(ns.url, ns.method, ns.body, ns.content_type, ns.images_per_request)
+    headers = tuple((name, value) for name, _, value in (h.partition(":") for h in ns.header))
+    target = LoadTarget(ns.url, ns.method, ns.body, ns.content_type, ns.images_per_request, headers)
     return target, LoadPlan(ns.concurrency, ns.duration, ns.warmup, ns.timeout)
 
 

@@ -1,11 +1,19 @@
 """The model's raw in-process throughput: the ceiling a server on this machine could reach.
 
-Raw = the best fp32 forward throughput over graph variants (eager, channels_last, TorchScript
-trace+freeze, optionally torch.compile), intra-op thread counts and batch sizes, combined with
-the single-threaded cost of decoding the same input file:
-``1 / (1/forward_images_per_s + decode_seconds_per_image)``.
-It runs as its own process (``python -m app.bench.raw``) before the server starts, so the two
-never compete for the cores.
+Two ceilings are measured, in the server's configuration (its environment's settings):
+
+- forward: the best throughput over graph variants (eager, channels_last, TorchScript
+  trace+freeze, optionally torch.compile; fp16 autocast too with TORCHGATE_HALF on CUDA),
+  intra-op thread counts and batch sizes up to the server's largest. On CUDA with
+  ``cudnn.benchmark`` on, as the server runs, at every batch size the server runs (its padded
+  sizes), each call timed to the end of its kernels;
+- decode: images/s of decoding + preprocessing the input file on as many threads as the
+  server's decode pool has.
+
+On CUDA the two run on different hardware at once, so raw = their minimum. On the CPU they
+share the cores, so raw = ``1 / (1/forward_images_per_s + decode_seconds_per_image)`` with the
+decode timed on one thread. It runs as its own process (``python -m app.bench.raw``) before
+the server starts, so the two never compete for the cores.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -22,7 +31,8 @@ from typing import Any
 
 import torch
 
-from app.bench.timing import decode_seconds, forward_trials
+from app.bench.timing import decode_ceiling, decode_seconds, forward_trials
+from app.config import Settings
 
 SMALL_BATCH_SIZES = (1, 8, 16, 32, 64)
 IMAGENET_BATCH_SIZES = (1, 4, 8, 16)
@@ -43,6 +53,21 @@ class RawResult:
     trials: list[dict[str, float | int | str]] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     device: str = "cpu"
+    decode_threads: int = 1
+    decode_images_per_s: float = 0.0  # the decode ceiling, at decode_threads
+    max_batch_size: int = 0
+    rule: str = "serial"  # serial (CPU: forward and decode share the cores) | min (CUDA)
+
+
+def batch_sizes(device: torch.device, pretrained: bool, max_batch_size: int) -> list[int]:
+    """On CUDA the sizes the server runs (it pads each batch up to one of them); on the CPU a
+    spread up to the server's limit."""
+    from app.serving.forward import bucket_sizes
+
+    if device.type == "cuda":
+        return bucket_sizes(max_batch_size)
+    base = IMAGENET_BATCH_SIZES if pretrained else SMALL_BATCH_SIZES
+    return sorted({size for size in base if size <= max_batch_size} | {max_batch_size})
 
 
 def thread_candidates(threads: int | None) -> list[int]:
@@ -63,32 +88,46 @@ def measure(
     threads: int | None = None,
     device: str = "cpu",
     half: bool = False,
+    settings: Settings | None = None,
 ) -> RawResult:
     """Load ``model`` like the server does, on its device (``auto``: CUDA when present), then
-    time decode (CPU) and forward in this process; ``half`` adds fp16 autocast on CUDA."""
-    from app.serving.devices import resolve_device
+    time decode (CPU) and forward in this process; ``half`` adds fp16 autocast on CUDA.
+    ``settings`` are the server's (default: from this process's environment)."""
+    from app.serving.devices import configure_backends, configure_threads, resolve_device
     from app.serving.loading import WeightsLocation, load_model
     from app.zoo import SPECS
 
+    settings = settings or Settings()
     spec = SPECS[model]
     where = WeightsLocation(weights_dir, checkpoint_dir, download=False, verify=False)
     target = resolve_device(device)
+    cuda = target.type == "cuda"
+    configure_backends(target)  # cudnn.benchmark on CUDA, as the server
+    cores = os.cpu_count() or 1
+    configure_threads(settings.torch_threads_per_worker(cores, cuda=cuda))
     loaded = load_model(spec, where, target)
     codec = loaded.codec
     if codec is None:
         raise ValueError(f"{model} takes no image input; bench a classifier instead.")
     data = input_path.read_bytes()
-    decode_s = decode_seconds(lambda: codec.from_image(data, MAX_IMAGE_PIXELS), budget_s / 10)
-    sample = codec.from_image(data, MAX_IMAGE_PIXELS)
-    sizes = IMAGENET_BATCH_SIZES if spec.pretrained is not None else SMALL_BATCH_SIZES
-    counts = thread_candidates(threads) if target.type == "cpu" else [torch.get_num_threads()]
+
+    def decode() -> torch.Tensor:
+        return codec.from_image(data, MAX_IMAGE_PIXELS)
+
+    decode_s = decode_seconds(decode, budget_s / 10)
+    pool = settings.decode_threads_per_worker(cores, cuda=cuda)
+    decode_rate = decode_ceiling(decode, pool, budget_s / 10)
+    max_batch = settings.batch_size_for(model, spec.max_batch_size)
+    sizes = batch_sizes(target, spec.pretrained is not None, max_batch)
+    counts = thread_candidates(threads) if not cuda else [torch.get_num_threads()]
     trials, skipped = forward_trials(
-        loaded.module, sample, sizes, budget_s, counts, try_compile, target, half
+        loaded.module, decode(), sizes, budget_s, counts, try_compile, target, half
     )
     if not trials:
         raise RuntimeError(f"no forward variant could run {model}: {skipped}")
     best = max(trials, key=lambda trial: trial.images_per_s)
     forward = best.images_per_s
+    raw = min(forward, decode_rate) if cuda else 1.0 / (1.0 / forward + decode_s)
     return RawResult(
         model=model,
         torch_version=torch.__version__,
@@ -98,10 +137,14 @@ def measure(
         best_threads=best.threads,
         best_batch_size=best.batch_size,
         forward_images_per_s=forward,
-        raw_images_per_s=1.0 / (1.0 / forward + decode_s),
+        raw_images_per_s=raw,
         trials=[{**asdict(t), "images_per_s": t.images_per_s} for t in trials],
         skipped=skipped,
         device=str(target),
+        decode_threads=pool,
+        decode_images_per_s=decode_rate,
+        max_batch_size=max_batch,
+        rule="min" if cuda else "serial",
     )
 
 

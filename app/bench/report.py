@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from app.bench.load import LoadResult
+from app.bench.protocols import ProtocolComparison
 from app.bench.runner import BenchResult, ScenarioResult
 
 _MIB = 1024 * 1024
@@ -80,6 +81,7 @@ def to_document(result: BenchResult, machine: dict[str, object]) -> dict[str, An
         "warmup_s": config.warmup_s,
         "images_per_request": config.images_per_request,
         "upload": config.upload,
+        "protocol": config.protocol,
         "input": {"file": result.input_name, "bytes": result.input_bytes},
         "workers": config.workers,
         # each worker process keeps its own /metrics: "server" figures are then one worker's
@@ -114,8 +116,50 @@ def to_document(result: BenchResult, machine: dict[str, object]) -> dict[str, An
             "scenarios": scenarios,
             "batching_on_over_off": batching_gain(result),
             "batching_rounds": [list(pair) for pair in result.batching_rounds],
+            "protocols": _protocols_document(result.protocols),
         }
     )
+
+
+def _protocols_document(comparison: ProtocolComparison | None) -> dict[str, Any] | None:
+    if comparison is None:
+        return None
+    return {
+        protocol: {
+            **load.to_dict(),
+            "server_cpu_ms_per_request": comparison.cpu_ms_per_request(protocol),
+            "client_cpu_ms_per_request": comparison.client_cpu_ms_per_request(protocol),
+            "over_v1": comparison.ratio(protocol),
+            "rounds_requests_per_s": [rates[protocol] for rates in comparison.rounds],
+        }
+        for protocol, load in comparison.results.items()
+    }
+
+
+def _protocols_table(comparison: ProtocolComparison) -> Table:
+    table = Table(
+        title="protocols: one server, alternating rounds (same images, same runtime)",
+        title_justify="left",
+    )
+    table.add_column("figure")
+    for protocol, load in comparison.results.items():
+        table.add_column(f"{protocol} ({load.tool})", justify="right")
+    labels = ["requests/s", "images/s", "latency p50 ms", "latency p90 ms", "latency p99 ms"]
+    labels += ["errors / requests", "server CPU ms / request", "client CPU ms / request"]
+    labels += ["requests/s over v1 (median)", "  each round"]
+    columns = [
+        [
+            *_load_rows(load),
+            _fmt(comparison.cpu_ms_per_request(protocol), 2),
+            _fmt(comparison.client_cpu_ms_per_request(protocol), 2),
+            _fmt(comparison.ratio(protocol), 3),
+            " ".join(f"{rates[protocol]:,.0f}" for rates in comparison.rounds),
+        ]
+        for protocol, load in comparison.results.items()
+    ]
+    for index, label in enumerate(labels):
+        table.add_row(label, *(column[index] for column in columns))
+    return table
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
@@ -227,16 +271,25 @@ def render(result: BenchResult, machine: dict[str, object], console: Console) ->
             "[yellow]several workers: each keeps its own /metrics, so the (server) rows are one "
             "worker's, and meaningless if the two scrapes reached different workers[/]"
         )
-    console.print(_served_table(result))
+    if result.scenarios:
+        console.print(_served_table(result))
+    if result.protocols is not None:
+        console.print(_protocols_table(result.protocols))
     raw = result.raw
     if raw is not None:
         console.print(_raw_table(result))
-        console.print(
-            f"raw: forward {raw.forward_images_per_s:,.1f} images/s ({raw.best_variant}, "
-            f"{raw.best_threads} threads, batch {raw.best_batch_size}) + decode "
-            f"{raw.decode_ms_per_image:.2f} ms/image (1 thread) = "
-            f"[bold]{raw.raw_images_per_s:,.1f} images/s[/]"
+        forward = (
+            f"forward {raw.forward_images_per_s:,.1f} images/s ({raw.best_variant}, "
+            f"{raw.best_threads} threads, batch {raw.best_batch_size})"
         )
+        if raw.rule == "min":  # CUDA: the GPU runs the forward while the cores decode
+            combined = (
+                f"min({forward}, decode {raw.decode_images_per_s:,.1f} images/s on "
+                f"{raw.decode_threads} threads)"
+            )
+        else:
+            combined = f"{forward} + decode {raw.decode_ms_per_image:.2f} ms/image (1 thread)"
+        console.print(f"raw: {combined} = [bold]{raw.raw_images_per_s:,.1f} images/s[/]")
     gain = batching_gain(result)
     if gain is not None:
         rounds = " ".join(

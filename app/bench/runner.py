@@ -19,8 +19,9 @@ import httpx
 from app.bench import promdiff
 from app.bench.images import input_file_for
 from app.bench.load import LoadPlan, LoadResult, LoadTarget
-from app.bench.loadgen import run_loadgen
+from app.bench.loadgen import GRPC_SCHEME, run_loadgen
 from app.bench.payload import multipart_body, raw_body, write_body
+from app.bench.protocols import ProtocolComparison, alternate, build_requests, target_for
 from app.bench.raw import RawResult, run_raw
 from app.bench.server import ServerProcess
 from app.bench.weights import needs_pretrained_weights, write_random_weights
@@ -29,6 +30,7 @@ from app.bench.wrk import find_wrk, run_wrk
 logger = logging.getLogger(__name__)
 
 Driver = Callable[[LoadTarget, LoadPlan], LoadResult]
+Targeting = Callable[[ServerProcess], LoadTarget]  # the predict request, aimed at a server
 BATCHING_OFF = {"TORCHGATE_MAX_BATCH_SIZE": "1"}
 # /healthz, and batching off, are compared in alternating slices (predict, healthz, predict,
 # ...): this shared machine's speed drifts by 10-20% over a minute, and a ratio of two runs
@@ -59,6 +61,8 @@ class BenchConfig:
     raw_threads: int | None = None
     load_tool: str = "auto"  # auto | wrk | httpx
     ready_timeout_s: float = 300.0
+    protocol: str = "v1"  # v1 | v2 | grpc | all (the three in alternating rounds, one server)
+    log_dir: Path | None = None  # keep every server's log here (default: only failed ones)
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,7 @@ class BenchResult:
     scenarios: list[ScenarioResult]
     # (images/s with batching on, off) of each alternating round (--batching both)
     batching_rounds: list[tuple[float, float]] = field(default_factory=list)
+    protocols: ProtocolComparison | None = None  # --protocol all
 
 
 def scenarios_for(batching: str) -> list[Scenario]:
@@ -146,19 +151,26 @@ def _server(config: BenchConfig, env: dict[str, str]) -> ServerProcess:
         serve_args += ["--workers", str(config.workers)]
     # several workers load independently: wait for a run of 200s from /readyz before loading
     confirmations = 1 if (config.workers or 1) == 1 else 4 * (config.workers or 1)
-    return ServerProcess(env, serve_args, config.ready_timeout_s, confirmations)
+    return ServerProcess(
+        env,
+        serve_args,
+        config.ready_timeout_s,
+        confirmations,
+        log_dir=config.log_dir,
+        keep_log=config.log_dir is not None,
+    )
 
 
 def _run_scenario(
-    config: BenchConfig, scenario: Scenario, env: dict[str, str], upload: LoadTarget, driver: Driver
+    config: BenchConfig, scenario: Scenario, env: dict[str, str], target: Targeting, driver: Driver
 ) -> ScenarioResult:
-    """``upload`` is the predict request without its URL, which needs the server's port."""
+    """``target`` gives the predict request for the scenario's server (its address)."""
     warmup = LoadPlan(config.concurrency, config.warmup_s)
     measured = LoadPlan(config.concurrency, config.duration_s)
     with _server(config, {**env, **scenario.env}) as server:
         logger.info("%s: server ready in %.1f s", scenario.name, server.cold_start_s)
         _require_ready(server.base_url, config.model)
-        predict = replace(upload, url=f"{server.base_url}/v1/models/{config.model}/predict")
+        predict = target(server)
         if config.warmup_s > 0:
             driver(predict, warmup)
         before = promdiff.scrape(server.base_url)
@@ -211,11 +223,13 @@ def merge_results(results: list[LoadResult]) -> LoadResult:
     """Counts and durations summed; latency from the slice with the median rate (percentiles
     of separate runs cannot be combined exactly)."""
     middle = sorted(results, key=lambda r: r.requests_per_s)[len(results) // 2]
+    cpu = [r.client_cpu_s for r in results]
     return replace(
         middle,
         requests=sum(r.requests for r in results),
         errors=sum(r.errors for r in results),
         duration_s=sum(r.duration_s for r in results),
+        client_cpu_s=None if None in cpu else sum(c for c in cpu if c is not None),
     )
 
 
@@ -252,32 +266,65 @@ def run_bench(config: BenchConfig) -> BenchResult:
                 device=env.get("TORCHGATE_DEVICE", "auto"),  # where the server will run
                 half=env.get("TORCHGATE_HALF", "").strip().lower() in ("1", "true", "yes", "on"),
             )
-        tool, driver = choose_driver(config.load_tool, workdir)
+        tool, http_driver = choose_driver(config.load_tool, workdir)
         upload_request = LoadTarget(
             "", "POST", body_path, body.content_type, config.images_per_request
         )
-        results = [
-            _run_scenario(config, scenario, env, upload_request, driver)
-            for scenario in scenarios_for(config.batching)
-        ]
-        rounds = []
-        if config.batching == "both":
-            rounds = _alternate_batching(config, env, upload_request, driver)
-    return BenchResult(config, tool, len(upload.data), upload.filename, raw, results, rounds)
+        requests = build_requests(
+            config.model, upload, upload_request, config.images_per_request, workdir
+        )
+
+        def driver(target: LoadTarget, plan: LoadPlan) -> LoadResult:
+            grpc = target.url.startswith(GRPC_SCHEME)  # wrk speaks HTTP only
+            return (run_loadgen if grpc else http_driver)(target, plan)
+
+        results, rounds, protocols = [], [], None
+        if config.protocol == "all":
+            protocols = _compare_protocols(config, env, requests, driver)
+        else:
+            request = requests[config.protocol]
+
+            def predict(server: ServerProcess) -> LoadTarget:
+                return target_for(config.protocol, request, config.model, server)
+
+            results = [
+                _run_scenario(config, scenario, env, predict, driver)
+                for scenario in scenarios_for(config.batching)
+            ]
+            if config.batching == "both":
+                rounds = _alternate_batching(config, env, predict, driver)
+    return BenchResult(
+        config, tool, len(upload.data), upload.filename, raw, results, rounds, protocols
+    )
+
+
+def _compare_protocols(
+    config: BenchConfig, env: dict[str, str], requests: dict[str, LoadTarget], driver: Driver
+) -> ProtocolComparison:
+    """v1, v2 and gRPC against one server, in HEALTHZ_ROUNDS alternating rounds."""
+    with _server(config, env) as server:
+        _require_ready(server.base_url, config.model)
+        targets = {
+            protocol: target_for(protocol, request, config.model, server)
+            for protocol, request in requests.items()
+        }
+        plan = LoadPlan(config.concurrency, config.duration_s, config.warmup_s)
+        comparison = alternate(targets, server, driver, plan, HEALTHZ_ROUNDS, merge_results)
+    logger.info("protocols in alternating rounds (requests/s): %s", comparison.rounds)
+    return comparison
 
 
 def _alternate_batching(
-    config: BenchConfig, env: dict[str, str], upload: LoadTarget, driver: Driver
+    config: BenchConfig, env: dict[str, str], target: Targeting, driver: Driver
 ) -> list[tuple[float, float]]:
     """Both servers up at once (the idle one costs nothing), loaded in alternating slices, so
     the on/off ratio does not measure the machine's drift between two scenarios."""
     slice_plan = LoadPlan(config.concurrency, max(1.0, config.duration_s / HEALTHZ_ROUNDS))
-    path = f"/v1/models/{config.model}/predict"
     with _server(config, env) as on, _server(config, {**env, **BATCHING_OFF}) as off:
         targets = []
         for server in (on, off):
             _require_ready(server.base_url, config.model)
-            targets.append(replace(upload, url=f"{server.base_url}{path}"))
+            targets.append(target(server))
             if config.warmup_s > 0:
                 driver(targets[-1], LoadPlan(config.concurrency, config.warmup_s))
         rounds = []

@@ -88,7 +88,10 @@ class ServerProcess:
     ready_timeout_s: float = 300.0
     confirmations: int = 1
     log_dir: Path | None = None  # where the log goes (kept there if the server fails)
+    keep_log: bool = False  # keep it after a clean stop too
     port: int = field(default_factory=free_port)
+    # gRPC on a free port too (TORCHGATE_GRPC_PORT in env wins): servers run side by side
+    grpc_port: int = field(default_factory=free_port)
     cold_start_s: float = float("nan")
     _process: subprocess.Popen[bytes] | None = None
     _log: Path | None = None
@@ -96,6 +99,10 @@ class ServerProcess:
     @property
     def base_url(self) -> str:
         return f"http://{HOST}:{self.port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"{HOST}:{self.grpc_port}"
 
     @property
     def pid(self) -> int:
@@ -113,11 +120,16 @@ class ServerProcess:
         )
         self._log = Path(name)
         command = [sys.executable, "-m", "app", "serve", "--host", HOST, "--port", str(self.port)]
+        self.grpc_port = int(self.env.get("TORCHGATE_GRPC_PORT", self.grpc_port))
         started = time.perf_counter()
         with os.fdopen(handle, "wb") as log:
             self._process = subprocess.Popen(
                 [*command, *self.serve_args],
-                env={**self.env, "PYTHONUNBUFFERED": "1"},
+                env={
+                    **self.env,
+                    "TORCHGATE_GRPC_PORT": str(self.grpc_port),
+                    "PYTHONUNBUFFERED": "1",
+                },
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # our own group: a stuck server can be ended as a whole
@@ -136,7 +148,7 @@ class ServerProcess:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
-        if exc_type is None and self._log is not None:
+        if exc_type is None and not self.keep_log and self._log is not None:
             self._log.unlink(missing_ok=True)
 
     def _ready_once(self) -> bool:

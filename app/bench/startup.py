@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
@@ -58,6 +58,8 @@ class StartupResult:
     parameter_bytes: int
     requests: int
     errors: int
+    # each model's status after loading, and what its first request answered
+    models: dict[str, dict[str, object]] = field(default_factory=dict)
 
     @property
     def cold_start_ratio(self) -> float:
@@ -81,15 +83,19 @@ class StartupResult:
 
 
 def _state_files(weights_dir: Path, checkpoint_dir: Path) -> list[Path]:
+    """The six models' weights files (those that exist: a missing one is that model's
+    problem, reported with its status, not the measurement's)."""
     files = []
     for name in ALL_MODELS:
         spec = SPECS[name]
         if spec.pretrained is not None:
             files.append(weights_dir / pretrained_filename(spec.pretrained))
         else:
-            manifest = json.loads((checkpoint_dir / f"{name}.json").read_text())
-            files.append(checkpoint_dir / manifest["checkpoint"])
-    return files
+            manifest_path = checkpoint_dir / f"{name}.json"
+            if manifest_path.exists():
+                manifest = json.loads(manifest_path.read_text())
+                files.append(checkpoint_dir / manifest["checkpoint"])
+    return [path for path in files if path.exists()]
 
 
 _FRESH_LOAD = (
@@ -115,17 +121,47 @@ def _probe(files: list[Path]) -> dict[str, float]:
     return json.loads(output.strip().splitlines()[-1])
 
 
+def _first_requests(client: httpx.Client) -> dict[str, dict[str, object]]:
+    """One request to every model that is ready; each model's status and that answer."""
+    png, jpeg = garment_png(), photo_jpeg()
+    models: dict[str, dict[str, object]] = {}
+    for info in client.get("/v1/models").json()["models"]:
+        name = str(info["name"])
+        entry: dict[str, object] = {"status": info["status"], "reason": info.get("reason")}
+        models[name] = entry
+        if info["status"] != "ready":
+            continue
+        if name == "gan":
+            response = client.post(f"/v1/models/{name}/generate", json={"n": 8})
+        else:
+            upload = png if name in ("cnn", "lstm") else jpeg
+            response = client.post(
+                f"/v1/models/{name}/predict",
+                content=upload.data,
+                headers={"content-type": upload.content_type},
+            )
+        entry["first_request"] = response.status_code
+        if response.status_code != 200:
+            entry["reason"] = response.text[:300]
+    return models
+
+
 def measure_startup(
     checkpoint_dir: Path,
     requests: int = 10_000,
     concurrency: int = 32,
     env: dict[str, str] | None = None,
+    weights_dir: Path | None = None,
+    log_dir: Path | None = None,
+    ready_timeout_s: float = 300.0,
 ) -> StartupResult:
     """Start a server with all six models, serve ``requests`` cnn predictions (plus one to
-    every other model), then read its memory."""
+    every other model that is ready), then read its memory. ImageNet weights: random ones
+    written under the official names (into ``weights_dir`` if given, kept there); the
+    server's log goes to ``log_dir`` (kept) if given."""
     with tempfile.TemporaryDirectory(prefix="torchgate-startup-") as scratch:
         workdir = Path(scratch)
-        weights_dir = workdir / "weights"
+        weights_dir = weights_dir or workdir / "weights"
         for name in ("alexnet", "vgg16", "resnet101"):
             write_random_weights(name, weights_dir)
         files = _state_files(weights_dir, checkpoint_dir)
@@ -142,30 +178,28 @@ def measure_startup(
             "TORCHGATE_ADMIN_TOKEN": secrets.token_urlsafe(16),
             **dict(env or {}),
         }
-        with ServerProcess(server_env, log_dir=workdir) as server:
-            png, jpeg = garment_png(), photo_jpeg()
+        server = ServerProcess(
+            server_env,
+            ready_timeout_s=ready_timeout_s,
+            log_dir=log_dir or workdir,
+            keep_log=log_dir is not None,
+        )
+        with server:
             with httpx.Client(base_url=server.base_url, timeout=120) as client:
-                for name in ALL_MODELS:
-                    if name == "gan":
-                        response = client.post(f"/v1/models/{name}/generate", json={"n": 8})
-                    else:
-                        upload = png if name in ("cnn", "lstm") else jpeg
-                        response = client.post(
-                            f"/v1/models/{name}/predict",
-                            content=upload.data,
-                            headers={"content-type": upload.content_type},
-                        )
-                    response.raise_for_status()
+                models = _first_requests(client)
+            png = garment_png()
             body = write_body(raw_body(png), workdir / "body.bin")
             target = LoadTarget(
                 f"{server.base_url}/v1/models/cnn/predict", "POST", body, png.content_type, 1
             )
             _, driver = choose_driver("auto", workdir)
             served = errors = 0
-            while served < requests:
+            while models.get("cnn", {}).get("first_request") == 200 and served < requests:
                 result = driver(target, LoadPlan(concurrency, duration_s=5.0))
                 served += result.requests
                 errors += result.errors
+                if result.requests == 0:  # answered nothing in 5 s: report, don't spin
+                    break
             rss, _ = server.memory()
             return StartupResult(
                 cold_start_s=server.cold_start_s,
@@ -176,4 +210,5 @@ def measure_startup(
                 parameter_bytes=int(probe["parameter_bytes"]),
                 requests=served,
                 errors=errors,
+                models=models,
             )

@@ -11,6 +11,7 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -56,6 +57,25 @@ def decode_seconds(decode: Callable[[], object], budget_s: float) -> float:
     finally:
         torch.set_num_threads(threads)
     return seconds
+
+
+def decode_ceiling(decode: Callable[[], object], threads: int, budget_s: float) -> float:
+    """Images/s that ``threads`` threads decode together, as the server's decode pool (the
+    GIL's share included); at least one call per thread is counted."""
+    deadline = time.perf_counter() + budget_s
+
+    def work() -> int:
+        done = 0
+        while done == 0 or time.perf_counter() < deadline:
+            decode()
+            done += 1
+        return done
+
+    decode()  # one-off set-up (codec tables, allocator) out of the timing
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads, thread_name_prefix="decode") as pool:
+        done = sum(pool.map(lambda _: work(), range(threads)))
+    return done / (time.perf_counter() - started)
 
 
 def variants(

@@ -1,13 +1,20 @@
 """Random stand-ins for the official ImageNet weights, so a bench runs offline.
 
 Throughput does not depend on the parameter values, only on the architecture, so random
-weights under the official file name measure exactly what the real ones would.
+weights under the official file name measure exactly what the real ones would, provided the
+activations keep a trained net's scale: with freshly initialised batch-norm statistics a
+random resnet101's logits reach ~1e5, beyond fp16's range (65504), and fp16 autocast would
+serve NaNs. So the statistics are measured on random inputs, as training would have set them.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch import nn
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +47,29 @@ def write_random_weights(model: str, directory: Path, seed: int = 0) -> Path:
     logger.info("writing random %s weights to %s", model, path)
     torch.manual_seed(seed)
     network = torchvision.models.get_model(model, weights=None)
+    _calibrate_batch_norm(network)
     partial = path.with_suffix(".partial")
     torch.save(network.state_dict(), partial)
     partial.replace(path)
     return path
+
+
+def _calibrate_batch_norm(network: nn.Module, batches: int = 2, batch_size: int = 8) -> None:
+    """Running mean and variance of every batch-norm layer, averaged over random 224x224
+    batches (a no-op for nets without batch norm)."""
+    import torch
+    from torch import nn
+
+    layers = [m for m in network.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not layers:
+        return
+    for layer in layers:
+        layer.reset_running_stats()
+        layer.momentum = None  # a cumulative average over the batches
+    network.train()
+    with torch.no_grad():
+        for _ in range(batches):
+            network(torch.randn(batch_size, 3, 224, 224))
+    network.eval()
+    for layer in layers:
+        layer.momentum = 0.1

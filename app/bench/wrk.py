@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+import resource
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 from app.bench.latency import LatencySummary
@@ -71,6 +73,8 @@ def lua_script(target: LoadTarget) -> str:
         ]
     if target.content_type is not None:
         lines.append(f'wrk.headers["Content-Type"] = {_lua_string(target.content_type)}')
+    for name, value in target.headers:
+        lines.append(f"wrk.headers[{_lua_string(name)}] = {_lua_string(value)}")
     return "\n".join(lines) + "\n" + _DONE_HOOK
 
 
@@ -136,5 +140,11 @@ def run_wrk(target: LoadTarget, plan: LoadPlan, workdir: Path, executable: str) 
     script.write_text(lua_script(target))
     if plan.warmup_s > 0:
         _run_once(executable, script, target, plan, _whole_seconds(plan.warmup_s))
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     completed = _run_once(executable, script, target, plan, _whole_seconds(plan.duration_s))
-    return parse_output(completed.stdout, target.images_per_request)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client_cpu_s = (children.ru_utime - children_before.ru_utime) + (
+        children.ru_stime - children_before.ru_stime
+    )
+    result = parse_output(completed.stdout, target.images_per_request)
+    return replace(result, client_cpu_s=client_cpu_s)

@@ -6,7 +6,8 @@ closes (a partial one keeps filling: it could not start earlier anyway), and up 
 ``max_in_flight`` batches are handed to the worker at once. Only items of the same tensor
 shapes share a batch (others wait for the next one, keeping their order). If a batch fails, it
 is retried in halves so that one bad item cannot fail its batch-mates, and transient device
-faults (e.g. CUDA OOM) get a smaller retry.
+faults (e.g. CUDA OOM) get a smaller retry; a lost device (app.serving.faults.DeviceLost)
+fails the whole batch at once, since nothing smaller could run either.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import torch
 
 from app.errors import Overloaded
+from app.serving.faults import DeviceLost
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ class BatchObserver:
 
     on_batch: Callable[[int, float], None] = lambda size, seconds: None
     on_wait: Callable[[float], None] = lambda seconds: None
+    on_failure: Callable[[Exception], None] = lambda exc: None
 
 
 class DynamicBatcher:
@@ -210,22 +213,31 @@ class DynamicBatcher:
         return outputs, time.perf_counter() - started
 
     async def _execute(self, batch: list[_Item]) -> None:
+        if not await self._attempt(batch):
+            # Retried only now, once the failed attempt's exception (whose traceback holds
+            # that batch's tensors) is gone.
+            middle = len(batch) // 2
+            await self._execute(batch[:middle])
+            await self._execute(batch[middle:])
+
+    async def _attempt(self, batch: list[_Item]) -> bool:
+        """Run ``batch`` and answer its items; False if it failed and should be split."""
         loop = asyncio.get_running_loop()
         try:
             outputs, seconds = await loop.run_in_executor(
                 self._executor, self._timed_run, [item.inputs for item in batch]
             )
         except Exception as exc:
-            if len(batch) == 1:
-                if not batch[0].future.done():
-                    batch[0].future.set_exception(exc)
-                return
-            logger.warning("batch of %d failed (%s); retrying in halves", len(batch), exc)
-            middle = len(batch) // 2
-            await self._execute(batch[:middle])
-            await self._execute(batch[middle:])
-            return
+            self._observer.on_failure(exc)
+            if len(batch) > 1 and not isinstance(exc, DeviceLost):
+                logger.warning("batch of %d failed (%s); retrying in halves", len(batch), exc)
+                return False
+            for item in batch:  # nothing smaller could run: answer every item with it
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            return True
         self._observer.on_batch(len(batch), seconds)
         for item, output in zip(batch, outputs, strict=True):
             if not item.future.done():
                 item.future.set_result(output)
+        return True

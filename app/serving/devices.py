@@ -27,7 +27,7 @@ def resolve_device(requested: str) -> torch.device:
         if index >= torch.cuda.device_count():
             raise ConfigurationError(
                 f"TORCHGATE_DEVICE={requested} but only {torch.cuda.device_count()} CUDA "
-                "device(s) exist; pick cuda:0 .. cuda:{torch.cuda.device_count() - 1}."
+                f"device(s) exist; pick cuda:0 .. cuda:{torch.cuda.device_count() - 1}."
             )
         device = torch.device("cuda", index)
     return device

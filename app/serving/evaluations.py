@@ -7,20 +7,23 @@ versions only; if an admin swap lands mid-way, the job fails rather than mix two
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
-from torchvision.datasets import ImageFolder
-from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from app import datasets
 from app.errors import BadRequest, InvalidInput, TorchgateError
 from app.evaluation import evaluate_classifier, evaluate_gan_consistency, evaluate_loader
+from app.imagenet import imagenet_classes
+from app.serving.imagenet_layouts import ImageNetFolder, scan_imagenet_folder
+from app.serving.images import decode_image
 from app.serving.jobs import JobFn, Progress
 from app.serving.registry import ModelRegistry
 from app.serving.runtime import ModelRuntime
@@ -28,6 +31,12 @@ from app.serving.store import ControlStore
 from app.zoo import ModelKind
 
 IMAGEFOLDER_BATCH = 32
+SKIPPED_SHOWN = 5
+SUBSET_NOTE = (
+    "{keys} rank only the logits of the folder's {k} classes, as results on ImageNet subsets "
+    "(Imagenette, Imagewoof) are usually quoted; top1/top5 rank all 1000 classes and compare "
+    "with the published ImageNet-1k figures."
+)
 
 
 class EvaluationInterrupted(TorchgateError):
@@ -85,20 +94,46 @@ def confined_folder(data_dir: Path, relative: str) -> Path:
     return target
 
 
-def imagenet_targets(folder_classes: list[str], categories: tuple[str, ...]) -> list[int]:
-    """Map ImageFolder's class folders to ImageNet indices: numbers, label names, or all 1000
-    WordNet ids (whose sorted order is the index order)."""
-    if all(name.isdigit() and int(name) < len(categories) for name in folder_classes):
-        return [int(name) for name in folder_classes]
-    lookup = {label: index for index, label in enumerate(categories)}
-    if all(name in lookup for name in folder_classes):
-        return [lookup[name] for name in folder_classes]
-    if len(folder_classes) == len(categories):
-        return list(range(len(categories)))
-    raise InvalidInput(
-        "the image folder's class folders must be ImageNet class indices (0-999), label names "
-        "as in the model's labels, or all 1000 WordNet ids (n01440764, ...)."
-    )
+def _image_batches(
+    samples: list[tuple[str, int]],
+    transform: Callable[..., torch.Tensor],
+    max_pixels: int,
+    skipped: list[str],
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Decode the next batch in a thread while the model runs this one, never holding more
+    than two; an image that does not decode is appended to ``skipped`` instead."""
+
+    def load(chunk: list[tuple[str, int]]) -> tuple[list[torch.Tensor], list[int]]:
+        images, labels = [], []
+        for path, target in chunk:
+            try:
+                image = decode_image(Path(path).read_bytes(), max_pixels)
+            except (TorchgateError, OSError):
+                skipped.append(path)
+                continue
+            images.append(transform(image))
+            labels.append(target)
+        return images, labels
+
+    chunks = [
+        samples[start : start + IMAGEFOLDER_BATCH]
+        for start in range(0, len(samples), IMAGEFOLDER_BATCH)
+    ]
+    decoded = 0
+    with ThreadPoolExecutor(1, thread_name_prefix="evaluation-decode") as pool:
+        pending: Future[tuple[list[torch.Tensor], list[int]]] = pool.submit(load, chunks[0])
+        for following in [*chunks[1:], None]:
+            images, labels = pending.result()
+            if following is not None:
+                pending = pool.submit(load, following)
+            if labels:
+                decoded += len(labels)
+                yield torch.stack(images), torch.tensor(labels)
+    if not decoded:
+        raise InvalidInput(
+            f"none of the {len(samples)} images could be decoded "
+            f"(first: {skipped[:SKIPPED_SHOWN]}); check that they are JPEG, PNG, WebP, BMP or GIF."
+        )
 
 
 class Evaluator:
@@ -130,11 +165,13 @@ class Evaluator:
         if spec.pretrained is not None:
             if not image_folder:
                 raise BadRequest(
-                    f"evaluating {name} needs 'image_folder': an ImageFolder directory "
-                    f"(one sub-folder per class) under the data dir {self.data_dir.resolve()}."
+                    f"evaluating {name} needs 'image_folder': a folder under the data dir "
+                    f"{self.data_dir.resolve()} with class folders (named by WordNet id, index "
+                    "or label), or the flat ILSVRC2012 validation images and their ground truth."
                 )
             folder = confined_folder(self.data_dir, image_folder)
-            return self._remember(name, self._imagefolder_job(runtime, folder))
+            found = scan_imagenet_folder(folder, self.data_dir.resolve(), runtime.labels)
+            return self._remember(name, self._imagenet_job(runtime, folder, found))
         return self._remember(name, self._test_split_job(runtime))
 
     def _test_split_job(self, runtime: ModelRuntime) -> Callable[[Progress], dict[str, Any]]:
@@ -168,7 +205,7 @@ class Evaluator:
                 per_class=100,
                 seed=0,
                 num_classes=len(runtime.labels),
-                z_dim=int(getattr(runtime.module, "z_dim", 100)),
+                z_dim=runtime.spec.latent_size,
                 normalization=mean_std,
                 progress=progress,
             )
@@ -179,32 +216,77 @@ class Evaluator:
 
         return run
 
-    def _imagefolder_job(
-        self, runtime: ModelRuntime, folder: Path
+    def _imagenet_job(
+        self, runtime: ModelRuntime, folder: Path, found: ImageNetFolder
     ) -> Callable[[Progress], dict[str, Any]]:
         weights = runtime.spec.pretrained
         assert weights is not None
-        base = self.data_dir.resolve()
-
-        def inside_data_dir(path: str) -> bool:
-            """Image files only, and no symlink that leads out of the data dir."""
-            return path.lower().endswith(IMG_EXTENSIONS) and Path(path).resolve().is_relative_to(
-                base
-            )
+        transform = weights.transforms()
+        max_pixels = self.registry.settings.max_image_pixels
+        relative = folder.relative_to(self.data_dir.resolve())
+        total = len(found.samples)
+        subset = found.classes if found.is_subset else None
 
         def run(progress: Progress) -> dict[str, Any]:
             started = time.perf_counter()
-            dataset = ImageFolder(
-                str(folder), transform=weights.transforms(), is_valid_file=inside_data_dir
-            )
-            targets = imagenet_targets(dataset.classes, runtime.labels)
-            dataset.target_transform = targets.__getitem__
-            loader = DataLoader(dataset, batch_size=IMAGEFOLDER_BATCH, num_workers=0)
+            skipped: list[str] = []
             forward, versions = _pinned(runtime)
-            result = evaluate_loader(
-                forward, loader, len(runtime.labels), total=len(dataset), progress=progress
+            batches = _image_batches(found.samples, transform, max_pixels, skipped)
+            with contextlib.closing(batches):
+                result = evaluate_loader(
+                    forward,
+                    batches,
+                    len(runtime.labels),
+                    total=total,
+                    progress=lambda done, _: progress(min(done + len(skipped), total), total),
+                    subset=subset,
+                )
+            progress(total, total)
+            result = self._imagenet_result(result, runtime, found, skipped, folder)
+            dataset = (
+                f"ILSVRC2012 validation images {relative}"
+                if found.classes is None
+                else f"ImageFolder {relative}"
             )
-            relative = folder.relative_to(self.data_dir.resolve())
-            return _stamp(result, runtime, versions, f"ImageFolder {relative}", started)
+            return _stamp(result, runtime, versions, dataset, started)
 
         return run
+
+    @staticmethod
+    def _imagenet_result(
+        result: dict[str, Any],
+        runtime: ModelRuntime,
+        found: ImageNetFolder,
+        skipped: list[str],
+        folder: Path,
+    ) -> dict[str, Any]:
+        """Name the layout, the skipped images and, for a subset, each class."""
+        subset_rows = result.pop("subset_per_class", None)
+        classes = found.classes or sorted({target for _, target in found.samples})
+        out: dict[str, Any] = {
+            "n": result["n"],
+            "top1": result["accuracy"],
+            **result,
+            "layout": found.layout,
+            "classes": len(classes),
+            "skipped": {
+                "count": len(skipped),
+                "first": [os.path.relpath(path, folder) for path in skipped[:SKIPPED_SHOWN]],
+            },
+        }
+        if found.ground_truth is not None:
+            out["ground_truth"] = found.ground_truth
+        if subset_rows is not None:
+            wnids = imagenet_classes().wnids
+            out["per_class"] = [
+                {
+                    "index": row["index"],
+                    "wnid": wnids[row["index"]],
+                    "label": runtime.labels[row["index"]],
+                    **row,
+                }
+                for row in subset_rows
+            ]
+            keys = "subset_top1/subset_top5" if "subset_top5" in out else "subset_top1"
+            out["note"] = SUBSET_NOTE.format(keys=keys, k=len(classes))
+        return out

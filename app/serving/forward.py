@@ -9,11 +9,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 
+from app.serving.faults import DeviceFault, DeviceLost, device_fault, device_responds
 from app.serving.graphs import ServingGraph, build_graph
 
 logger = logging.getLogger(__name__)
@@ -21,13 +22,8 @@ logger = logging.getLogger(__name__)
 ExampleFn = Callable[[int], tuple[torch.Tensor, ...]]
 
 
-def warmup_batch_sizes(device: torch.device, max_batch_size: int) -> list[int]:
-    """On the CPU the first forward pays the one-off costs (allocator, oneDNN and graph
-    set-up) and later batch sizes only add a cheap primitive each, so one batch of 1 is
-    enough and keeps the cold start short. cuDNN's autotuner picks kernels per shape, so on
-    CUDA every power of two up to the limit (and the limit) is run once."""
-    if device.type != "cuda":
-        return [1]
+def bucket_sizes(max_batch_size: int) -> list[int]:
+    """Every power of two below the limit, and the limit: the batch sizes CUDA serves."""
     sizes = {1, max_batch_size}
     size = 2
     while size < max_batch_size:
@@ -36,8 +32,52 @@ def warmup_batch_sizes(device: torch.device, max_batch_size: int) -> list[int]:
     return sorted(sizes)
 
 
+def warmup_batch_sizes(device: torch.device, max_batch_size: int) -> list[int]:
+    """On the CPU the first forward pays the one-off costs (allocator, oneDNN and graph
+    set-up) and later batch sizes only add a cheap primitive each, so one batch of 1 is
+    enough and keeps the cold start short. cuDNN's autotuner picks kernels per shape, so on
+    CUDA every bucket size is run once (and batches are padded up to one, see ModelForward)."""
+    if device.type != "cuda":
+        return [1]
+    return bucket_sizes(max_batch_size)
+
+
+def padded_size(size: int, warmed: Sequence[int]) -> int:
+    """The smallest warmed batch size that holds ``size`` (``size`` itself beyond them all)."""
+    return min((w for w in warmed if w >= size), default=size)
+
+
+def release_cached_memory(device: torch.device) -> None:
+    """Hand the caching allocator's free blocks back to the driver, after a failed batch."""
+    if device.type == "cuda":
+        with contextlib.suppress(RuntimeError):
+            torch.cuda.empty_cache()
+
+
+@contextlib.contextmanager
+def _autotuning_off() -> Iterator[None]:
+    """cuDNN's autotuner off for one call. The flag is process-wide, but every served batch
+    runs on the one forward worker; only a model still warming up in a loader thread can run
+    beside it, and at worst that model then tunes the shape at its first batch instead."""
+    cudnn = torch.backends.cudnn
+    cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        cudnn.benchmark = True
+
+
 class ModelForward:
-    """Runs batches through the model's serving graph on its device."""
+    """Runs batches through the model's serving graph on its device.
+
+    With ``fixed_shapes`` (the default on CUDA), only warmed shapes reach the device: a batch
+    is padded with zero rows up to the next warmed batch size and its outputs are sliced back,
+    and cuDNN's autotuner (``cudnn.benchmark``, which pauses to time every new shape) runs
+    only for those shapes. Other inputs (ImageNet tensors of another height or width, an LSTM
+    sequence shorter than 28 rows, an evaluation batch beyond the largest warmed size) run
+    unpadded with cuDNN's heuristics, so clients cannot grow the tuning cache without bound.
+    On the CPU there is no autotuner and one warm-up size serves all, so nothing is padded.
+    """
 
     def __init__(
         self,
@@ -50,6 +90,7 @@ class ModelForward:
         half: bool = False,
         half_dtype: torch.dtype = torch.float16,
         cpu_threads: int | None = None,
+        fixed_shapes: bool | None = None,
     ) -> None:
         self.module = module
         # Intra-op threads for this model's batches on the CPU (None: the process setting).
@@ -61,13 +102,25 @@ class ModelForward:
         self._channels_last = channels_last
         self._autocast = half and device.type == "cuda"  # CPU autocast is slower, not faster
         self._half_dtype = half_dtype
+        self._fixed_shapes = device.type == "cuda" if fixed_shapes is None else fixed_shapes
+        self._warmed: tuple[int, ...] = ()  # batch sizes run at warm-up
+        self._sample_shapes: tuple[torch.Size, ...] | None = None  # one sample's, per input
         self.graph = ServingGraph("eager", False, module)
+
+    def example(self, batch_size: int) -> tuple[torch.Tensor, ...]:
+        """A batch of the shapes the model is served (random values, on the CPU)."""
+        return self._example(batch_size)
 
     def prepare(self, max_batch_size: int) -> float:
         """Build the serving graph and run one forward per served batch shape; returns seconds."""
         started = time.perf_counter()
         self.rebuild()
-        for batch_size in warmup_batch_sizes(self.device, max_batch_size):
+        if self._fixed_shapes:
+            self._warmed = tuple(bucket_sizes(max_batch_size))
+        else:
+            self._warmed = tuple(warmup_batch_sizes(self.device, max_batch_size))
+        self._sample_shapes = tuple(t.shape[1:] for t in self._example(1))
+        for batch_size in self._warmed:
             self.run(self._example(batch_size))
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -95,10 +148,46 @@ class ModelForward:
             return torch.autocast("cuda", dtype=self._half_dtype)
         return contextlib.nullcontext()
 
+    def batch_plan(self, columns: Sequence[torch.Tensor]) -> tuple[int, bool]:
+        """(rows to run, whether cuDNN may autotune them) for a stacked batch."""
+        size = columns[0].shape[0]
+        if not self._fixed_shapes or self._sample_shapes is None:
+            return size, False
+        if tuple(c.shape[1:] for c in columns) != self._sample_shapes:
+            return size, False
+        padded = padded_size(size, self._warmed)
+        return padded, padded in self._warmed
+
     def run(self, columns: Sequence[torch.Tensor], postprocess: bool = True) -> torch.Tensor:
-        """One forward on a stacked batch; returns float32 results on the CPU."""
+        """One forward on a stacked batch; returns float32 results on the CPU.
+
+        A device fault is raised as a ``DeviceFault`` (app.serving.faults). Memory is freed
+        only once the original exception is gone: its traceback's frames hold the batch's
+        activations, so ``empty_cache()`` inside the ``except`` block would free little."""
+        try:
+            return self._run(columns, postprocess)
+        except Exception as exc:
+            fault = device_fault(exc)
+            if fault is None:
+                raise
+            logger.warning("%s: %s", type(self.module).__name__, fault)
+        raise self._settle(fault)
+
+    def _settle(self, fault: DeviceFault) -> DeviceFault:
+        """Free what the failed batch held, unless the device is lost (a sticky error fails
+        every call, empty_cache() too); a suspected sticky error is confirmed by a probe."""
+        if isinstance(fault, DeviceLost):
+            if self.device.type != "cuda" or not device_responds(self.device):
+                return fault
+            fault = DeviceFault(f"{fault} (the device still responds)")
+        release_cached_memory(self.device)
+        return fault
+
+    def _run(self, columns: Sequence[torch.Tensor], postprocess: bool) -> torch.Tensor:
         # Every torch call below drops and retakes the GIL, and retaking it can wait for the
         # busy event loop thread; so no-op conversions are skipped with plain Python checks.
+        rows = columns[0].shape[0]
+        size, tuned = self.batch_plan(columns)
         cuda = self.device.type == "cuda"
         if cuda:
             columns = [c.pin_memory().to(self.device, non_blocking=True) for c in columns]
@@ -106,6 +195,8 @@ class ModelForward:
             columns = list(columns)
             if self.cpu_threads is not None and torch.get_num_threads() != self.cpu_threads:
                 torch.set_num_threads(self.cpu_threads)
+        if size > rows:
+            columns = [torch.cat([c, c.new_zeros((size - rows, *c.shape[1:]))]) for c in columns]
         first = columns[0]
         if (
             self.graph.channels_last
@@ -113,14 +204,17 @@ class ModelForward:
             and not first.is_contiguous(memory_format=torch.channels_last)
         ):
             columns[0] = first.contiguous(memory_format=torch.channels_last)
-        try:
-            with torch.inference_mode(), self._autocast_context():
-                result = self.graph.forward(*columns)
-                if result.dtype != torch.float32:
-                    result = result.float()
-                if postprocess and self.classifier:
-                    result = result.softmax(dim=1)
-            return result.cpu() if cuda else result
-        except torch.OutOfMemoryError:
-            torch.cuda.empty_cache()
-            raise
+        autotune = self._fixed_shapes and not tuned and torch.backends.cudnn.benchmark
+        with (
+            torch.inference_mode(),
+            self._autocast_context(),
+            _autotuning_off() if autotune else contextlib.nullcontext(),
+        ):
+            result = self.graph.forward(*columns)
+            if result.dtype != torch.float32:
+                result = result.float()
+            if postprocess and self.classifier:
+                result = result.softmax(dim=1)
+        if size > rows:
+            result = result[:rows]
+        return result.cpu() if cuda else result

@@ -42,22 +42,37 @@ def float_array(nested: object, field: str = "inputs") -> np.ndarray:
         return np.ascontiguousarray(array, dtype=np.float32)
 
 
+def decode_base64(item: str | bytes, where: str) -> bytes:
+    """One base64 image, strictly (bad padding or alphabet is a 400 naming ``where``); a
+    ``data:`` URL prefix is dropped. v1's ``images`` and v2's JSON BYTES inputs both use it."""
+    try:
+        text = item.encode("ascii") if isinstance(item, str) else item
+        if text.startswith(b"data:") and b"," in text:
+            text = text.split(b",", 1)[1]
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:  # non-ASCII text is a ValueError too
+        raise BadRequest(f"{where} is not valid base64 ({exc}).") from exc
+
+
+def check_batch_size(count: int, limit: int) -> None:
+    """At most ``limit`` inputs per request (TORCHGATE_MAX_IMAGES_PER_REQUEST), every protocol."""
+    if count > limit:
+        raise InvalidInput(
+            f"{count} inputs in one request; the limit is {limit} "
+            "(TORCHGATE_MAX_IMAGES_PER_REQUEST)."
+        )
+
+
 def decode_base64_images(items: object, limit: int) -> list[bytes]:
     """Decode ``{"images": [base64, ...]}`` entries strictly (bad padding or alphabet is 400)."""
     if not isinstance(items, list) or not items:
         raise BadRequest("'images' must be a non-empty list of base64-encoded image files.")
-    if len(items) > limit:
-        raise InvalidInput(f"{len(items)} images in one request; the limit is {limit}.")
+    check_batch_size(len(items), limit)
     decoded = []
     for position, item in enumerate(items):
         if not isinstance(item, str):
             raise BadRequest(f"images[{position}] must be a base64 string.")
-        if item.startswith("data:") and "," in item:
-            item = item.split(",", 1)[1]
-        try:
-            decoded.append(base64.b64decode(item, validate=True))
-        except (binascii.Error, ValueError) as exc:
-            raise BadRequest(f"images[{position}] is not valid base64 ({exc}).") from exc
+        decoded.append(decode_base64(item, f"images[{position}]"))
     return decoded
 
 

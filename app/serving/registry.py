@@ -18,9 +18,10 @@ from enum import StrEnum
 import torch
 
 from app.config import Settings
-from app.errors import ModelNotReady, NotFound, WeightsUnavailable
+from app.errors import DeviceUnavailable, ModelNotReady, NotFound, WeightsUnavailable
 from app.metrics import Metrics
 from app.serving.batching import BatchObserver
+from app.serving.faults import DeviceLost
 from app.serving.loading import WeightsLocation, load_model
 from app.serving.runtime import BatchingConfig, GraphChoice, ModelRuntime
 from app.zoo import ModelSpec, get_spec
@@ -53,13 +54,17 @@ class ModelRegistry:
         self.device = device
         self.entries = {name: ModelEntry(get_spec(name)) for name in settings.models}
         self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"forward-{device.type}")
-        self._decode_pool = ThreadPoolExecutor(
-            settings.decode_threads_per_worker(os.cpu_count() or 1), thread_name_prefix="decode"
+        decode_threads = settings.decode_threads_per_worker(
+            os.cpu_count() or 1, cuda=device.type == "cuda"
         )
+        self._decode_pool = ThreadPoolExecutor(decode_threads, thread_name_prefix="decode")
         self._done = asyncio.Event()
         # Set by ParameterSync once the control store's records are replayed: a process must
         # not answer with parameters the rest of the service has already changed.
         self.in_sync = False
+        # Set by the first sticky device error (app.serving.faults.DeviceLost): the CUDA
+        # context is gone, so nothing on this device can serve until the process restarts.
+        self.device_failure: str | None = None
 
     @property
     def loaded(self) -> bool:
@@ -68,8 +73,22 @@ class ModelRegistry:
 
     @property
     def ready(self) -> bool:
-        """Loaded and caught up with the control store: /readyz says 200."""
-        return self.loaded and self.in_sync
+        """Loaded, caught up with the control store, and the device usable: /readyz 200."""
+        return self.loaded and self.in_sync and self.device_failure is None
+
+    def device_lost(self, reason: str) -> None:
+        """Take every model on the lost device out of service, saying why (on the event loop:
+        the batchers report their failures there)."""
+        if self.device_failure is not None:
+            return
+        self.device_failure = (
+            f"the device {self.device} failed ({reason}); this process cannot use it until it "
+            "is restarted"
+        )
+        logger.error("%s", self.device_failure)
+        for entry in self.entries.values():
+            if entry.status is ModelStatus.READY:
+                entry.status, entry.reason = ModelStatus.ERROR, self.device_failure
 
     def gauge_samples(self) -> tuple[dict[str, int], dict[str, str]]:
         """Queue depth of every model that has a runtime, and every model's status: what the
@@ -90,6 +109,8 @@ class ModelRegistry:
 
     def runtime(self, name: str) -> ModelRuntime:
         entry = self.entry(name)
+        if self.device_failure is not None:
+            raise DeviceUnavailable(f"{self.device_failure}; retry against another replica.")
         if entry.runtime is None or entry.status is not ModelStatus.READY:
             reason = entry.reason or "it is still loading; retry when /readyz answers 200"
             raise ModelNotReady(f"model {name!r} is {entry.status.value}: {reason}")
@@ -114,6 +135,12 @@ class ModelRegistry:
         gc.collect()
         gc.freeze()
         self._done.set()
+
+    async def load(self, name: str) -> ModelEntry:
+        """Load one enabled model now, on its own (tools that measure each model's load)."""
+        entry = self.entry(name)
+        await self._load(entry, asyncio.Semaphore(1))
+        return entry
 
     def _load_order(self) -> list[ModelEntry]:
         """Slowest first, so the longest load starts at once instead of trailing the others:
@@ -144,6 +171,8 @@ class ModelRegistry:
             runtime.start()
             self.metrics.watch_queue_depth(spec.name, lambda: runtime.queue_depth)
             entry.runtime, entry.status = runtime, ModelStatus.READY
+            if self.device_failure is not None:  # lost while this one was loading
+                entry.status, entry.reason = ModelStatus.ERROR, self.device_failure
             entry.load_seconds = time.perf_counter() - started
             logger.info(
                 "model %s ready on %s in %.2f s", spec.name, self.device, entry.load_seconds
@@ -205,7 +234,11 @@ class ModelRegistry:
             batch_size.observe(size)
             forward.observe(seconds)
 
-        return BatchObserver(on_batch=on_batch, on_wait=wait.observe)
+        def on_failure(exc: Exception) -> None:
+            if isinstance(exc, DeviceLost):
+                self.device_lost(str(exc))
+
+        return BatchObserver(on_batch=on_batch, on_wait=wait.observe, on_failure=on_failure)
 
     async def close(self) -> None:
         for entry in self.entries.values():

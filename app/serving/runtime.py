@@ -18,9 +18,16 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from app.errors import InvalidInput, Overloaded, ReloadFailed, WeightsUnavailable
+from app.errors import (
+    DeviceUnavailable,
+    InvalidInput,
+    Overloaded,
+    ReloadFailed,
+    WeightsUnavailable,
+)
 from app.serving.batching import BatchObserver, DynamicBatcher, Inputs
 from app.serving.checksum import parameter_count, parameters_sha256
+from app.serving.faults import DeviceLost, DeviceOutOfMemory, device_fault
 from app.serving.forward import ModelForward
 from app.serving.images import open_image
 from app.serving.inputs import InputCodec
@@ -142,8 +149,8 @@ class ModelRuntime:
     def _example(self, batch: int) -> tuple[torch.Tensor, ...]:
         if self.loaded.codec is not None:
             return self.loaded.codec.example(batch)
-        z_dim = int(getattr(self.module, "z_dim", 100))
-        return torch.randn(batch, z_dim), torch.arange(batch) % max(1, len(self.loaded.labels))
+        latent = torch.randn(batch, self.spec.latent_size)
+        return latent, torch.arange(batch) % max(1, len(self.loaded.labels))
 
     def prepare(self) -> float:
         """Build the serving graph and warm it up; called before the model is published."""
@@ -243,12 +250,28 @@ class ModelRuntime:
         return [Output(torch.from_numpy(row), version) for row in result]
 
     async def infer(self, samples: Sequence[Inputs]) -> list[Output]:
-        """Queue samples for batching; device faults become 503/422 instead of 500."""
+        """Queue samples for batching; device faults become 503, other failures of the
+        forward 422 (the input was what the model could not take), never 500."""
         try:
             return await self._batcher.submit(samples)
-        except torch.OutOfMemoryError as exc:
-            raise Overloaded("the device ran out of memory for this input; retry later.") from exc
-        except (RuntimeError, ValueError) as exc:
+        except Exception as exc:
+            fault = device_fault(exc)
+            if isinstance(fault, DeviceLost):
+                raise DeviceUnavailable(
+                    f"the device {self.device} failed ({fault}) and this process cannot use "
+                    "it until it restarts; retry against another replica."
+                ) from exc
+            if isinstance(fault, DeviceOutOfMemory):
+                raise Overloaded(
+                    f"the device ran out of memory for this input ({fault}), even in a batch "
+                    "of its own; retry later, or send fewer or smaller inputs."
+                ) from exc
+            if fault is not None:
+                raise Overloaded(
+                    f"the device failed to run this input ({fault}); retry later."
+                ) from exc
+            if not isinstance(exc, RuntimeError | ValueError):
+                raise
             logger.warning("model %s failed on a client input: %s", self.spec.name, exc)
             raise InvalidInput(
                 f"model {self.spec.name!r} could not process the input: {exc}"
@@ -282,7 +305,7 @@ class ModelRuntime:
         seed = seed if seed is not None else secrets.randbits(63)
         latent = torch.randn(
             n,
-            int(getattr(self.module, "z_dim", 100)),
+            self.spec.latent_size,
             generator=torch.Generator().manual_seed(seed),
         )
         classes = max(1, len(self.loaded.labels))

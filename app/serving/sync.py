@@ -49,6 +49,15 @@ class FanOut:
     converged: bool
 
 
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    """Wait for ``event`` at most ``seconds``. Not ``asyncio.wait_for``: on Python 3.11 it can
+    swallow a cancellation that arrives as the event fires, and the sync task then never ends
+    (a worker hung in its shutdown that way)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+
+
 class _Signal:
     """Wakes every waiter at once; each waiter takes the current one before re-checking."""
 
@@ -105,8 +114,7 @@ class ParameterSync:
             if self._on_tick is not None:
                 self._on_tick()
             delay = max(0.0, self._last_heartbeat + self.settings.heartbeat_s - time.time())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), timeout=max(delay, 0.01))
+            await _wait(changed, max(delay, 0.01))
 
     async def _tick(self) -> None:
         try:
@@ -223,8 +231,7 @@ class ParameterSync:
             if not pending or time.monotonic() >= deadline:
                 break
             remaining = deadline - time.monotonic()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), min(_FALLBACK_POLL_S, remaining))
+            await _wait(changed, min(_FALLBACK_POLL_S, remaining))
         return self._fan_out(record, serving, reports, pending)
 
     def _self_info(self) -> ProcessInfo:

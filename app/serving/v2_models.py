@@ -7,8 +7,7 @@ names the parameter version that produced it.
 
 from __future__ import annotations
 
-import base64
-import binascii
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,9 +16,10 @@ import torch
 
 from app.errors import BadRequest, InvalidInput
 from app.serving.inputs import FASHION_SIDE
-from app.serving.runtime import ModelRuntime, Output
+from app.serving.payloads import check_batch_size, decode_base64
+from app.serving.runtime import ModelRuntime, Output, top_indices
 from app.serving.v2_tensors import BYTES, OutputTensor, Tensor
-from app.zoo import ModelKind
+from app.zoo import ModelKind, ModelSpec
 
 FP32, INT64 = "FP32", "INT64"
 TENSOR, IMAGE, PROBABILITIES, LABELS = "input", "image", "probabilities", "labels"
@@ -56,17 +56,17 @@ class OutputRequest:
     top_k: int | None = None
 
 
-def latent_size(runtime: ModelRuntime) -> int:
-    return int(getattr(runtime.module, "z_dim", 100))
-
-
 def signature_of(runtime: ModelRuntime) -> Signature:
     """The model's inputs and outputs, with -1 for the batch and other variable dimensions."""
-    spec = runtime.spec
+    return _signature(runtime.spec, len(runtime.labels))
+
+
+@functools.cache  # asked twice per request; a model's spec and class count never change
+def _signature(spec: ModelSpec, classes: int) -> Signature:
     if spec.kind is ModelKind.GENERATOR:
         return Signature(
             inputs=(
-                TensorSpec(LATENT, FP32, (-1, latent_size(runtime))),
+                TensorSpec(LATENT, FP32, (-1, spec.latent_size)),
                 TensorSpec(LABEL, INT64, (-1,)),
             ),
             outputs=(TensorSpec(IMAGE, FP32, (-1, 1, FASHION_SIDE, FASHION_SIDE)),),
@@ -81,7 +81,7 @@ def signature_of(runtime: ModelRuntime) -> Signature:
     return Signature(
         inputs=(tensor, TensorSpec(IMAGE, BYTES, (-1,))),
         outputs=(
-            TensorSpec(PROBABILITIES, FP32, (-1, len(runtime.labels))),
+            TensorSpec(PROBABILITIES, FP32, (-1, classes)),
             TensorSpec(LABELS, BYTES, (-1, -1)),
         ),
     )
@@ -102,8 +102,7 @@ def _check(tensor: Tensor, spec: TensorSpec, limit: int) -> int:
     batch = tensor.shape[0]
     if batch < 1:
         raise BadRequest(f"input '{tensor.name}' is an empty batch; send at least one item.")
-    if batch > limit:
-        raise InvalidInput(f"{batch} inputs in one request; the limit is {limit}.")
+    check_batch_size(batch, limit)
     return batch
 
 
@@ -123,12 +122,10 @@ def _blobs(tensor: Tensor) -> list[bytes]:
     assert isinstance(tensor.data, list)
     if tensor.binary:
         return tensor.data
-    try:
-        return [base64.b64decode(item, validate=True) for item in tensor.data]
-    except (binascii.Error, ValueError) as exc:
-        raise BadRequest(
-            f"input '{tensor.name}': in JSON, each image must be a base64 string ({exc})."
-        ) from exc
+    return [
+        decode_base64(item, f"input '{tensor.name}' element {position} (base64 in JSON)")
+        for position, item in enumerate(tensor.data)
+    ]
 
 
 async def _classifier_outputs(
@@ -160,7 +157,7 @@ async def _generator_outputs(
     if missing:
         raise BadRequest(
             f"model '{runtime.spec.name}' needs inputs '{LATENT}' ({FP32} [N,"
-            f"{latent_size(runtime)}]) and '{LABEL}' ({INT64} [N]); missing {missing}."
+            f"{runtime.spec.latent_size}]) and '{LABEL}' ({INT64} [N]); missing {missing}."
         )
     latent, label = by_name[LATENT], by_name[LABEL]
     latent_spec, label_spec = signature.inputs
@@ -210,20 +207,24 @@ def _requested(
 
 
 def _encode(
-    output: OutputRequest, stacked: torch.Tensor, labels: Sequence[str], top_k: int | None
+    output: OutputRequest, stacked: np.ndarray, labels: Sequence[str], top_k: int | None
 ) -> OutputTensor:
     if output.name == LABELS:
         k = output.top_k or top_k or min(DEFAULT_TOP_K, len(labels))
     elif output.classification is not None:
         k = output.classification
     else:
-        return OutputTensor(output.name, FP32, tuple(stacked.shape), stacked.numpy())
-    values, indices = stacked.topk(k, dim=1)
+        return OutputTensor(output.name, FP32, stacked.shape, stacked)
+    # v1's ranking (runtime.top_indices): the same order, ties included, on every protocol
+    ranked = [(row, top_indices(row, k)) for row in stacked]
     if output.name == LABELS:
-        items = [labels[i] for i in indices.reshape(-1).tolist()]
+        items = [labels[i] for _, top in ranked for i in top.tolist()]
     else:
-        pairs = zip(values.reshape(-1).tolist(), indices.reshape(-1).tolist(), strict=True)
-        items = [f"{value:.6f}:{index}:{labels[index]}" for value, index in pairs]
+        items = [
+            f"{value:.6f}:{index}:{labels[index]}"
+            for row, top in ranked
+            for value, index in zip(row[top].tolist(), top.tolist(), strict=True)
+        ]
     return OutputTensor(output.name, BYTES, (stacked.shape[0], k), items)
 
 
@@ -245,6 +246,7 @@ async def infer_v2(
         results = await _classifier_outputs(runtime, tensors, signature, limit)
     else:
         results = await _generator_outputs(runtime, tensors, signature, limit)
-    stacked = torch.stack([result.tensor for result in results]).float().cpu()
+    # numpy, not torch.stack: this runs on the event loop (see ModelRuntime.classify)
+    stacked = np.stack([result.tensor.numpy() for result in results]).astype(np.float32, copy=False)
     encoded = [_encode(output, stacked, runtime.labels, top_k) for output in requested]
     return encoded, min(result.version for result in results)

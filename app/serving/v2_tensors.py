@@ -191,27 +191,48 @@ def _from_binary(chunk: memoryview, datatype: str, count: int, name: str) -> Any
     return np.frombuffer(chunk, dtype=dtype).astype(dtype.newbyteorder("="))  # an owned copy
 
 
-def _decode(item: InputLike, chunk: memoryview | None) -> Tensor:
-    name, datatype, shape = item.name, item.datatype, tuple(item.shape)
+def check_datatype(name: str, datatype: str) -> None:
     if datatype != BYTES and datatype not in DATATYPES:
         raise BadRequest(
             f"input '{name}': unknown datatype {datatype!r}; use one of "
             f"{', '.join([*DATATYPES, BYTES])}."
         )
+
+
+def _check_count(name: str, shape: tuple[int, ...], found: int) -> None:
     count = math.prod(shape)
-    if chunk is not None:
-        data = _from_binary(chunk, datatype, count, name)
-    else:
-        data = _from_json(item.data, datatype, shape, name)
-    found = len(data) if isinstance(data, list) else data.size
     if found != count:
         raise BadRequest(
             f"input '{name}': shape {_shape_text(shape)} needs {count} elements; "
             f"the data holds {found}."
         )
-    if isinstance(data, np.ndarray):
-        data = data.reshape(shape)
-    return Tensor(name, datatype, shape, data, binary=chunk is not None)
+
+
+def decode_tensor(
+    name: str,
+    datatype: str,
+    shape: Sequence[int],
+    chunk: memoryview | None = None,
+    data: object = None,
+) -> Tensor:
+    """One input from its raw bytes (``chunk``: the binary extension's, or gRPC's raw contents,
+    little-endian) or else from its values (JSON ``data``, or gRPC's typed contents)."""
+    shape = tuple(shape)
+    check_datatype(name, datatype)
+    if chunk is not None:
+        decoded = _from_binary(chunk, datatype, math.prod(shape), name)
+    else:
+        decoded = _from_json(data, datatype, shape, name)
+    _check_count(name, shape, len(decoded) if isinstance(decoded, list) else decoded.size)
+    if isinstance(decoded, np.ndarray):
+        decoded = decoded.reshape(shape)
+    return Tensor(name, datatype, shape, decoded, binary=chunk is not None)
+
+
+def bytes_tensor(name: str, shape: Sequence[int], items: list[bytes]) -> Tensor:
+    """A BYTES input whose elements came as raw bytes (gRPC's ``bytes_contents``)."""
+    _check_count(name, tuple(shape), len(items))
+    return Tensor(name, BYTES, tuple(shape), items, binary=True)
 
 
 def _binary_size(item: InputLike) -> int | None:
@@ -225,13 +246,19 @@ def _binary_size(item: InputLike) -> int | None:
     return size
 
 
+def check_unique_names(names: Sequence[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise BadRequest(f"input '{name}' is given twice.")
+        seen.add(name)
+
+
 def read_inputs(items: Sequence[InputLike], binary: memoryview) -> list[Tensor]:
     """Decode every input, taking each one's binary data from the tail of the body in order."""
-    offset, tensors, seen = 0, [], set()
+    check_unique_names([item.name for item in items])
+    offset, tensors = 0, []
     for item in items:
-        if item.name in seen:
-            raise BadRequest(f"input '{item.name}' is given twice.")
-        seen.add(item.name)
         size = _binary_size(item)
         chunk = None
         if size is not None:
@@ -245,7 +272,7 @@ def read_inputs(items: Sequence[InputLike], binary: memoryview) -> list[Tensor]:
             offset += size
         elif item.data is None:
             raise BadRequest(f"input '{item.name}' has neither 'data' nor binary_data_size.")
-        tensors.append(_decode(item, chunk))
+        tensors.append(decode_tensor(item.name, item.datatype, item.shape, chunk, item.data))
     if offset != len(binary):
         raise BadRequest(
             f"{len(binary)} bytes of binary data follow the JSON header, but the inputs' "
@@ -254,7 +281,8 @@ def read_inputs(items: Sequence[InputLike], binary: memoryview) -> list[Tensor]:
     return tensors
 
 
-def _raw(output: OutputTensor) -> bytes:
+def raw_bytes(output: OutputTensor) -> bytes:
+    """An output in the binary layout (the binary extension's, and gRPC's raw contents)."""
     if isinstance(output.data, list):
         encoded = [item.encode() for item in output.data]
         return b"".join(_LENGTH.pack(len(item)) + item for item in encoded)
@@ -279,7 +307,7 @@ def encode_response(
             "shape": list(output.shape),
         }
         if binary:
-            raw = _raw(output)
+            raw = raw_bytes(output)
             entry["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
         else:

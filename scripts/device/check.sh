@@ -1,32 +1,106 @@
 #!/usr/bin/env bash
-# The CUDA checks, for a session whose task is lent a GPU machine. There, from the repository
-# root, with .whl carried (scripts/device/wheels.sh fills it here):
+# The CUDA check for a session whose task is lent a GPU machine (one H200, python3.12 with torch
+# and torchvision, no internet). There, from the repository root, with .whl carried (fill it
+# here with scripts/device/wheels.sh):
 #   bash scripts/device/check.sh
-# It loads all six models on CUDA (cold start, memory), runs the tests that touch the device
-# paths, and benchmarks resnet101 at concurrency 64 with fp16 off and on (served vs raw, both on
-# CUDA). Everything also lands in $OUT. About 6 minutes on an H100.
+# Rehearsal here, on the CPU with CPU-sized budgets (the same steps, so only CUDA is untried):
+#   TORCHGATE_DEVICE=cpu bash scripts/device/check.sh --rehearse
+#
+# Steps, in order, each in its own session under a time limit that ends its whole process tree
+# (scripts/device/step.py), within one overall budget:
+#   import   everything the later steps import (fails in seconds, lists what is missing)
+#   load     all six models on the device, one at a time: status, load seconds, memory each;
+#            then padding vs warming every batch size on resnet101 (models.json)
+#   fp32     resnet101 served at concurrency 64, batches up to 64, against raw (resnet101-fp32.json)
+#   fp16     the same with TORCHGATE_HALF=true (resnet101-fp16.json)
+#   startup  cold start and memory with all six models (startup.json)
+#   tests    the CUDA tests and the device-path tests (JUnit report summarised)
+# The ImageNet models get random state dicts saved under the official file names (there is no
+# internet there) and run with TORCHGATE_VERIFY_WEIGHTS=false: speed and memory do not depend
+# on the values. Everything printed is also in $OUT/check.log; the table is $OUT/summary.md;
+# the servers' logs are $OUT/server-logs.txt. About 7 minutes on an H200.
 set -uo pipefail
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
-OUT=${OUT:-/tmp/torchgate-device}
+cd "$(dirname "$0")/../.."
+REHEARSE=false
+if [[ "${1:-}" == "--rehearse" ]]; then REHEARSE=true; fi
+OUT=${OUT:-/tmp/torchgate-check}
 mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.csv"
-python3 -c "import torch, torchvision; print(torch.__version__, torchvision.__version__, torch.cuda.get_device_name())"
-python3 -m pytest -q -p no:cacheprovider tests/serving/test_forward.py tests/serving/test_devices.py \
-  tests/serving/test_device_faults.py tests/serving/test_batching.py tests/api/test_fast_predict.py \
-  2>&1 | tail -5 | tee "$OUT/tests.txt"
-timeout 200 python3 -m app bench --startup --env TORCHGATE_DEVICE=cuda --json > "$OUT/startup.json"
-echo "startup rc=$?"; tail -c 600 "$OUT/startup.json"
-for half in false true; do
-  timeout 150 python3 -m app bench --model resnet101 --concurrency 64 --duration 20 --raw-budget 30 \
-    --env TORCHGATE_DEVICE=cuda --env TORCHGATE_HALF=$half --env TORCHGATE_ACCESS_LOG=false \
-    --env TORCHGATE_MAX_BATCH_SIZE=resnet101=64 --json > "$OUT/resnet101-c64-half-$half.json"
-  echo "resnet101 half=$half rc=$?"
-  python3 - "$OUT/resnet101-c64-half-$half.json" <<'PY'
-import json, sys
-d = json.load(open(sys.argv[1])); s = d["scenarios"][0]
-print({k: s.get(k) for k in ("served_over_raw", "server_cores_busy")}, s["predict"]["images_per_s"],
-      d["raw"]["raw_images_per_s"], d["raw"]["best_variant"], d["raw"]["best_batch_size"])
-PY
-done
+rm -f "$OUT/check.log"
+
+main() {
+  local work device py
+  work=$(mktemp -d /tmp/torchgate-check.XXXXXX)
+  device=${TORCHGATE_DEVICE:-cuda}
+  py=${PYTHON:-python3}
+  export PYTHONUNBUFFERED=1
+  if $REHEARSE; then
+    echo "CPU rehearsal on $device: the same steps with CPU-sized budgets (not a GPU result)"
+    budget=${CHECK_BUDGET_S:-900}; concurrency=8; batch=8; duration=5; warmup=1; raw=4
+    shapes=8; requests=2000; title="CPU rehearsal of the device check"
+    export PYTHONPATH=$PWD
+  else
+    budget=${CHECK_BUDGET_S:-540}; concurrency=64; batch=64; duration=15; warmup=3; raw=25
+    shapes=40; requests=10000; title="Device check"
+    timeout 20 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm \
+      --format=csv || echo "nvidia-smi: not available"
+    timeout -k 5 120 "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+      --upgrade --target "$work/site" .whl/*.whl || { echo "installing .whl failed"; return 1; }
+    export PYTHONPATH=$work/site:$PWD
+  fi
+  local deadline=$(( $(date +%s) + budget ))
+  local record=$work/steps.jsonl
+  step() {  # step NAME LIMIT_S [--stdout FILE] -- COMMAND...
+    local name=$1 limit=$2
+    shift 2
+    local left=$(( deadline - $(date +%s) - 20 ))
+    if (( left < 20 )); then
+      echo "=== $name: skipped, the check's ${budget} s budget is spent"
+      echo "{\"step\": \"$name\", \"status\": -1, \"seconds\": 0}" >> "$record"
+      return 1
+    fi
+    (( limit > left )) && limit=$left
+    "$py" scripts/device/step.py "$name" "$limit" --record "$record" "$@"
+  }
+  local bench=(-m app bench --model resnet101 --concurrency "$concurrency"
+    --duration "$duration" --warmup "$warmup" --raw-budget "$raw" --ready-timeout 120
+    --weights-dir "$work/weights" --log-dir "$work/logs" --json
+    --env "TORCHGATE_DEVICE=$device" --env TORCHGATE_VERIFY_WEIGHTS=false
+    --env TORCHGATE_ACCESS_LOG=false --env "TORCHGATE_MAX_BATCH_SIZE=resnet101=$batch")
+  mkdir -p "$work/logs"
+  local site=()
+  $REHEARSE || site=(--site "$work/site")
+  if step import 90 -- "$py" scripts/device/imports.py --device "$device" \
+      ${site[@]+"${site[@]}"}; then
+    step load 180 -- "$py" scripts/device/load_models.py --device "$device" \
+      --weights-dir "$work/weights" --max-batch-size "resnet101=$batch" \
+      --shapes-budget "$shapes" --out "$OUT/models.json"
+    step fp32 170 --stdout "$OUT/resnet101-fp32.json" -- "$py" "${bench[@]}" \
+      --env TORCHGATE_HALF=false
+    step fp16 170 --stdout "$OUT/resnet101-fp16.json" -- "$py" "${bench[@]}" \
+      --env TORCHGATE_HALF=true
+    step startup 150 --stdout "$OUT/startup.json" -- "$py" -m app bench --startup --json \
+      --weights-dir "$work/weights" --log-dir "$work/logs" --ready-timeout 120 \
+      --startup-requests "$requests" --env "TORCHGATE_DEVICE=$device"
+    step tests 180 -- env -u TORCHGATE_DEVICE "$py" -m pytest -v -p no:cacheprovider \
+      --junitxml="$work/tests.xml" tests/serving/test_cuda_forward.py \
+      tests/serving/test_cuda_app.py tests/serving/test_reinit.py \
+      tests/serving/test_forward.py tests/serving/test_faults.py \
+      tests/serving/test_device_faults.py tests/serving/test_batching.py \
+      tests/serving/test_devices.py
+  fi
+  for log in "$work"/logs/*.log; do
+    [[ -e "$log" ]] || continue
+    echo "===== $(basename "$log")"
+    tail -c 2000000 "$log"
+  done > "$OUT/server-logs.txt"
+  cp "$record" "$OUT/steps.jsonl"
+  "$py" scripts/device/summarize.py "$OUT" --steps "$record" --junit "$work/tests.xml" \
+    --title "$title"
+  local failed=0
+  grep -q '"status": [^0]' "$record" && failed=1
+  rm -rf "$work"  # the random weights alone are about 1 GB
+  return $failed
+}
+
+main 2>&1 | tee -a "$OUT/check.log"
+exit "${PIPESTATUS[0]}"

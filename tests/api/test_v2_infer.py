@@ -1,9 +1,7 @@
 """POST /v2/models/{name}/infer: JSON and binary tensors, each model, the same answers as v1."""
 
 import base64
-import io
 import json
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,41 +10,19 @@ import numpy as np
 import orjson
 import pytest
 import torch
-from PIL import Image
 
 from app.config import Settings
-from app.datasets import class_names
-from app.nets.gan import ConditionalGenerator
-from app.serving.weights import file_sha256
-from tests.conftest import ADMIN_TOKEN, REPO_ROOT, admin_headers, image_bytes, running_app
+from tests.conftest import (
+    ADMIN_TOKEN,
+    admin_headers,
+    assert_same_images_as_v1,
+    fashion_checkpoints,
+    image_bytes,
+    running_app,
+)
 
 pytestmark = pytest.mark.anyio
 MODELS = ("cnn", "lstm", "gan", "alexnet", "vgg16")  # vgg16: no weights here, so unavailable
-
-
-def fashion_checkpoints(directory: Path) -> Path:
-    """cnn, lstm and gan checkpoints: the trained ones in models/, and for the gan, until it is
-    trained, a randomly initialised generator with a valid manifest (same serving path)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for name in ("cnn", "lstm", "gan"):
-        manifest = REPO_ROOT / "models" / f"{name}.json"
-        if manifest.is_file():
-            checkpoint = json.loads(manifest.read_text())["checkpoint"]
-            shutil.copy(manifest, directory)
-            shutil.copy(REPO_ROOT / "models" / checkpoint, directory)
-    if not (directory / "gan.json").is_file():
-        torch.manual_seed(0)
-        torch.save(ConditionalGenerator().state_dict(), directory / "gan.pt")
-        architecture = {"module": "app.nets.gan", "class": "ConditionalGenerator", "kwargs": {}}
-        manifest_data = {
-            "name": "gan",
-            "architecture": architecture,
-            "checkpoint": "gan.pt",
-            "sha256": file_sha256(directory / "gan.pt"),
-            "classes": class_names("fashion-mnist"),
-        }
-        (directory / "gan.json").write_text(json.dumps(manifest_data))
-    return directory
 
 
 def v2_settings(weights_dir: Path, checkpoint_dir: Path) -> Settings:
@@ -195,10 +171,6 @@ async def test_alexnet_image_files_and_tensors_match_v1(client) -> None:
     _assert_matches_v1(_output(v2.json(), "probabilities"), v1_tensor.json())
 
 
-def _png_pixels(encoded: str) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(encoded))))
-
-
 async def test_gan_latent_and_labels_draw_the_same_images_as_v1(client) -> None:
     seed, n, label = 11, 3, 4
     z_dim = (await client.get("/v2/models/gan")).json()["inputs"][0]["shape"][1]
@@ -213,9 +185,7 @@ async def test_gan_latent_and_labels_draw_the_same_images_as_v1(client) -> None:
         "/v1/models/gan/generate",
         json={"n": n, "label": label, "seed": seed, "format": "json"},
     )
-    pixels = np.round((np.clip(images, -1, 1) + 1) * 127.5).astype(np.uint8)
-    for mine, theirs in zip(pixels, v1.json()["images"], strict=True):
-        assert np.abs(mine[0].astype(int) - _png_pixels(theirs)).max() <= 1
+    assert_same_images_as_v1(images, v1.json()["images"])
 
 
 async def test_gzip_requests_are_accepted(client) -> None:

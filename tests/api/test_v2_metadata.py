@@ -8,8 +8,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import __version__
-from tests.api.test_v2_infer import fashion_checkpoints, v2_settings
-from tests.conftest import running_app
+from tests.api.test_v2_infer import v2_settings
+from tests.conftest import fashion_checkpoints, running_app
 
 pytestmark = pytest.mark.anyio
 

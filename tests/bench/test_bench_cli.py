@@ -31,8 +31,9 @@ def test_bench_json_smoke(weights_dir: Path) -> None:
     assert completed.returncode == 0, completed.stderr[-3000:]
     document = json.loads(completed.stdout)
     assert set(document) == {
-        "header", "raw", "scenarios", "batching_on_over_off", "batching_rounds"
+        "header", "raw", "scenarios", "batching_on_over_off", "batching_rounds", "protocols"
     }  # fmt: skip
+    assert document["protocols"] is None  # --protocol all only
     header = document["header"]
     assert {"nproc", "torch_version", "torch_threads", "model", "load_tool"} <= set(header)
     raw = document["raw"]

@@ -1,7 +1,7 @@
 import asyncio
 
 from app.bench.load import LoadPlan, LoadTarget
-from app.bench.loadgen import drive, run_loadgen
+from app.bench.loadgen import drive, generator_processes, run_loadgen
 from app.bench.server import free_port
 from tests.bench.conftest import ToyServer
 
@@ -36,3 +36,17 @@ def test_refused_connections_are_transport_errors() -> None:
     assert result.requests > 0
     assert result.errors == result.requests
     assert set(result.error_kinds or {}) == {"transport"}
+
+
+def test_processes_share_the_connections_and_their_counts_add_up(toy_server: ToyServer) -> None:
+    plan = LoadPlan(concurrency=5, duration_s=1.0)
+    result = run_loadgen(LoadTarget(f"{toy_server.base_url}/ok"), plan, processes=2)
+    assert result.errors == 0 and result.duration_s == 1.0
+    served = toy_server.counts["ok"]
+    assert served - plan.concurrency <= result.requests <= served
+
+
+def test_a_big_host_gets_several_generator_processes() -> None:
+    assert generator_processes(64, cores=16) == 4
+    assert generator_processes(64, cores=2) == 1
+    assert generator_processes(8, cores=16) == 1

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from app.bench.timing import decode_seconds, forward_trials
+from app.bench.timing import decode_ceiling, decode_seconds, forward_trials
 
 
 def _tiny_convnet() -> nn.Module:
@@ -59,3 +59,18 @@ def test_fp16_variants_are_offered_for_cuda_runs_only() -> None:
         _tiny_convnet(), torch.randn(3, 16, 16), (1,), budget_s=0.5, half=True
     )  # on the CPU, as the server: TORCHGATE_HALF is ignored there
     assert {t.variant for t in trials} == {"eager", "script", "channels_last"}
+
+
+def test_the_decode_ceiling_runs_on_as_many_threads_as_the_pool() -> None:
+    import threading
+    import time
+
+    seen: set[str] = set()
+
+    def decode() -> None:
+        seen.add(threading.current_thread().name)
+        time.sleep(0.002)  # releases the GIL, as PIL's decoders do
+
+    rate = decode_ceiling(decode, threads=3, budget_s=0.1)
+    assert len(seen - {threading.current_thread().name}) == 3
+    assert rate > 1 / 0.002  # more than one thread's worth

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from app.errors import Overloaded
-from app.serving.batching import DynamicBatcher, Inputs
+from app.serving.batching import BatchObserver, DynamicBatcher, Inputs
+from app.serving.faults import DeviceLost, DeviceOutOfMemory
 
 pytestmark = pytest.mark.anyio
 
@@ -213,4 +214,55 @@ async def test_a_partial_batch_keeps_filling_while_the_device_is_busy(executor) 
     model.gate.set()
     assert [await first, await second, await third] == [[2.0], [4.0, 6.0], [8.0]]
     assert model.batches == [1, 3]
+    await batcher.stop()
+
+
+async def test_a_lost_device_fails_the_whole_batch_at_once(executor) -> None:
+    calls: list[int] = []
+    failures: list[Exception] = []
+
+    def lost(batch: list[Inputs]) -> list[float]:
+        calls.append(len(batch))
+        raise DeviceLost("CUDA error: an illegal memory access was encountered")
+
+    batcher = DynamicBatcher(
+        lost,
+        executor,
+        max_batch_size=8,
+        max_delay_s=0.02,
+        max_queue=100,
+        observer=BatchObserver(on_failure=failures.append),
+    )
+    batcher.start()
+    results = await asyncio.gather(
+        *(batcher.submit(_samples(v)) for v in range(4)), return_exceptions=True
+    )
+    assert all(isinstance(r, DeviceLost) for r in results)
+    assert calls == [4]  # no retries in halves: nothing smaller could run either
+    assert len(failures) == 1
+    await batcher.stop()
+
+
+async def test_failures_are_reported_and_retried_in_halves(executor) -> None:
+    calls: list[int] = []
+    failures: list[Exception] = []
+
+    def small_batches_only(batch: list[Inputs]) -> list[float]:
+        calls.append(len(batch))
+        if len(batch) > 2:
+            raise DeviceOutOfMemory("CUDA out of memory (injected)")
+        return [float(inputs[0].item()) for inputs in batch]
+
+    batcher = DynamicBatcher(
+        small_batches_only,
+        executor,
+        max_batch_size=8,
+        max_delay_s=0.05,
+        max_queue=100,
+        observer=BatchObserver(on_failure=failures.append),
+    )
+    batcher.start()
+    assert await batcher.submit(_samples(*range(8))) == [float(v) for v in range(8)]
+    assert calls == [8, 4, 2, 2, 4, 2, 2]
+    assert len(failures) == 3
     await batcher.stop()

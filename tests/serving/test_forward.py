@@ -1,7 +1,13 @@
+import weakref
+from types import SimpleNamespace
+
+import pytest
 import torch
 from torch import nn
 
+from app.serving import forward as forward_module
 from app.serving.checksum import parameters_sha256
+from app.serving.faults import DeviceLost, DeviceOutOfMemory
 from app.serving.forward import ModelForward, warmup_batch_sizes
 from app.serving.reinit import InitPlan, reinitialize
 
@@ -122,3 +128,128 @@ def test_a_models_thread_cap_applies_to_its_batches() -> None:
     finally:
         torch.set_num_threads(original)
     assert seen == [1]
+
+
+class _Probe(nn.Module):
+    """A conv net that records each call's batch size and cuDNN's autotuning flag."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3)
+        self.seen: list[tuple[int, bool]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append((x.shape[0], torch.backends.cudnn.benchmark))
+        return self.conv(x).mean((2, 3))
+
+
+@pytest.fixture
+def fake_cudnn(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    """cuDNN's process-wide flags, as configure_backends leaves them on CUDA."""
+    cudnn = SimpleNamespace(benchmark=True)
+    monkeypatch.setattr(torch.backends, "cudnn", cudnn)
+    return cudnn
+
+
+def _fixed_shape_forward(module: nn.Module, max_batch_size: int = 8) -> ModelForward:
+    """A forward with CUDA's shape rules, run on the CPU."""
+    forward = ModelForward(
+        module,
+        torch.device("cpu"),
+        True,
+        lambda b: (torch.randn(b, 3, 8, 8),),
+        fixed_shapes=True,
+    )
+    forward.prepare(max_batch_size)
+    return forward
+
+
+def test_fixed_shapes_pad_each_batch_to_a_warmed_size_and_slice_the_outputs(
+    fake_cudnn: SimpleNamespace,
+) -> None:
+    torch.manual_seed(0)
+    module = _Probe().eval()
+    forward = _fixed_shape_forward(module, max_batch_size=24)
+    assert [size for size, _ in module.seen] == [1, 2, 4, 8, 16, 24]  # warm-up, all tuned
+    assert all(tuned for _, tuned in module.seen)
+    module.seen.clear()
+    x = torch.randn(5, 3, 8, 8)
+    out = forward.run([x])
+    with torch.inference_mode():
+        expected = module.conv(x).mean((2, 3)).softmax(1)
+    assert module.seen == [(8, True)]
+    assert out.shape == (5, 2)
+    assert torch.allclose(out, expected, atol=1e-6)
+    forward.run([torch.randn(17, 3, 8, 8)])
+    assert module.seen[-1] == (24, True)
+    assert fake_cudnn.benchmark
+
+
+def test_only_warmed_shapes_reach_cudnn_autotuning(fake_cudnn: SimpleNamespace) -> None:
+    module = _Probe().eval()
+    forward = _fixed_shape_forward(module, max_batch_size=8)
+    module.seen.clear()
+    forward.run([torch.randn(3, 3, 16, 12)])  # another height and width: no padding, no tuning
+    forward.run([torch.randn(9, 3, 8, 8)])  # beyond the largest warmed batch (an evaluation)
+    forward.run([torch.randn(2, 3, 8, 8)])
+    assert module.seen == [(3, False), (9, False), (2, True)]
+    assert fake_cudnn.benchmark  # restored after each call
+    assert forward.batch_plan([torch.randn(3, 3, 16, 12)]) == (3, False)
+    assert forward.batch_plan([torch.randn(7, 3, 8, 8)]) == (8, True)
+
+
+def test_the_cpu_keeps_batches_as_they_come(fake_cudnn: SimpleNamespace) -> None:
+    module = _Probe().eval()
+    forward = ModelForward(module, torch.device("cpu"), True, lambda b: (torch.randn(b, 3, 8, 8),))
+    forward.prepare(8)
+    forward.run([torch.randn(3, 3, 8, 8)])
+    forward.run([torch.randn(3, 3, 16, 16)])
+    assert [size for size, _ in module.seen] == [1, 3, 3]
+    assert all(flag for _, flag in module.seen)  # the CPU never touches cuDNN's flags
+
+
+class _Failing(nn.Module):
+    """Allocates an activation, then fails as the device would."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__()
+        self.message = message
+        self.activations: list[weakref.ref[torch.Tensor]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        activation = torch.ones(64, 1024)
+        self.activations.append(weakref.ref(activation))
+        raise RuntimeError(self.message)
+
+
+def test_memory_is_freed_once_the_failed_batch_is_released(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    module = _Failing("cuDNN error: CUDNN_STATUS_ALLOC_FAILED").eval()
+    freed_when_released: list[bool] = []
+    monkeypatch.setattr(
+        forward_module,
+        "release_cached_memory",
+        lambda device: freed_when_released.append(module.activations[-1]() is None),
+    )
+    forward = ModelForward(module, torch.device("cpu"), True, lambda b: (torch.randn(b, 4),))
+    with pytest.raises(DeviceOutOfMemory, match="CUDNN_STATUS_ALLOC_FAILED"):
+        forward.run([torch.randn(2, 4)])
+    # empty_cache() ran after the activation was gone, not while a traceback still held it
+    assert freed_when_released == [True]
+
+
+def test_a_lost_device_is_reported_and_its_cache_left_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    released: list[torch.device] = []
+    monkeypatch.setattr(forward_module, "release_cached_memory", released.append)
+    module = _Failing("CUDA error: an illegal memory access was encountered").eval()
+    forward = ModelForward(module, torch.device("cpu"), True, lambda b: (torch.randn(b, 4),))
+    with pytest.raises(DeviceLost, match="illegal memory access"):
+        forward.run([torch.randn(2, 4)])
+    assert released == []
+    shape_error = _Failing("mat1 and mat2 shapes cannot be multiplied").eval()
+    forward = ModelForward(shape_error, torch.device("cpu"), True, lambda b: (torch.randn(b, 4),))
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        forward.run([torch.randn(2, 4)])  # not a device fault: raised as it came

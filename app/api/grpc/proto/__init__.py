@@ -1,0 +1,1 @@
+"""inference.proto and the modules generated from it (``python -m app.api.grpc.proto.generate``)."""

@@ -1,0 +1,64 @@
+"""Run the gRPC service in the app's event loop, next to uvicorn, for the app's lifespan.
+
+One process or many: with ``--workers N`` every worker binds the same port with SO_REUSEPORT
+(grpc's ``grpc.so_reuseport``) and the kernel spreads connections between them; a single
+worker binds it exclusively, so a port already taken fails the start instead of sharing it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+
+from app.api.grpc.proto.inference_pb2_grpc import add_GRPCInferenceServiceServicer_to_server
+from app.api.grpc.servicer import InferenceServicer
+from app.config import Settings
+from app.errors import ConfigurationError
+from app.metrics import Metrics
+from app.serving.registry import ModelRegistry
+
+# As long as uvicorn's graceful shutdown (serve's timeout_graceful_shutdown): calls in flight
+# get this long to finish once the lifespan ends, while new ones are refused.
+SHUTDOWN_GRACE_S = 30.0
+logger = logging.getLogger(__name__)
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+async def start_grpc_server(
+    settings: Settings, registry: ModelRegistry, metrics: Metrics
+) -> grpc.aio.Server | None:
+    """The started server on TORCHGATE_HOST:TORCHGATE_GRPC_PORT, or None when the port is 0."""
+    if not settings.grpc_port:
+        return None
+    limit = settings.max_upload_bytes  # the same bound as an HTTP body
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+            ("grpc.so_reuseport", int(settings.workers > 1)),
+        ]
+    )
+    add_GRPCInferenceServiceServicer_to_server(
+        InferenceServicer(registry, settings, metrics), server
+    )
+    address = _address(settings.host, settings.grpc_port)
+    try:
+        server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise ConfigurationError(
+            f"cannot listen for gRPC on {address} (is the port taken?): set "
+            "TORCHGATE_GRPC_PORT to a free port, or to 0 to turn gRPC off."
+        ) from exc
+    await server.start()
+    logger.info("Open Inference Protocol over gRPC on %s", address)
+    return server
+
+
+async def stop_grpc_server(server: grpc.aio.Server | None) -> None:
+    """Refuse new calls at once, let those in flight finish (up to SHUTDOWN_GRACE_S)."""
+    if server is not None:
+        await server.stop(SHUTDOWN_GRACE_S)

@@ -1,0 +1,100 @@
+"""The three protocols' requests for one image, the gRPC load generator, and the comparison."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import orjson
+import pytest
+
+from app.api.grpc.proto import inference_pb2 as pb
+from app.bench.images import garment_png
+from app.bench.latency import LatencySummary
+from app.bench.load import LoadPlan, LoadResult, LoadTarget
+from app.bench.loadgen import drive
+from app.bench.protocols import MODEL_INFER, ProtocolComparison, build_requests, target_for
+from app.bench.server import ServerProcess, free_port
+
+
+def test_each_protocol_carries_the_same_image(tmp_path: Path) -> None:
+    upload = garment_png()
+    v1 = LoadTarget("", "POST", tmp_path / "v1.bin", "image/png", 2)
+    requests = build_requests("cnn", upload, v1, 2, tmp_path)
+    assert requests["v1"] is v1
+    v2 = requests["v2"]
+    body = v2.body_path.read_bytes() if v2.body_path else b""
+    (length,) = [
+        int(value) for name, value in v2.headers if name == "Inference-Header-Content-Length"
+    ]
+    header = orjson.loads(body[:length])
+    element = len(upload.data).to_bytes(4, "little") + upload.data
+    assert header["inputs"][0]["shape"] == [2] and body[length:] == element * 2
+    message = pb.ModelInferRequest.FromString(requests["grpc"].body_path.read_bytes())  # type: ignore[union-attr]
+    assert message.model_name == "cnn" and list(message.inputs[0].shape) == [2]
+    assert message.raw_input_contents[0] == element * 2
+    server = ServerProcess({}, port=8000, grpc_port=8001)
+    assert target_for("grpc", requests["grpc"], "cnn", server).url == "grpc://127.0.0.1:8001"
+    assert target_for("v2", v2, "cnn", server).url == "http://127.0.0.1:8000/v2/models/cnn/infer"
+
+
+@pytest.fixture
+def echo_server() -> Iterator[int]:
+    """A gRPC server whose ModelInfer answers any bytes, and fails on a message of b"fail"."""
+
+    def infer(request: bytes, context: grpc.ServicerContext) -> bytes:
+        if request == b"fail":
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no")
+        return b""
+
+    handler = grpc.method_handlers_generic_handler(
+        "inference.GRPCInferenceService",
+        {"ModelInfer": grpc.unary_unary_rpc_method_handler(infer)},
+    )
+    server = grpc.server(ThreadPoolExecutor(4), handlers=[handler])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield port
+    finally:
+        server.stop(0)
+
+
+@pytest.mark.parametrize(("message", "errors"), [(b"ok", False), (b"fail", True)])
+def test_the_grpc_generator_counts_answers_and_errors(
+    echo_server: int, tmp_path: Path, message: bytes, errors: bool
+) -> None:
+    body = tmp_path / "message.bin"
+    body.write_bytes(message)
+    target = LoadTarget(f"grpc://127.0.0.1:{echo_server}", MODEL_INFER, body, None, 1)
+    result = asyncio.run(drive(target, LoadPlan(concurrency=3, duration_s=0.5)))
+    assert result.tool == "grpc.aio" and result.requests > 0
+    assert result.errors == (result.requests if errors else 0)
+    assert result.client_cpu_s is not None and result.client_cpu_s > 0
+
+
+def test_a_refused_grpc_port_is_a_transport_error(tmp_path: Path) -> None:
+    body = tmp_path / "message.bin"
+    body.write_bytes(b"")
+    target = LoadTarget(f"grpc://127.0.0.1:{free_port()}", MODEL_INFER, body)
+    result = asyncio.run(drive(target, LoadPlan(concurrency=1, duration_s=0.3, timeout_s=1)))
+    assert result.requests > 0 and set(result.error_kinds or {}) == {"transport"}
+
+
+def _load(requests: int) -> LoadResult:
+    latency = LatencySummary(1.0, 1.0, 1.0, 1.0, 1.0)
+    return LoadResult("x", requests, 0, 1.0, latency, 1, None, client_cpu_s=requests / 1000)
+
+
+def test_the_comparison_gives_median_ratios_and_cpu_per_request() -> None:
+    rounds = [{"v1": 100.0, "grpc": 50.0}, {"v1": 100.0, "grpc": 80.0}, {"v1": 50.0, "grpc": 60.0}]
+    comparison = ProtocolComparison(
+        {"v1": _load(250), "grpc": _load(190)}, {"v1": 1.0, "grpc": 1.9}, rounds
+    )
+    assert comparison.ratio("grpc") == pytest.approx(0.8)
+    assert comparison.ratio("v1") == 1.0
+    assert comparison.cpu_ms_per_request("grpc") == pytest.approx(10.0)
+    assert comparison.client_cpu_ms_per_request("v1") == pytest.approx(1.0)
