@@ -158,8 +158,9 @@ class DynamicBatcher:
                 if remaining <= 0:
                     break
                 self._wakeup.clear()
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), remaining)
+                try:  # not wait_for: on 3.11 it can swallow a cancellation (stop() would hang)
+                    async with asyncio.timeout(remaining):
+                        await self._wakeup.wait()
                 except TimeoutError:
                     break
             batch = self._take_batch()
