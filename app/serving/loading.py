@@ -8,6 +8,7 @@ path never holds two copies of the weights.
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,11 @@ from app.serving.weights import (
     verify_hash_prefix,
 )
 from app.zoo import ModelKind, ModelSpec
+
+# Models load on several threads at once; two of them importing modules of one package (cnn's
+# and lstm's both pull in app.nets) can trip Python's import deadlock detection, which fails a
+# load at random. One import at a time.
+_IMPORT_LOCK = threading.Lock()
 
 StateReader = Callable[[], dict[str, torch.Tensor]]
 
@@ -94,7 +100,8 @@ def _load_pretrained(spec: ModelSpec, where: WeightsLocation, device: torch.devi
 def _net_builder(spec: ModelSpec, manifest: dict[str, Any]) -> Callable[[], nn.Module]:
     """The manifest names the class, but only inside the spec's own module."""
     architecture = manifest.get("architecture") or {}
-    module = importlib.import_module(str(spec.net_module))
+    with _IMPORT_LOCK:
+        module = importlib.import_module(str(spec.net_module))
     cls = getattr(module, str(architecture.get("class")), None)
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise WeightsUnavailable(

@@ -1,3 +1,7 @@
+import importlib
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -5,9 +9,10 @@ import torch
 import torchvision
 
 from app.errors import WeightsUnavailable
+from app.serving import loading
 from app.serving.loading import WeightsLocation, load_model
 from app.zoo import SPECS
-from tests.conftest import write_random_weights
+from tests.conftest import REPO_ROOT, write_random_weights
 
 
 def _where(weights_dir: Path, tmp_path: Path) -> WeightsLocation:
@@ -58,3 +63,38 @@ def test_large_imagenet_models_load_and_classify(
     with torch.inference_mode():
         assert torch.allclose(loaded.module(x), reference(x), atol=1e-5)
     assert not loaded.module.training and len(loaded.labels) == 1000
+
+
+def test_models_load_side_by_side_importing_one_module_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The registry loads models on several threads. cnn, lstm and gan all import app.nets,
+    and two threads importing one package at once can fail a load with Python's import
+    deadlock error (seen in CI), so loads must import one module at a time."""
+    inside, most = 0, 0
+    count = threading.Lock()
+    real_import = importlib.import_module
+
+    def slow_import(name: str) -> object:
+        nonlocal inside, most
+        with count:
+            inside += 1
+            most = max(most, inside)
+        time.sleep(0.1)  # as a cold import from a slow disk would
+        with count:
+            inside -= 1
+        return real_import(name)
+
+    monkeypatch.setattr(loading.importlib, "import_module", slow_import)
+    where = WeightsLocation(tmp_path, REPO_ROOT / "models", download=False, verify=True)
+    names = ["cnn", "lstm", "gan"]
+    start = threading.Barrier(len(names))
+
+    def load(name: str) -> str:
+        start.wait()
+        return type(load_model(SPECS[name], where, torch.device("cpu")).module).__name__
+
+    with ThreadPoolExecutor(len(names)) as pool:
+        built = list(pool.map(load, names))
+    assert built == ["FashionCNN", "RowLSTM", "ConditionalGenerator"]
+    assert most == 1
