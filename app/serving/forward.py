@@ -194,7 +194,7 @@ class ModelForward:
         else:
             columns = list(columns)
             if self.cpu_threads is not None and torch.get_num_threads() != self.cpu_threads:
-                torch.set_num_threads(self.cpu_threads)
+                torch.set_num_threads(self.cpu_threads)  # this model's budget, not the last one's
         if size > rows:
             columns = [torch.cat([c, c.new_zeros((size - rows, *c.shape[1:]))]) for c in columns]
         first = columns[0]

@@ -222,8 +222,18 @@ class ModelRegistry:
         channels_last = self.settings.channels_last
         if channels_last is None:
             channels_last = spec.channels_last
-        cpu_threads = None if self.settings.torch_threads is not None else spec.cpu_threads
-        return GraphChoice(mode, channels_last, cpu_threads)
+        return GraphChoice(mode, channels_last, self._thread_budget(spec))
+
+    def _thread_budget(self, spec: ModelSpec) -> int:
+        """Intra-op threads for this model's batches: the worker's share of the cores, or the
+        spec's cap if smaller (unless TORCHGATE_TORCH_THREADS is set). Every model applies its
+        own count before each batch, so one model's cap never leaks into another's forwards."""
+        share = self.settings.torch_threads_per_worker(
+            os.cpu_count() or 1, cuda=self.device.type == "cuda"
+        )
+        if self.settings.torch_threads is None and spec.cpu_threads is not None:
+            return min(share, spec.cpu_threads)
+        return share
 
     def _observer(self, name: str) -> BatchObserver:
         batch_size = self.metrics.batch_size.labels(name)

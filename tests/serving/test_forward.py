@@ -1,4 +1,5 @@
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import pytest
@@ -253,3 +254,35 @@ def test_a_lost_device_is_reported_and_its_cache_left_alone(
     forward = ModelForward(shape_error, torch.device("cpu"), True, lambda b: (torch.randn(b, 4),))
     with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
         forward.run([torch.randn(2, 4)])  # not a device fault: raised as it came
+
+
+class _ThreadsSeen(nn.Module):
+    """Records the intra-op thread count each forward runs with."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 3)
+        self.threads: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.threads.append(torch.get_num_threads())
+        return self.linear(x)
+
+
+def test_each_model_runs_with_its_own_thread_budget_on_a_shared_worker() -> None:
+    """The cnn's one-thread cap must not stay behind for resnet101's next batch (they share
+    the device worker thread, and torch's thread count belongs to the thread)."""
+    small, large = _ThreadsSeen().eval(), _ThreadsSeen().eval()
+    cpu = torch.device("cpu")
+    capped = ModelForward(small, cpu, True, lambda b: (torch.randn(b, 4),), cpu_threads=1)
+    budgeted = ModelForward(large, cpu, True, lambda b: (torch.randn(b, 4),), cpu_threads=2)
+    previous = torch.get_num_threads()
+    try:
+        with ThreadPoolExecutor(1) as worker:  # one device worker, as in the registry
+            for _ in range(3):
+                worker.submit(capped.run, [torch.randn(2, 4)]).result()
+                worker.submit(budgeted.run, [torch.randn(2, 4)]).result()
+    finally:
+        torch.set_num_threads(previous)
+    assert small.threads == [1, 1, 1]
+    assert large.threads == [2, 2, 2]
