@@ -12,8 +12,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TORCHGATE_HOST=0.0.0.0 \
     TORCHGATE_WEIGHTS_DIR=/weights \
     TORCHGATE_CHECKPOINT_DIR=/app/models \
-    TORCHGATE_DATA_DIR=/app/data
+    TORCHGATE_DATA_DIR=/app/data \
+    TORCHGATE_COMPILED_DIR=/compiled
 
+# g++: AOTInductor compiles each model's CPU serving graph once (cached in /compiled)
+RUN apt-get update && apt-get install -y --no-install-recommends g++ \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home --uid 10001 torchgate
 WORKDIR /app
 
@@ -26,13 +30,14 @@ RUN pip install --no-deps .
 COPY models ./models
 COPY data/fashion-mnist ./data/fashion-mnist
 ARG PREFETCH_WEIGHTS=false
-RUN mkdir -p /weights && chown -R torchgate /weights /app/data \
+RUN mkdir -p /weights /compiled && chown -R torchgate /weights /compiled /app/data \
     && if [ "$PREFETCH_WEIGHTS" = "true" ]; then \
          su torchgate -c "TORCHGATE_WEIGHTS_DIR=/weights python -m app weights download"; \
        fi
 
 USER torchgate
-VOLUME ["/weights"]
+# /compiled: AOTInductor graph packages, compiled once per model, weights and torch version
+VOLUME ["/weights", "/compiled"]
 # 8000: HTTP (v1 and v2 REST); 8001: the Open Inference Protocol over gRPC (TORCHGATE_GRPC_PORT)
 EXPOSE 8000 8001
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \

@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ALL_MODELS: tuple[str, ...] = ("alexnet", "vgg16", "resnet101", "cnn", "lstm", "gan")
 
-GraphMode = Literal["auto", "eager", "script", "compile"]
+GraphMode = Literal["auto", "eager", "aot", "script", "compile"]
 
 
 def default_weights_dir() -> Path:
@@ -66,9 +66,20 @@ class Settings(BaseSettings):
     half: bool = False
     half_dtype: Literal["float16", "bfloat16"] = "float16"
     graph: GraphMode = "auto"
+    # "aot" graphs (AOTInductor packages): where they are cached (default <data_dir>/compiled),
+    # whether a cache miss is compiled (in one low-priority background thread, eager serving
+    # meanwhile; false: cached packages only), whether readiness waits for them, and the
+    # compiler's parallel jobs.
+    compiled_dir: Path | None = None
+    compile_graphs: bool = True
+    wait_for_graphs: bool = False
+    graph_compile_threads: int = Field(default=1, ge=1)
     channels_last: bool | None = None
     load_concurrency: int = Field(default=2, ge=1)
     workers: int = Field(default=1, ge=1)
+    # The HTTP server of ``serve``: uvicorn (httptools, uvloop) or granian (Rust; the
+    # ``granian`` extra). README "Choosing the HTTP server" has the measured figures.
+    server: Literal["uvicorn", "granian"] = "uvicorn"
     access_log: bool = True
     log_format: Literal["text", "json"] = "text"
     torch_threads: int | None = Field(default=None, ge=1)
@@ -141,6 +152,10 @@ class Settings(BaseSettings):
             return self.decode_threads
         share = max(1, cores // self.workers)
         return max(1, share - 2) if cuda else min(4, share)
+
+    @property
+    def compiled_graphs_dir(self) -> Path:
+        return self.compiled_dir or self.data_dir / "compiled"
 
     def batch_size_for(self, model: str, default: int) -> int:
         """The model's batch limit: its own setting, else the global one, else the spec's."""

@@ -104,14 +104,8 @@ def _format_validation_error(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-def error_response(
-    path: str, message: str, status_code: int, headers: Mapping[str, str] | None = None
-) -> Response:
-    """``{"error": ...}`` on the Open Inference Protocol (/v2) routes, ``{"detail": ...}`` on the
-    others: each protocol's clients read their own field."""
-    key = "error" if path == "/v2" or path.startswith("/v2/") else "detail"
-    return FastJSONResponse({key: message}, status_code=status_code, headers=headers)
-
+# The statuses an inference request can fail with, on v1 and v2 REST alike (their OpenAPI).
+INFERENCE_ERROR_STATUSES = (400, 404, 409, 413, 415, 422, 503)
 
 # The same errors on gRPC (api/grpc), by the HTTP status each one carries.
 GRPC_STATUS: dict[int, StatusCode] = {
@@ -138,7 +132,11 @@ def grpc_status(exc: TorchgateError) -> StatusCode:
 def _error(
     request: Request, message: str, status_code: int, headers: Mapping[str, str] | None = None
 ) -> Response:
-    return error_response(request.scope.get("path", ""), message, status_code, headers)
+    """``{"error": ...}`` on the Open Inference Protocol (/v2) routes, ``{"detail": ...}`` on the
+    others: each protocol's clients read their own field."""
+    path = request.scope.get("path", "")
+    key = "error" if path == "/v2" or path.startswith("/v2/") else "detail"
+    return FastJSONResponse({key: message}, status_code=status_code, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -16,9 +16,10 @@ from app import __version__
 from app.api import admin_router, public_router
 from app.api import ui as ui_api
 from app.api.body_limit import BodySizeLimitMiddleware
-from app.api.fast_predict import PredictFastPath
+from app.api.fast_predict import RawPredictRoute
 from app.api.grpc.server import start_grpc_server, stop_grpc_server
 from app.config import Settings
+from app.draining import Drain
 from app.errors import install_error_handlers
 from app.metrics import Metrics, MetricsMiddleware
 from app.serving.devices import configure_backends, configure_threads, resolve_device
@@ -68,17 +69,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.registry, app.state.sync = registry, sync
         app.state.jobs = jobs = Jobs(store, sync.process_id)
         app.state.evaluator = Evaluator(registry, settings.data_dir, store)
+        app.state.drain = drain = Drain()
         tasks = [
             asyncio.create_task(registry.load_all(), name="load-models"),
             asyncio.create_task(sync.run(), name="control-store-sync"),
         ]
-        grpc_server = None
         try:
             # gRPC answers at once, like /healthz; ServerReady waits for the models like /readyz
             grpc_server = await start_grpc_server(settings, registry, metrics)
-            yield
+            drain.on_start(lambda: stop_grpc_server(grpc_server))
+            with drain.on_server_signals():  # HTTP and gRPC stop taking work at one moment
+                yield
         finally:
-            await stop_grpc_server(grpc_server)  # first: calls in flight still have their models
+            await drain.finish()  # first: calls in flight still have their models
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -104,7 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ui_api.docs_router)
     if settings.admin_enabled and settings.admin_port is None:
         app.include_router(admin_router)
-    app.add_middleware(PredictFastPath, root=app)  # innermost: after ids, metrics, body limit
+    app.router.routes.insert(0, RawPredictRoute())  # before the predict route it speeds up
     _add_common(app, settings)
     return app
 

@@ -15,6 +15,11 @@ from torchvision.models import (
 
 from app.errors import NotFound
 
+FASHION_SIDE = 28
+# The crop of all three torchvision ImageNet weights; their networks take any side in range.
+IMAGENET_INPUT = (3, 224, 224)
+IMAGENET_ACCEPTS = (3, -1, -1)
+
 
 class ModelKind(StrEnum):
     IMAGE_CLASSIFIER = "image-classifier"
@@ -35,18 +40,25 @@ class ModelSpec:
     pretrained: WeightsEnum | None = None
     net_module: str | None = None
     dataset: str = "imagenet-1k"
-    # The serving form measured fastest on each device type (README, "Throughput"): frozen
-    # TorchScript where it wins by a margin and its weight copy is small, channels_last for
-    # the conv nets; TORCHGATE_GRAPH / TORCHGATE_CHANNELS_LAST override.
-    cpu_graph: str = "eager"
+    # The serving form measured fastest on each device type (README, "Graph modes"; rerun with
+    # ``python -m app bench-graphs``): AOTInductor packages on the CPU (eager serves until the
+    # package is ready), channels_last for the conv nets; TORCHGATE_GRAPH /
+    # TORCHGATE_CHANNELS_LAST override. TorchScript ("script") is deprecated upstream and no
+    # longer a default: AOTInductor matched or beat it for every model.
+    cpu_graph: str = "aot"
     cuda_graph: str = "eager"
     channels_last: bool = False
     # At most this many intra-op threads for its batches on the CPU (None: all the worker's).
     # A model whose batch takes a millisecond or two gains nothing from a second thread and
     # takes that core from the event loop; an explicit TORCHGATE_TORCH_THREADS overrides.
     cpu_threads: int | None = None
-    # A generator's input: a latent of this many normal values per image, and a class label.
+    # What one sample is (-1: a dimension that may vary), for v2/gRPC metadata and checks: a
+    # classifier's float32 input tensor and the looser shape it also accepts; a generator's
+    # input, a latent of ``latent_dim`` normal values and a class label, and its image output.
+    input_shape: tuple[int, ...] = ()
+    input_accepts: tuple[int, ...] | None = None
     latent_dim: int | None = None
+    output_shape: tuple[int, ...] = ()
 
     @property
     def is_classifier(self) -> bool:
@@ -70,6 +82,8 @@ SPECS: dict[str, ModelSpec] = {
             max_batch_size=16,
             max_batch_delay_ms=5.0,
             pretrained=AlexNet_Weights.DEFAULT,
+            input_shape=IMAGENET_INPUT,
+            input_accepts=IMAGENET_ACCEPTS,
             channels_last=True,
         ),
         ModelSpec(
@@ -79,6 +93,8 @@ SPECS: dict[str, ModelSpec] = {
             max_batch_size=8,
             max_batch_delay_ms=5.0,
             pretrained=VGG16_Weights.DEFAULT,
+            input_shape=IMAGENET_INPUT,
+            input_accepts=IMAGENET_ACCEPTS,
             channels_last=True,
         ),
         ModelSpec(
@@ -88,7 +104,8 @@ SPECS: dict[str, ModelSpec] = {
             max_batch_size=8,
             max_batch_delay_ms=5.0,
             pretrained=ResNet101_Weights.DEFAULT,
-            cpu_graph="script",
+            input_shape=IMAGENET_INPUT,
+            input_accepts=IMAGENET_ACCEPTS,
             channels_last=True,
         ),
         ModelSpec(
@@ -101,8 +118,8 @@ SPECS: dict[str, ModelSpec] = {
             max_batch_size=16,
             max_batch_delay_ms=2.0,
             net_module="app.nets.cnn",
+            input_shape=(1, FASHION_SIDE, FASHION_SIDE),
             dataset="fashion-mnist",
-            cpu_graph="script",
             channels_last=True,
             cpu_threads=1,
         ),
@@ -113,8 +130,8 @@ SPECS: dict[str, ModelSpec] = {
             max_batch_size=64,
             max_batch_delay_ms=2.0,
             net_module="app.nets.lstm",
+            input_shape=(-1, FASHION_SIDE),  # T rows of 28 pixels, 1 <= T <= 28
             dataset="fashion-mnist",
-            cpu_graph="script",
         ),
         ModelSpec(
             "gan",
@@ -124,8 +141,8 @@ SPECS: dict[str, ModelSpec] = {
             max_batch_delay_ms=2.0,
             net_module="app.nets.gan",
             dataset="fashion-mnist",
-            cpu_graph="script",
             latent_dim=100,  # app.nets.gan.ConditionalGenerator's z_dim
+            output_shape=(1, FASHION_SIDE, FASHION_SIDE),
         ),
     )
 }

@@ -40,6 +40,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # In-process apps never open the gRPC port (8001 by default), so tests can run side by side;
 # a real server gets a free one from serve_process, and a test that wants it passes its own.
 os.environ.setdefault("TORCHGATE_GRPC_PORT", "0")
+# Servers compile AOTInductor graphs in the background (minutes of CPU for the ImageNet nets); the
+# tests of that turn it on themselves, every other app and server serves eager.
+os.environ.setdefault("TORCHGATE_COMPILE_GRAPHS", "false")
 
 
 @pytest.fixture
@@ -221,10 +224,14 @@ def free_port() -> int:
 
 @contextmanager
 def serve_process(
-    env: dict[str, str], log_path: Path, port: int | None = None, wait_ready: bool = True
+    env: dict[str, str],
+    log_path: Path,
+    port: int | None = None,
+    wait_ready: bool = True,
+    args: tuple[str, ...] = (),
 ) -> Iterator[tuple[int, subprocess.Popen]]:
-    """A real ``python -m app serve`` on a loopback port (a free one unless given), ready
-    unless told not to wait; the port and process.
+    """A real ``python -m app serve [args]`` on a loopback port (a free one unless given),
+    ready unless told not to wait; the port and process.
 
     ``env`` is added to this process's environment; the server's output goes to ``log_path``.
     """
@@ -238,7 +245,7 @@ def serve_process(
     }
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve"],
+            [sys.executable, "-m", "app", "serve", *args],
             cwd=REPO_ROOT,
             env=full_env,
             stdout=log,

@@ -21,6 +21,7 @@ import yaml
 from starlette.routing import Match
 
 import app.__main__ as cli
+from app.api.grpc.server import SHUTDOWN_GRACE_S
 from app.config import Settings
 from app.datasets import DATASETS
 from app.main import create_app
@@ -29,8 +30,13 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 GUIDE = (ROOT / "README.md").read_text().split("\n## Scaling out\n", 1)[1].split("\n## ", 1)[0]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
-VARIANTS = ("k8s", "kserve")
-SERVER = {"k8s": ("Deployment", "torchgate"), "kserve": ("InferenceService", "torchgate")}
+VARIANTS = ("k8s", "kserve", "kserve-grpc")
+KSERVE_VARIANTS = ("kserve", "kserve-grpc")  # Knative routes one port: REST, or gRPC
+SERVER = {
+    "k8s": ("Deployment", "torchgate"),
+    "kserve": ("InferenceService", "torchgate"),
+    "kserve-grpc": ("InferenceService", "torchgate-grpc"),
+}
 # The oldest Kubernetes the manifests claim, and the newest kubernetes-validate ships.
 KUBERNETES_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
 Doc = dict[str, Any]
@@ -55,6 +61,10 @@ KSERVE_MODEL_FORMATS = {"huggingface", "lightgbm", "model", "onnx", "paddle", "p
 KSERVE_MODEL_FORMATS |= {"pytorch", "sklearn", "tensorflow", "triton", "xgboost"}
 KSERVE_CONTAINER = "kserve-container"  # the one KServe routes to and mounts /mnt/models in
 KSERVE_MODEL_DIR = "/mnt/models"  # where the storage initializer puts STORAGE_URI's files
+KSERVE_GRPC_PORT = 8081  # KServe's gRPC port (its custom gRPC predictor: a port named h2c)
+# Kubernetes' own appProtocol for HTTP/2 over cleartext (ServicePort.appProtocol), which gRPC
+# without TLS is.
+H2C_APP_PROTOCOL = "kubernetes.io/h2c"
 # What Knative Serving refuses in a revision: pkg/apis/serving/k8s_validation.go (reserved
 # paths and variables) and pkg/apis/config/features.go (pod fields that are off by default).
 KNATIVE_RESERVED_PATHS = {"/", "/dev", "/dev/log", "/tmp", "/var", "/var/log"}
@@ -67,9 +77,10 @@ KNATIVE_OFF_BY_DEFAULT = {"securityContext", "tolerations", "initContainers", "a
 
 def render(folder: Path, images: list[Doc] | None = None) -> list[Doc]:
     """What `kubectl apply -k folder` applies: its resources (files and sub-kustomizations),
-    with each level's `images:` applied, the top level's replaced by ``images`` if given."""
+    with each level's `patches:` then `images:` applied, the top level's images replaced by
+    ``images`` if given."""
     kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
-    unknown = set(kustomization) - {"apiVersion", "kind", "resources", "images"}
+    unknown = set(kustomization) - {"apiVersion", "kind", "resources", "patches", "images"}
     assert not unknown, f"render() does not implement kustomize's {unknown}: teach it first"
     docs: list[Doc] = []
     for entry in kustomization.get("resources", []):
@@ -78,12 +89,53 @@ def render(folder: Path, images: list[Doc] | None = None) -> list[Doc]:
             docs += render(path)
         else:
             docs += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    for patch in kustomization.get("patches", []):
+        apply_patch(docs, folder, patch)
     for image in kustomization.get("images", []) if images is None else images:
         for container in containers(docs):
             name, tag = split_image(container["image"])
             if name == image["name"]:
                 container["image"] = f"{image.get('newName', name)}:{image.get('newTag', tag)}"
     return docs
+
+
+def apply_patch(docs: list[Doc], folder: Path, patch: Doc) -> None:
+    """A `patches:` entry of JSON patch operations (RFC 6902, the kind these folders use) on
+    the one object its target names."""
+    assert set(patch) <= {"path", "target", "options"}, f"render() cannot apply {patch}"
+    target, options = patch["target"], patch.get("options", {})
+    assert set(options) <= {"allowNameChange"}, options
+    api = f"{target.get('group', '')}/{target['version']}".lstrip("/")
+    (doc,) = [
+        d
+        for d in docs
+        if (d["apiVersion"], d["kind"], d["metadata"]["name"])
+        == (api, target["kind"], target["name"])
+    ]
+    operations = yaml.safe_load((folder / patch["path"]).read_text())
+    assert isinstance(operations, list), "render() only applies JSON patches"
+    for operation in operations:
+        *parents, last = [
+            part.replace("~1", "/").replace("~0", "~") for part in operation["path"].split("/")[1:]
+        ]
+        node: Any = doc
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        key: Any = int(last) if isinstance(node, list) and last != "-" else last
+        if operation["op"] == "test":
+            assert node[key] == operation["value"], f"{patch['path']}: {operation}"
+        elif operation["op"] == "replace":
+            exists = key in node if isinstance(node, dict) else 0 <= key < len(node)
+            assert exists, f"{patch['path']}: nothing to replace at {operation['path']}"
+            node[key] = operation["value"]
+        elif operation["op"] == "add" and isinstance(node, list):
+            node.insert(len(node) if key == "-" else key, operation["value"])
+        elif operation["op"] == "add":
+            node[key] = operation["value"]
+        else:
+            raise AssertionError(f"render() does not implement the {operation['op']} op")
+    renamed = doc["metadata"]["name"] != target["name"]
+    assert not renamed or options.get("allowNameChange"), "kustomize refuses the rename"
 
 
 @functools.cache
@@ -141,17 +193,30 @@ def env_of(container: Doc) -> dict[str, Any]:
     return values
 
 
-def listen_port(container: Doc) -> int:
-    """The port `python -m app serve` binds: --port, else TORCHGATE_PORT, else the default."""
+def _serve_port(container: Doc, setting: str) -> int:
+    """A port `python -m app serve` binds: its flag, else its TORCHGATE_ variable, else the
+    default (the image's environment sets neither port)."""
     cmd = json.loads(search(r"^CMD (\[.*\])$", DOCKERFILE)[0])
     if "command" in container:  # the image has no ENTRYPOINT: command + args replace its CMD
         argv = [*container["command"], *container.get("args", [])]
     else:
         argv = container.get("args") or cmd
     assert argv[:4] == cmd[:4] == ["python", "-m", "app", "serve"], argv
-    if "--port" in argv:
-        return int(argv[argv.index("--port") + 1])
-    return int(env_of(container).get("TORCHGATE_PORT", Settings.model_fields["port"].default))
+    flag = "--" + setting.replace("_", "-")
+    if flag in argv:
+        return int(argv[argv.index(flag) + 1])
+    variable = f"TORCHGATE_{setting.upper()}"
+    return int(env_of(container).get(variable, Settings.model_fields[setting].default))
+
+
+def listen_port(container: Doc) -> int:
+    """The HTTP port: --port, else TORCHGATE_PORT, else the default."""
+    return _serve_port(container, "port")
+
+
+def grpc_port(container: Doc) -> int:
+    """The gRPC port: --grpc-port, else TORCHGATE_GRPC_PORT, else the default (0: none)."""
+    return _serve_port(container, "grpc_port")
 
 
 def search(pattern: str, text: str) -> tuple[str, ...]:
@@ -189,8 +254,9 @@ def test_manifests_validate_against_the_kubernetes_schemas(variant: str, version
     assert crds == ([] if variant == "k8s" else ["InferenceService"])
 
 
-def test_the_inferenceservice_uses_only_kserve_fields() -> None:
-    isvc = find(rendered("kserve"), *SERVER["kserve"])
+@pytest.mark.parametrize("variant", KSERVE_VARIANTS)
+def test_the_inferenceservice_uses_only_kserve_fields(variant: str) -> None:
+    isvc = find(rendered(variant), *SERVER[variant])
     assert isvc["apiVersion"] == "serving.kserve.io/v1beta1"
     assert set(isvc) <= {"apiVersion", "kind", "metadata", "spec"}
     assert set(isvc["spec"]) <= KSERVE_SPEC_FIELDS and "predictor" in isvc["spec"]
@@ -280,8 +346,10 @@ def test_the_guides_commands_name_what_the_manifests_define() -> None:
     for variant in VARIANTS:
         assert env_of(server_container(variant))["TORCHGATE_ADMIN_TOKEN"] == ("secret", name, key)
     find(docs, "Deployment", search(r"rollout status deployment/(\S+)", GUIDE)[0])
-    service, _, remote = search(r"port-forward service/(\S+) (\d+):(\d+)", GUIDE)
-    assert int(remote) in [port["port"] for port in find(docs, "Service", service)["spec"]["ports"]]
+    service, forwards = search(r"port-forward service/(\S+)((?: \d+:\d+)+)", GUIDE)
+    remote = [int(pair.split(":")[1]) for pair in forwards.split()]
+    served = [port["port"] for port in find(docs, "Service", service)["spec"]["ports"]]
+    assert remote == served, "the guide forwards every port of the Service (HTTP and gRPC)"
 
 
 # -- the app and the image ----------------------------------------------------------------------
@@ -310,8 +378,19 @@ def serves(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], bool]:
 def test_probes_and_ports_reach_the_app(variant: str, serves: Callable[[str], bool]) -> None:
     container = server_container(variant)
     port = listen_port(container)
-    assert [p["containerPort"] for p in container["ports"]] == [port]
     named = {p.get("name"): p["containerPort"] for p in container["ports"]}
+    assert len(named) == len(container["ports"]), "every port named, once"
+    # The ports declared are the ones the server binds: both on plain Kubernetes; on KServe,
+    # the one that Knative routes (the other protocol is another InferenceService).
+    expected_ports = {
+        "k8s": {"http": port, "grpc": grpc_port(container)},
+        "kserve": {"http1": port},
+        "kserve-grpc": {"h2c": grpc_port(container)},
+    }[variant]
+    assert named == expected_ports and all(expected_ports.values())
+    assert grpc_port(container) != port
+    if variant == "kserve":
+        assert grpc_port(container) == 0, "a gRPC listener no one routes to: turn it off"
     probes = {kind: container[kind]["httpGet"] for kind in container if kind.endswith("Probe")}
     for probe in probes.values():
         assert serves(probe["path"]) and named.get(probe["port"], probe["port"]) == port
@@ -326,13 +405,19 @@ def test_probes_and_ports_reach_the_app(variant: str, serves: Callable[[str], bo
 
 def test_prometheus_scrapes_where_the_app_serves_metrics(serves: Callable[[str], bool]) -> None:
     pods = find(rendered("k8s"), *SERVER["k8s"])["spec"]["template"]["metadata"]["annotations"]
-    isvc = find(rendered("kserve"), *SERVER["kserve"])["metadata"]["annotations"]
-    for variant, notes, prefix in (
-        ("k8s", pods, "prometheus.io"),
-        ("kserve", isvc, "prometheus.kserve.io"),
-    ):
+    scraped = [("k8s", pods, "prometheus.io")]
+    for variant in KSERVE_VARIANTS:
+        isvc = find(rendered(variant), *SERVER[variant])["metadata"]["annotations"]
+        scraped.append((variant, isvc, "prometheus.kserve.io"))
+    for variant, notes, prefix in scraped:
         assert serves(notes[f"{prefix}/path"])
         assert int(notes[f"{prefix}/port"]) == listen_port(server_container(variant))
+
+
+def test_the_image_exposes_the_ports_it_serves() -> None:
+    exposed = {int(port) for port in search(r"^EXPOSE ([\d ]+)$", DOCKERFILE)[0].split()}
+    image = {"name": "image"}  # no command, args or env: the image's CMD and defaults
+    assert exposed == {listen_port(image), grpc_port(image)}
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -362,7 +447,9 @@ def test_it_runs_as_the_images_user_on_a_read_only_root(variant: str) -> None:
 
 
 def test_the_grace_period_outlasts_the_drain() -> None:
-    drain = int(search(r'"timeout_graceful_shutdown": (\d+)', inspect.getsource(cli.serve))[0])
+    """HTTP's drain and gRPC's grace both start at SIGTERM (app/draining.py)."""
+    http = int(search(r'"timeout_graceful_shutdown": (\d+)', inspect.getsource(cli.serve))[0])
+    drain = max(http, SHUTDOWN_GRACE_S)
     pod, _ = serving_pod("k8s")
     sleep, seconds = pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
     assert sleep == "sleep" and pod["terminationGracePeriodSeconds"] > int(seconds) + drain
@@ -383,8 +470,14 @@ def test_the_kubernetes_objects_point_at_each_other() -> None:
     target = find(docs, "HorizontalPodAutoscaler", "torchgate")["spec"]["scaleTargetRef"]
     assert (target["kind"], target["name"]) == ("Deployment", "torchgate")
     assert "replicas" not in deployment, "the HPA owns the replica count"
-    ports = [port.get("name") for port in server_container("k8s")["ports"]]
-    assert service["ports"][0]["targetPort"] in ports
+    container = server_container("k8s")
+    named = {port["name"]: port["containerPort"] for port in container["ports"]}
+    served = {port["name"]: port for port in service["ports"]}
+    assert set(served) == set(named) == {"http", "grpc"}
+    for name, port in served.items():
+        assert port["targetPort"] == name and port["port"] == named[name]
+    assert named["grpc"] == grpc_port(container) and named["http"] == listen_port(container)
+    assert served["grpc"]["appProtocol"] == H2C_APP_PROTOCOL
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -402,14 +495,22 @@ def test_the_servers_reach_redis_and_only_they_do(variant: str) -> None:
     assert labels_match(admitted, serving_pod(variant, docs)[1])
 
 
-def test_the_kserve_predictor_is_one_knative_accepts() -> None:
-    isvc = find(rendered("kserve"), *SERVER["kserve"])
+@pytest.mark.parametrize("variant", KSERVE_VARIANTS)
+def test_the_kserve_predictor_is_one_knative_accepts(variant: str) -> None:
+    isvc = find(rendered(variant), *SERVER[variant])
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Serverless"
-    predictor, _ = serving_pod("kserve")
+    predictor, _ = serving_pod(variant)
     container, env = predictor["containers"][0], env_of(predictor["containers"][0])
     assert container["name"] == KSERVE_CONTAINER
     assert listen_port(container) == 8080 and env["TORCHGATE_PORT"] == "8080"
-    assert [port.get("name") for port in container["ports"]] in (["http1"], ["h2c"])
+    # One port, named for its protocol; gRPC on KServe's gRPC port.
+    (port,) = container["ports"]
+    assert port.get("protocol", "TCP") == "TCP"
+    if variant == "kserve-grpc":
+        assert port["name"] == "h2c" and port["containerPort"] == grpc_port(container)
+        assert grpc_port(container) == KSERVE_GRPC_PORT
+    else:
+        assert port["name"] == "http1" and port["containerPort"] == listen_port(container)
     assert env["STORAGE_URI"] and env["TORCHGATE_WEIGHTS_DIR"] == KSERVE_MODEL_DIR
     assert predictor["scaleMetric"] == "concurrency" and predictor["scaleTarget"] > 0
     assert not {mount["mountPath"] for mount in container["volumeMounts"]} & KNATIVE_RESERVED_PATHS

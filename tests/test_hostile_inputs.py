@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 from app.config import Settings
 from app.main import create_app
 from tests.conftest import REPO_ROOT, admin_headers, image_bytes
-from tests.serving.test_images import png_claiming
+from tests.helpers.images import png_claiming
 
 JPEG = "image/jpeg"
 PNG = "image/png"

@@ -1,50 +1,38 @@
 """The hot path: ``POST /v1/models/{name}/predict`` with one image as the raw body.
 
 Why it exists: for a small model at thousands of requests per second, the server's cost is the
-Python per request, not the forward pass, and FastAPI's router, exception middlewares and
-dependency solving were a third of it (measured with py-spy). This ASGI middleware answers the
-common case — a raw ``image/*`` or ``application/octet-stream`` body, at most a ``top_k`` query
-parameter, a ready classifier — with the same decode, batching, response body and headers as
-the route, and sets the route on the scope so metrics label it the same.
+Python per request, not the forward pass, and FastAPI's dependency solving, parameter parsing
+and its path operation wrapper were a third of it (measured with py-spy). This route is an entry
+of the v1 adapter that skips them: it stands first in the app's router, so the router matches
+it (the metrics and access log see the route's template, as for any route) and the app's error
+handlers answer its errors, exactly as they answer the predict route's.
 
-Anything else (another content type or query parameter, an unknown or loading model, a bad
-``top_k``, a root path) is handed, untouched and unread, to the full app, which answers it
-exactly as before, errors included. Once the fast path has started reading the body it answers
-every domain error itself, with the same status and JSON body as the app's handlers.
+It matches the common case only: a raw-image body (``parsing.is_raw_image``), at most a
+``top_k`` query parameter, a ready classifier (the v1 adapter's own check). Anything else
+matches the predict route behind it, unread, which answers as it always did, errors included.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
-from fastapi import FastAPI
-from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.requests import Request
+from starlette.routing import BaseRoute, Match, NoMatchFound
+from starlette.types import Receive, Scope, Send
 
-from app.api.inference import predict_response
-from app.api.parsing import resolve_top_k
-from app.errors import CLIENT_CLOSED_REQUEST, TorchgateError, error_response
+from app.api.parsing import is_raw_image, media_type, resolve_top_k
+from app.api.v1_adapter import PREDICT_PATH, classifier, predict_response
+from app.errors import TorchgateError
 from app.serving.runtime import ModelRuntime
 
-ROUTE_PATH = "/v1/models/{name}/predict"
-_PREFIX, _SUFFIX = "/v1/models/", "/predict"
-
-
-@dataclass(frozen=True)
-class RouteTemplate:
-    """What the metrics middleware reads from ``scope["route"]``: the route's path template."""
-
-    path: str = ROUTE_PATH
+_PREFIX, _SUFFIX = PREDICT_PATH.split("{name}")
+_CHOSEN = "torchgate.raw_predict"  # matches() -> handle(): the runtime and top_k it resolved
 
 
 def _raw_image_body(scope: Scope) -> bool:
     for key, value in scope["headers"]:
         if key == b"content-type":
-            media_type = value.split(b";", 1)[0].strip().lower()
-            return media_type.startswith(b"image/") or media_type == b"application/octet-stream"
+            return is_raw_image(media_type(value.decode("latin-1")))
     return False
 
 
@@ -58,16 +46,14 @@ def _query_top_k(query: bytes) -> tuple[bool, str | None]:
     return True, pairs[0][1]
 
 
-class PredictFastPath:
-    """Innermost middleware of the public app: inside request ids, metrics and the body limit."""
+class RawPredictRoute(BaseRoute):
+    """The predict route's template, for raw-image bodies; put first in the app's routes."""
 
-    def __init__(self, app: ASGIApp, root: FastAPI) -> None:
-        self.app = app
-        self._root = root
-        self._route = RouteTemplate()
+    path = path_format = PREDICT_PATH
+    name = "predict_raw_body"
 
-    def _runtime(self, scope: Scope) -> tuple[ModelRuntime, str, int] | None:
-        """The runtime, model name and top_k when the request can take the fast path."""
+    def choose(self, scope: Scope) -> tuple[str, ModelRuntime, int] | None:
+        """The model name, its runtime and top_k when this route can answer the request."""
         if scope["type"] != "http" or scope["method"] != "POST" or scope.get("root_path"):
             return None
         path: str = scope["path"]
@@ -77,32 +63,28 @@ class PredictFastPath:
         if not name or "/" in name or not _raw_image_body(scope):
             return None
         usable, top_k = _query_top_k(scope.get("query_string", b""))
-        registry = getattr(self._root.state, "registry", None)
+        registry = getattr(scope["app"].state, "registry", None)  # None before the lifespan
         if not usable or registry is None:
             return None
         try:
-            runtime = registry.runtime(name)
-            if not runtime.spec.is_classifier:
-                return None
-            return runtime, name, resolve_top_k(top_k, num_classes=len(runtime.labels))
+            runtime = classifier(registry, name)
+            return name, runtime, resolve_top_k(top_k, num_classes=len(runtime.labels))
         except TorchgateError:
-            return None  # the app's route gives the same error with its usual body
+            return None  # the predict route gives the same error with its usual body
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        chosen = self._runtime(scope)
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        chosen = self.choose(scope)
         if chosen is None:
-            await self.app(scope, receive, send)
-            return
-        runtime, name, top_k = chosen
-        scope["route"] = self._route
-        scope["path_params"] = {"name": name}
-        response: Response
-        try:
-            body = await Request(scope, receive).body()
-            samples = await runtime.decode_images([body])
-            response = await predict_response(runtime, name, samples, top_k)
-        except (TorchgateError, HTTPException) as exc:  # HTTPException: the body limit
-            response = error_response(scope["path"], exc.detail, exc.status_code, exc.headers)
-        except ClientDisconnect:
-            response = Response(status_code=CLIENT_CLOSED_REQUEST)
+            return Match.NONE, {}
+        name, runtime, top_k = chosen
+        return Match.FULL, {"route": self, "path_params": {"name": name}, _CHOSEN: (runtime, top_k)}
+
+    def url_path_for(self, name: str, /, **path_params: object) -> object:
+        raise NoMatchFound(name, path_params)  # reversed through the predict route instead
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        runtime, top_k = scope[_CHOSEN]
+        body = await Request(scope, receive).body()
+        samples = await runtime.decode_images([body])
+        response = await predict_response(runtime, scope["path_params"]["name"], samples, top_k)
         await response(scope, receive, send)

@@ -24,14 +24,18 @@ async def get_liveness() -> FastJSONResponse:
         503: {
             "model": HealthResponse,
             "description": "Models are still loading, the process is catching up with the "
-            "control store, or its device failed.",
+            "control store, its device failed, or it is shutting down.",
         }
     },
 )
-async def get_readiness(registry: RegistryDep, sync: SyncDep) -> FastJSONResponse:
+async def get_readiness(request: Request, registry: RegistryDep, sync: SyncDep) -> FastJSONResponse:
     """Readiness: 200 once every enabled model has finished loading (ready or unavailable)
-    and this process has replayed the control store's parameter changes."""
+    and this process has replayed the control store's parameter changes, until it stops."""
     statuses = {name: entry.status.value for name, entry in registry.entries.items()}
+    if request.app.state.drain.started:  # the stop signal came: send new work elsewhere
+        detail = "shutting down: finishing the requests in flight, taking no new ones"
+        body = {"status": "draining", "detail": detail, "models": statuses}
+        return FastJSONResponse(body, status_code=503)
     if registry.ready:
         return FastJSONResponse({"status": "ready", "models": statuses})
     body: dict[str, object] = {"status": "syncing" if registry.loaded else "loading"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 from typing import Annotated, Any
 
-import torch
 from fastapi import APIRouter, Query, Request, Response
 
 from app.api.deps import RegistryDep, SettingsDep
@@ -17,14 +16,22 @@ from app.api.schemas import (
     JsonPredictRequest,
     PredictResponse,
 )
-from app.errors import BadRequest
-from app.responses import FastJSONResponse, version_headers
-from app.serving.runtime import ModelRuntime
+from app.api.v1_adapter import (
+    PREDICT_PATH,
+    answer_headers,
+    classifier,
+    encode_pngs,
+    generator,
+    predict_response,
+)
+from app.errors import INFERENCE_ERROR_STATUSES
+from app.responses import FastJSONResponse
+from app.serving.heads import generate as generate_images
 
 router = APIRouter(prefix="/v1", tags=["inference"])
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 404, 409, 413, 415, 422, 503)
+    code: {"model": ErrorResponse} for code in INFERENCE_ERROR_STATUSES
 }
 
 _PREDICT_BODY = {
@@ -49,12 +56,8 @@ _PREDICT_BODY = {
 }
 
 
-def _version_headers(runtime: ModelRuntime, version: int) -> dict[str, str]:
-    return version_headers(version, runtime.sha256_of(version))
-
-
 @router.post(
-    "/models/{name}/predict",
+    PREDICT_PATH.removeprefix("/v1"),
     response_model=PredictResponse,
     responses=_ERRORS,
     openapi_extra=_PREDICT_BODY,
@@ -67,9 +70,7 @@ async def predict(
     top_k: Annotated[int | None, Query(ge=1, description="Labels per input (default 5).")] = None,
 ) -> FastJSONResponse:
     """Classify images (multipart files, base64 JSON or one raw image body) or a JSON tensor."""
-    runtime = registry.runtime(name)
-    if not runtime.spec.is_classifier:
-        raise BadRequest(f"model {name!r} is a generator; use POST /v1/models/{name}/generate.")
+    runtime = classifier(registry, name)
     payload = await read_predict_payload(request, settings)
     k = resolve_top_k(top_k, payload.top_k, num_classes=len(runtime.labels))
     if payload.images is not None:
@@ -80,19 +81,6 @@ async def predict(
     return await predict_response(runtime, name, samples, k)
 
 
-async def predict_response(
-    runtime: ModelRuntime, name: str, samples: list[torch.Tensor], top_k: int
-) -> FastJSONResponse:
-    """Classify decoded samples and build the answer (shared with the raw-body fast path)."""
-    predictions, version = await runtime.classify(samples, top_k)
-    body = {
-        "model": name,
-        "parameters_version": version,
-        "predictions": [[p.__dict__ for p in per_input] for per_input in predictions],
-    }
-    return FastJSONResponse(body, headers=_version_headers(runtime, version))
-
-
 @router.post(
     "/models/{name}/generate",
     response_model=GenerateResponse,
@@ -100,16 +88,14 @@ async def predict_response(
 )
 async def generate(name: str, request: GenerateRequest, registry: RegistryDep) -> Response:
     """Draw images from the class-conditional generator, as one PNG grid or base64 PNGs."""
-    runtime = registry.runtime(name)
-    if runtime.spec.is_classifier:
-        raise BadRequest(f"model {name!r} is a classifier; use POST /v1/models/{name}/predict.")
-    generation = await runtime.generate(request.n, request.label, request.seed)
-    headers = _version_headers(runtime, generation.version)
+    runtime = generator(registry, name)
+    generation = await generate_images(runtime, request.n, request.label, request.seed)
+    headers = answer_headers(runtime, generation.version)
     headers["X-Seed"] = str(generation.seed)
     if request.format == "png":
-        grid = (await runtime.encode_pngs(generation.images, grid=True))[0]
+        grid = (await encode_pngs(runtime, generation.images, grid=True))[0]
         return Response(grid, media_type="image/png", headers=headers)
-    pngs = await runtime.encode_pngs(generation.images, grid=False)
+    pngs = await encode_pngs(runtime, generation.images, grid=False)
     body = {
         "model": name,
         "seed": generation.seed,

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from app import __version__
+from app.api.payloads import check_tensor_elements
+from app.api.v2_models import OutputRequest, infer_v2, signature_of
+from app.api.v2_tensors import OutputTensor, Tensor
 from app.config import Settings
 from app.errors import BadRequest, NotFound
-from app.serving.payloads import check_tensor_elements
 from app.serving.registry import ModelRegistry, ModelStatus
 from app.serving.runtime import ModelRuntime
-from app.serving.v2_models import OutputRequest, infer_v2, signature_of
-from app.serving.v2_tensors import OutputTensor, Tensor
 
 SERVER_NAME = "torchgate"
 EXTENSIONS = ("binary_tensor_data", "classification")

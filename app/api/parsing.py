@@ -8,9 +8,7 @@ import numpy as np
 from fastapi import Request
 from starlette.datastructures import UploadFile
 
-from app.config import Settings
-from app.errors import BadRequest, InvalidInput, UnsupportedMediaType
-from app.serving.payloads import (
+from app.api.payloads import (
     check_batch_size,
     check_json_depth,
     check_tensor_elements,
@@ -18,6 +16,8 @@ from app.serving.payloads import (
     float_array,
     parse_json_object,
 )
+from app.config import Settings
+from app.errors import BadRequest, InvalidInput, UnsupportedMediaType
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,14 @@ class PredictPayload:
     top_k: object = None
 
 
-def _media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+def media_type(content_type: str) -> str:
+    """``image/png`` from ``image/PNG; charset=...``: the part that picks how a body is read."""
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def is_raw_image(media: str) -> bool:
+    """One image as the whole body (``curl --data-binary @cat.jpg``): the raw-body form."""
+    return media.startswith("image/") or media == "application/octet-stream"
 
 
 async def _read_multipart(request: Request, max_images: int) -> PredictPayload:
@@ -77,17 +83,17 @@ async def _read_json(request: Request, settings: Settings) -> PredictPayload:
 
 async def read_predict_payload(request: Request, settings: Settings) -> PredictPayload:
     """Dispatch on Content-Type: multipart/form-data, application/json, or a raw image body
-    (``image/*`` or ``application/octet-stream``, as ``curl --data-binary @cat.jpg`` sends it:
-    one image, no multipart parsing, the cheapest path for small images)."""
-    media_type = _media_type(request)
-    if media_type == "multipart/form-data":
+    (``image/*`` or ``application/octet-stream``: one image, no multipart parsing, the
+    cheapest path for small images, which api/fast_predict.py takes before this route)."""
+    media = media_type(request.headers.get("content-type", ""))
+    if media == "multipart/form-data":
         return await _read_multipart(request, settings.max_images_per_request)
-    if media_type == "application/json" or media_type.endswith("+json"):
+    if media == "application/json" or media.endswith("+json"):
         return await _read_json(request, settings)
-    if media_type.startswith("image/") or media_type == "application/octet-stream":
+    if is_raw_image(media):
         return PredictPayload(images=[await request.body()])
     raise UnsupportedMediaType(
-        f"Content-Type {media_type or '(none)'} is not supported; send multipart/form-data with "
+        f"Content-Type {media or '(none)'} is not supported; send multipart/form-data with "
         "'file' parts, application/json with 'images' or 'inputs', or one image as the body "
         "(Content-Type image/png, image/jpeg, ...)."
     )

@@ -14,9 +14,10 @@ class ErrorResponse(BaseModel):
 
 
 class HealthResponse(BaseModel):
-    status: Literal["ok", "loading", "syncing", "ready", "failed"] = Field(
+    status: Literal["ok", "loading", "syncing", "ready", "failed", "draining"] = Field(
         description="syncing: loaded, replaying the control store's parameter changes; "
-        "failed: the device failed (detail says how), the process needs a restart."
+        "failed: the device failed (detail says how), the process needs a restart; "
+        "draining: shutting down, finishing what is in flight."
     )
     models: dict[str, str] = Field(default_factory=dict)
     detail: str | None = Field(default=None, description="Why the process is not ready yet.")

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request, Response
 
 from app.api import open_inference as oip
 from app.api.deps import RegistryDep, SettingsDep
+from app.api.payloads import check_json_depth
 from app.api.v2_schemas import (
     ErrorV2Response,
     InferenceResponse,
@@ -24,11 +25,11 @@ from app.api.v2_schemas import (
     inference_request_schema,
     parse_inference_request,
 )
+from app.api.v2_tensors import decompress, encode_response, read_inputs, split_body
 from app.config import Settings
+from app.errors import INFERENCE_ERROR_STATUSES
 from app.responses import FastJSONResponse, version_headers
-from app.serving.payloads import check_json_depth
 from app.serving.registry import ModelRegistry
-from app.serving.v2_tensors import decompress, encode_response, read_inputs, split_body
 from app.tracing import current_request_id
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
@@ -36,7 +37,7 @@ router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorV2Response} for code in (400, 404, 409, 413, 415, 422, 503)
+    code: {"model": ErrorV2Response} for code in INFERENCE_ERROR_STATUSES
 }
 _INFER_BODY = {
     "requestBody": {
@@ -117,10 +118,11 @@ async def get_server_live() -> FastJSONResponse:
 @router.get(
     "/health/ready", response_model=ReadyResponse, responses={503: {"model": ReadyResponse}}
 )
-async def get_server_ready(registry: RegistryDep) -> FastJSONResponse:
+async def get_server_ready(request: Request, registry: RegistryDep) -> FastJSONResponse:
     """Readiness: 200 once every enabled model finished loading (ready or unavailable) and
-    this process caught up with the control store."""
-    ready = registry.ready
+    this process caught up with the control store, until its stop signal (KServe's probe
+    must send new work elsewhere from then on, as /readyz does)."""
+    ready = registry.ready and not request.app.state.drain.started
     return FastJSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
 

@@ -11,8 +11,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.api.open_inference import integer_parameter, output_request
+from app.api.v2_models import OutputRequest
 from app.errors import BadRequest
-from app.serving.v2_models import OutputRequest
 
 Parameters = dict[str, Any]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import signal
 import sys
 from enum import StrEnum
@@ -34,6 +35,13 @@ class Protocol(StrEnum):
     ALL = "all"
 
 
+class Peer(StrEnum):
+    TORCHSERVE = "torchserve"
+    LITSERVE = "litserve"
+    FASTAPI = "fastapi"
+    ALL = "all"
+
+
 class LoadTool(StrEnum):
     AUTO = "auto"
     WRK = "wrk"
@@ -61,6 +69,7 @@ def _check_model(model: str) -> str:
 
 
 def bench(
+    context: typer.Context,
     model: Annotated[str, typer.Option(help="Classifier to load and drive.")] = "alexnet",
     concurrency: Annotated[int, typer.Option(min=1, help="Connections in the closed loop.")] = 8,
     duration: Annotated[float, typer.Option(min=0.5, help="Measured seconds (wrk: whole).")] = 10.0,
@@ -110,6 +119,13 @@ def bench(
     log_dir: Annotated[
         Path | None, typer.Option(help="Keep every server's log here (default: failed ones).")
     ] = None,
+    served: Annotated[
+        str,
+        typer.Option(
+            help="What the server loads: 'all' (serve's default six, as users run it), 'one' "
+            "(--model alone) or a comma list."
+        ),
+    ] = "all",
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON document instead of tables.")
     ] = False,
@@ -123,6 +139,23 @@ def bench(
     startup_requests: Annotated[
         int, typer.Option(min=0, help="--startup: cnn requests served before memory is read.")
     ] = 10_000,
+    peer: Annotated[
+        Peer | None,
+        typer.Option(
+            help="Instead: the cnn against this peer server in alternating rounds (c=32 unless "
+            "--concurrency; --duration per side and round); see app/bench/peers."
+        ),
+    ] = None,
+    rounds: Annotated[int, typer.Option(min=1, help="--peer: alternating rounds.")] = 5,
+    peer_grid: Annotated[
+        str, typer.Option(help="--peer: WORKERSxBATCH configurations the pre-pass tries.")
+    ] = "1x1,1x8,2x1,2x8",
+    peers_python: Annotated[
+        Path, typer.Option(help="--peer: python of the venv with torchserve and litserve.")
+    ] = Path("/tmp/peers/venv/bin/python"),
+    json_out: Annotated[
+        Path | None, typer.Option(help="--peer: also write the JSON document to this file.")
+    ] = None,
 ) -> None:
     """Serve a model in a real server process, load it from another, and compare with raw."""
     from rich.console import Console
@@ -156,7 +189,15 @@ def bench(
         ready_timeout_s=ready_timeout,
         protocol=protocol.value,
         log_dir=log_dir.resolve() if log_dir else None,
+        served_models=_served_models(served, model),
     )
+    if peer is not None:
+        source = context.get_parameter_source("concurrency")  # typer's own copy of click's
+        concurrency_given = source is not None and source.name != "DEFAULT"
+        _peers(
+            config, peer, rounds, peer_grid, peers_python, json_out, json_output, concurrency_given
+        )
+        return
     machine = describe_machine()
     if startup:
         _startup(config, startup_requests, json_output, machine)
@@ -166,10 +207,97 @@ def bench(
     except (RuntimeError, TimeoutError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
+    stand_ins = _random_weights(config)
     if json_output:
-        typer.echo(json.dumps(to_document(result, machine), indent=2))
+        document = to_document(result, {**machine, "random_weights": stand_ins})
+        typer.echo(json.dumps(document, indent=2))
     else:
         render(result, machine, Console())
+        if stand_ins:
+            typer.echo(
+                f"weights: RANDOM for {', '.join(stand_ins)} (no --weights-dir; the ImageNet "
+                "files are not downloaded): written under the official file names, batch-norm "
+                "statistics measured on random inputs. Throughput is the architecture's; the "
+                "predictions mean nothing."
+            )
+
+
+def _random_weights(config: BenchConfig) -> list[str]:
+    """The pretrained models this run serves with random stand-ins (app/bench/weights.py),
+    which its output must say."""
+    from app.bench.weights import needs_pretrained_weights
+
+    if config.weights_dir is not None:
+        return []
+    return [name for name in config.server_models if needs_pretrained_weights(name)]
+
+
+def _served_models(served: str, model: str) -> tuple[str, ...] | None:
+    if served == "all":
+        return None
+    if served == "one":
+        return (model,)
+    from app.zoo import SPECS
+
+    names = tuple(name.strip() for name in served.split(",") if name.strip())
+    unknown = [name for name in names if name not in SPECS]
+    if unknown or not names:
+        raise typer.BadParameter(
+            f"'all', 'one' or models from {', '.join(SPECS)}", param_hint="--served"
+        )
+    return names
+
+
+def _peers(
+    config: BenchConfig,
+    peer: Peer,
+    rounds: int,
+    grid: str,
+    python: Path,
+    json_out: Path | None,
+    json_output: bool,
+    concurrency_given: bool,
+) -> None:
+    from rich.console import Console
+
+    from app.bench.peers.configs import parse_grid
+    from app.bench.peers.report import render
+    from app.bench.peers.run import PeersOptions, run_peers
+    from app.bench.peers.servers import PEERS
+
+    try:
+        parse_grid(grid, cores=1)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--peer-grid") from exc
+    options = PeersOptions(
+        peers=PEERS if peer is Peer.ALL else (peer.value,),
+        concurrency=config.concurrency if concurrency_given else 32,
+        rounds=rounds,
+        duration_s=config.duration_s,
+        warmup_s=config.warmup_s,
+        grid=grid,
+        peers_python=python,
+        checkpoint_dir=config.checkpoint_dir,
+        weights_dir=config.weights_dir,
+        extra_env=config.extra_env,
+        serve_args=config.serve_args,
+        load_tool=config.load_tool,
+        ready_timeout_s=config.ready_timeout_s,
+        log_dir=config.log_dir,
+    )
+    try:
+        result = run_peers(options)
+    except (RuntimeError, TimeoutError, OSError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    command = shlex.join(sys.orig_argv)  # as typed: python -m app bench --peer ...
+    document = {"command": command, **result.to_document()}
+    if json_out is not None:
+        json_out.write_text(json.dumps(document, indent=2) + "\n")
+    if json_output:
+        typer.echo(json.dumps(document, indent=2))
+    else:
+        render(result, Console(width=200), command)
 
 
 def _exit_on_sigterm() -> None:
@@ -204,13 +332,15 @@ def _startup(
         f"cold start to /readyz   {result.cold_start_s:6.2f} s\n"
         f"torch.load of the six   {result.torch_load_s:6.2f} s\n"
         f"cold start ratio        {result.cold_start_ratio:6.2f}x   (target <= 1.3x)\n"
-        f"fresh process: import torch + torch.load  {result.fresh_process_load_s:6.2f} s"
-        f" -> ratio {result.fresh_process_ratio:.2f}x\n"
+        f"fresh process: import torch, torchvision + torch.load  "
+        f"{result.fresh_process_load_s:6.2f} s -> ratio {result.fresh_process_ratio:.2f}x"
+        "   (target <= 1.5x)\n"
         f"server RSS              {result.rss_bytes / mib:8,.0f} MiB\n"
         f"parameters + baseline   {budget / mib:8,.0f}"
         f" MiB ({result.parameter_bytes / mib:,.0f} + {result.baseline_rss_bytes / mib:,.0f})\n"
         f"memory ratio            {result.memory_ratio:6.2f}x   (target <= 1.25x)"
     )
+    typer.echo(f"where the cold start goes:\n{result.breakdown()}")
     for name, model in result.models.items():
         if model.get("status") != "ready" or model.get("first_request") != 200:
             typer.echo(f"{name}: {model.get('status')}: {model.get('reason')}")

@@ -75,6 +75,7 @@ def to_document(result: BenchResult, machine: dict[str, object]) -> dict[str, An
     header = {
         **machine,
         "model": config.model,
+        "served_models": list(config.server_models),
         "load_tool": result.load_tool,
         "concurrency": config.concurrency,
         "duration_s": config.duration_s,
@@ -259,6 +260,7 @@ def render(result: BenchResult, machine: dict[str, object], console: Console) ->
         + (f" · workers {config.workers}" if config.workers else "")
         + (f" · env {config.extra_env}" if config.extra_env else "")
     )
+    console.print(f"the server loads: {', '.join(config.server_models)}")
     load = machine.get("load_average")
     nproc = machine.get("nproc")
     if isinstance(load, list) and isinstance(nproc, int) and load and load[0] > nproc:

@@ -63,6 +63,16 @@ class BenchConfig:
     ready_timeout_s: float = 300.0
     protocol: str = "v1"  # v1 | v2 | grpc | all (the three in alternating rounds, one server)
     log_dir: Path | None = None  # keep every server's log here (default: only failed ones)
+    # What the server loads next to ``model``: None is serve's default, all six, as users run
+    # it (the models share the device worker and the cores, so one alone flatters the figure).
+    served_models: tuple[str, ...] | None = None
+
+    @property
+    def server_models(self) -> tuple[str, ...]:
+        from app.config import ALL_MODELS
+
+        models = self.served_models if self.served_models is not None else ALL_MODELS
+        return models if self.model in models else (*models, self.model)
 
 
 @dataclass(frozen=True)
@@ -121,7 +131,7 @@ def server_env(config: BenchConfig, weights_dir: Path, random_weights: bool) -> 
     env = dict(os.environ)
     env.update(
         {
-            "TORCHGATE_MODELS": config.model,
+            "TORCHGATE_MODELS": ",".join(config.server_models),
             "TORCHGATE_WEIGHTS_DIR": str(weights_dir),
             "TORCHGATE_CHECKPOINT_DIR": str(config.checkpoint_dir.resolve()),
             "TORCHGATE_DOWNLOAD_WEIGHTS": "false",  # loopback only: never fetch during a bench
@@ -246,10 +256,12 @@ def run_bench(config: BenchConfig) -> BenchResult:
         else:
             body = multipart_body([upload] * config.images_per_request)
         body_path = write_body(body, workdir / "body.bin")
-        random_weights = config.weights_dir is None and needs_pretrained_weights(config.model)
+        pretrained = [m for m in config.server_models if needs_pretrained_weights(m)]
+        random_weights = config.weights_dir is None and bool(pretrained)
         weights_dir = config.weights_dir or workdir / "weights"
         if random_weights:
-            write_random_weights(config.model, weights_dir)
+            for name in pretrained:
+                write_random_weights(name, weights_dir)
         env = server_env(config, weights_dir, random_weights)
         raw = None
         if config.raw:

@@ -3,7 +3,8 @@
 Two ratios, measured in one run: seconds from spawning the server to /readyz over seconds to
 ``torch.load`` the same six state dicts (in a fresh process); and the server's resident memory
 after loading and serving over (parameter bytes + the RSS of a process that imported torch,
-torchvision and the app).
+torchvision and the app). It also says where the cold start goes: importing torch and
+torchvision, importing the app on top, and each model's load (weights, graph, warm-up).
 """
 
 from __future__ import annotations
@@ -60,6 +61,25 @@ class StartupResult:
     errors: int
     # each model's status after loading, and what its first request answered
     models: dict[str, dict[str, object]] = field(default_factory=dict)
+    # spawn-to-exit of a process that imports torch + torchvision, and one importing the app
+    torch_import_s: float = 0.0
+    app_import_s: float = 0.0
+
+    def breakdown(self) -> str:
+        """Where the cold start goes: imports, then each model's load (seconds, graph)."""
+        lines = [
+            f"  import torch + torchvision  {self.torch_import_s:6.2f} s (fresh process)",
+            f"  import the app on top       {self.app_import_s - self.torch_import_s:6.2f} s",
+        ]
+        for name, model in self.models.items():
+            seconds = model.get("load_seconds")
+            shown = f"{seconds:6.2f} s" if isinstance(seconds, float) else "     -  "
+            graphs = f"graph {model.get('graph', '-')}, after the load {model.get('graph_at_end')}"
+            lines.append(f"  load {name:<22} {shown} ({graphs})")
+        lines.append(
+            "  (models load two at a time; the rest of the cold start is the server's own start)"
+        )
+        return "\n".join(lines)
 
     @property
     def cold_start_ratio(self) -> float:
@@ -99,13 +119,21 @@ def _state_files(weights_dir: Path, checkpoint_dir: Path) -> list[Path]:
 
 
 _FRESH_LOAD = (
-    "import sys, torch\nfor p in sys.argv[1:]: torch.load(p, map_location='cpu', weights_only=True)"
+    "import sys, torch, torchvision\n"
+    "for p in sys.argv[1:]: torch.load(p, map_location='cpu', weights_only=True)"
 )
 
 
+def _import_s(statement: str) -> float:
+    """Spawn to exit of a fresh process that runs ``statement`` (an import)."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", statement], check=True)
+    return time.perf_counter() - started
+
+
 def _fresh_process_load_s(files: list[Path]) -> float:
-    """Spawn to exit of a process that imports torch and loads the six files: the same
-    starting line as the server's cold start."""
+    """Spawn to exit of a process that imports torch and torchvision and loads the six
+    files: the same starting line as the server's cold start."""
     started = time.perf_counter()
     subprocess.run([sys.executable, "-c", _FRESH_LOAD, *map(str, files)], check=True)
     return time.perf_counter() - started
@@ -128,6 +156,8 @@ def _first_requests(client: httpx.Client) -> dict[str, dict[str, object]]:
     for info in client.get("/v1/models").json()["models"]:
         name = str(info["name"])
         entry: dict[str, object] = {"status": info["status"], "reason": info.get("reason")}
+        entry["load_seconds"] = info.get("load_seconds")
+        entry["graph"] = info.get("graph")
         models[name] = entry
         if info["status"] != "ready":
             continue
@@ -167,6 +197,8 @@ def measure_startup(
         files = _state_files(weights_dir, checkpoint_dir)
         probe = _probe(files)
         fresh_s = _fresh_process_load_s(files)
+        torch_import_s = _import_s("import torch, torchvision")
+        app_import_s = _import_s("import torch, torchvision, app.main")
         server_env = {
             **os.environ,
             "TORCHGATE_MODELS": ",".join(ALL_MODELS),
@@ -201,6 +233,9 @@ def measure_startup(
                 if result.requests == 0:  # answered nothing in 5 s: report, don't spin
                     break
             rss, _ = server.memory()
+            with httpx.Client(base_url=server.base_url, timeout=120) as client:
+                for info in client.get("/v1/models").json()["models"]:
+                    models.get(str(info["name"]), {})["graph_at_end"] = info.get("graph")
             return StartupResult(
                 cold_start_s=server.cold_start_s,
                 torch_load_s=float(probe["torch_load_s"]),
@@ -211,4 +246,6 @@ def measure_startup(
                 requests=served,
                 errors=errors,
                 models=models,
+                torch_import_s=torch_import_s,
+                app_import_s=app_import_s,
             )

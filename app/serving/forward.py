@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 
+from app.serving.aot import CompiledGraph
+from app.serving.aot_builds import GraphTarget, PackagePlan, obtain_graph, verified
 from app.serving.faults import DeviceFault, DeviceLost, device_fault, device_responds
 from app.serving.graphs import ServingGraph, build_graph
 
@@ -106,6 +109,12 @@ class ModelForward:
         self._warmed: tuple[int, ...] = ()  # batch sizes run at warm-up
         self._sample_shapes: tuple[torch.Size, ...] | None = None  # one sample's, per input
         self.graph = ServingGraph("eager", False, module)
+        # The "aot" mode's packages (set by the registry before prepare; None: serve eager).
+        self.packages: PackagePlan | None = None
+        self._max_batch = 1
+        self._generation = 0  # bumped by every rebuild: a build for older weights is dropped
+        self._pending: tuple[int, CompiledGraph] | None = None
+        self._pending_lock = threading.Lock()
 
     def example(self, batch_size: int) -> tuple[torch.Tensor, ...]:
         """A batch of the shapes the model is served (random values, on the CPU)."""
@@ -114,7 +123,8 @@ class ModelForward:
     def prepare(self, max_batch_size: int) -> float:
         """Build the serving graph and run one forward per served batch shape; returns seconds."""
         started = time.perf_counter()
-        self.rebuild()
+        self._max_batch = max_batch_size
+        self.rebuild(wait=self.packages is not None and self.packages.wait)
         if self._fixed_shapes:
             self._warmed = tuple(bucket_sizes(max_batch_size))
         else:
@@ -126,10 +136,14 @@ class ModelForward:
             torch.cuda.synchronize(self.device)
         return time.perf_counter() - started
 
-    def rebuild(self) -> None:
+    def rebuild(self, wait: bool = False) -> None:
         """(Re)build the graph: a frozen TorchScript graph holds the weights as constants, so
-        it must be rebuilt after every parameter swap; eager and compiled ones need not be."""
+        it must be rebuilt after every parameter swap; eager and compiled ones need not be.
+        An AOTInductor graph is built in the background unless ``wait``."""
         if self.graph.mode == "compile":
+            return
+        if self._graph_mode == "aot":
+            self._rebuild_aot(wait)
             return
         example = tuple(t.to(self.device) for t in self._example(1))
         with self._autocast_context():
@@ -142,6 +156,69 @@ class ModelForward:
             self.graph.mode,
             " + channels_last" if self.graph.channels_last else "",
         )
+
+    def _graph_target(self) -> GraphTarget:
+        return GraphTarget(
+            self.module,
+            self.device,
+            self._example,
+            self._max_batch,
+            self._channels_last,
+            self.classifier,
+        )
+
+    def _rebuild_aot(self, wait: bool) -> None:
+        """Eager at once, the compiled graph when it is ready. A graph that reads every weight
+        from the module keeps serving after a parameter swap if it still agrees with eager;
+        one with weights baked in gives way to eager until the new weights' package is ready."""
+        self._generation += 1
+        with self._pending_lock:
+            self._pending = None
+        current = self.graph.forward
+        if isinstance(current, CompiledGraph) and current.weights_external:
+            try:
+                current.bind_weights()
+                verified(current, self._graph_target())
+                return
+            except Exception as exc:
+                logger.warning("%s: compiled graph dropped (%s)", type(self.module).__name__, exc)
+        example = tuple(t.to(self.device) for t in self._example(1))
+        self.graph = build_graph(self.module, "aot", self._channels_last, example, self.classifier)
+        if self.packages is None or self._autocast:  # half precision on CUDA serves eager
+            return
+        plan, target, generation = self.packages, self._graph_target(), self._generation
+
+        def build() -> None:
+            if generation != self._generation:
+                return  # the weights changed again; a newer build is queued
+            try:
+                graph = obtain_graph(plan, target)
+            except Exception as exc:
+                logger.warning("%s: no compiled graph (%s); serving eager", plan.model, exc)
+                return
+            if graph is None:
+                return
+            with self._pending_lock:
+                self._pending = (generation, graph)
+            if plan.on_worker is not None and not wait:
+                with contextlib.suppress(RuntimeError):  # the worker has shut down
+                    plan.on_worker(self._adopt_pending)
+
+        if wait:
+            build()
+            self._adopt_pending()
+        else:
+            plan.builder.submit(build)
+
+    def _adopt_pending(self) -> None:
+        """Swap in a finished compiled graph (on the worker, between batches) if it was built
+        for the weights the module holds now."""
+        with self._pending_lock:
+            pending, self._pending = self._pending, None
+        if pending is None or pending[0] != self._generation:
+            return
+        self.graph = ServingGraph("aot", False, pending[1])
+        logger.info("%s serving graph: aot (%s)", type(self.module).__name__, pending[1].path.name)
 
     def _autocast_context(self) -> contextlib.AbstractContextManager[object]:
         if self._autocast:
@@ -164,6 +241,8 @@ class ModelForward:
         A device fault is raised as a ``DeviceFault`` (app.serving.faults). Memory is freed
         only once the original exception is gone: its traceback's frames hold the batch's
         activations, so ``empty_cache()`` inside the ``except`` block would free little."""
+        if self._pending is not None:
+            self._adopt_pending()
         try:
             return self._run(columns, postprocess)
         except Exception as exc:

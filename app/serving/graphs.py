@@ -1,8 +1,9 @@
 """Turn an eager model into its serving form: eager, TorchScript (trace + freeze) or
 torch.compile, optionally channels_last; checked against eager before it is used.
 
-TorchScript is deprecated in recent torch releases, so it is used only where it measurably
-wins (see README, "Graph modes"); the eager module stays the reference.
+AOTInductor packages ("aot") are built in the background (app.serving.aot_builds) and swapped
+in by ModelForward; here "aot" starts as eager. TorchScript is deprecated upstream: it is kept
+only as a last resort (see README, "Graph modes"); the eager module stays the reference.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-GRAPH_MODES = ("eager", "script", "compile")
+GRAPH_MODES = ("eager", "aot", "script", "compile")
 MAX_PROBABILITY_DIFF = 1e-4
 
 Forward = Callable[..., torch.Tensor]
@@ -48,9 +49,10 @@ def _compile(module: nn.Module) -> Forward:
     return torch.compile(module, dynamic=False)  # type: ignore[return-value]
 
 
-def _agree(
+def max_difference(
     graph: Forward, module: nn.Module, example: tuple[torch.Tensor, ...], classifier: bool
 ) -> float:
+    """The largest difference from eager: of probabilities for a classifier, else outputs."""
     with torch.inference_mode():
         expected, got = module(*example).float(), graph(*example).float()
         if classifier:
@@ -69,11 +71,11 @@ def build_graph(
     if channels_last:
         module.to(memory_format=torch.channels_last)
         example = (example[0].contiguous(memory_format=torch.channels_last), *example[1:])
-    if mode == "eager":
+    if mode in ("eager", "aot"):  # "aot": eager until its package is ready (ModelForward)
         return ServingGraph("eager", channels_last, module)
     try:
         graph = _trace_and_freeze(module, example) if mode == "script" else _compile(module)
-        difference = _agree(graph, module, example, classifier)
+        difference = max_difference(graph, module, example, classifier)
     except Exception as exc:  # an unsupported op must not take the model down
         logger.warning("%s graph failed (%s); serving eager", mode, exc)
         return ServingGraph("eager", channels_last, module)

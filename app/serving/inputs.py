@@ -15,8 +15,7 @@ from PIL import Image
 
 from app.errors import InvalidInput
 from app.serving.images import finish_decoding, open_image
-
-FASHION_SIDE = 28
+from app.zoo import FASHION_SIDE
 
 
 def _check_finite(array: np.ndarray) -> None:

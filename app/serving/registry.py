@@ -20,7 +20,9 @@ import torch
 from app.config import Settings
 from app.errors import DeviceUnavailable, ModelNotReady, NotFound, WeightsUnavailable
 from app.metrics import Metrics
+from app.serving.aot_builds import GraphBuilder, PackagePlan
 from app.serving.batching import BatchObserver
+from app.serving.compiled_cache import PackageCache
 from app.serving.faults import DeviceLost
 from app.serving.loading import WeightsLocation, load_model
 from app.serving.runtime import BatchingConfig, GraphChoice, ModelRuntime
@@ -58,6 +60,8 @@ class ModelRegistry:
             os.cpu_count() or 1, cuda=device.type == "cuda"
         )
         self._decode_pool = ThreadPoolExecutor(decode_threads, thread_name_prefix="decode")
+        # Compiles "aot" graphs one at a time, at low priority, while the models serve eager.
+        self._graph_builder = GraphBuilder(settings.graph_compile_threads)
         self._done = asyncio.Event()
         # Set by ParameterSync once the control store's records are replayed: a process must
         # not answer with parameters the rest of the service has already changed.
@@ -144,8 +148,9 @@ class ModelRegistry:
 
     def _load_order(self) -> list[ModelEntry]:
         """Slowest first, so the longest load starts at once instead of trailing the others:
-        pretrained nets that get a frozen graph (tracing resnet101 takes about a second),
-        then the other pretrained ones, largest first, then the small trained ones."""
+        pretrained nets that get a TorchScript graph (traced at load: resnet101's takes about
+        a second), then the other pretrained ones, largest first, then the small trained ones.
+        AOTInductor graphs are built after loading, in the background."""
 
         def key(entry: ModelEntry) -> tuple[bool, bool, int]:
             spec = entry.spec
@@ -208,6 +213,15 @@ class ModelRegistry:
             half_dtype=getattr(torch, settings.half_dtype),
             observer=self._observer(spec.name),
         )
+        if self._graph_for(spec).mode == "aot":
+            runtime.forward.packages = PackagePlan(
+                PackageCache(settings.compiled_graphs_dir),
+                self._graph_builder,
+                spec.name,
+                compile_missing=settings.compile_graphs,
+                wait=settings.wait_for_graphs,
+                on_worker=self._worker.submit,
+            )
         seconds = runtime.prepare()
         logger.info("model %s warmed up in %.2f s", spec.name, seconds)
         return runtime
@@ -254,6 +268,7 @@ class ModelRegistry:
         for entry in self.entries.values():
             if entry.runtime is not None:
                 await entry.runtime.stop()
+        self._graph_builder.close()
         self._worker.shutdown(wait=True, cancel_futures=True)
         self._decode_pool.shutdown(wait=False, cancel_futures=True)
         # Hand the frozen objects back to the collector: the models and the app hold reference

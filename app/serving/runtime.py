@@ -1,5 +1,6 @@
-"""One served model: decode -> dynamic batch -> one forward per batch -> postprocess.
+"""One served model's core: decode -> dynamic batch -> one forward per batch, and parameter swaps.
 
+The heads that turn outputs into answers (top-k, generated images) are app/serving/heads.py.
 Every forward and every parameter swap (reinitialize, reload) runs on the device's single
 worker thread, so a swap can never interleave with a batch: each answer comes entirely from
 one parameter version, and that version is reported with it.
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass
@@ -32,54 +32,14 @@ from app.serving.forward import ModelForward
 from app.serving.images import open_image
 from app.serving.inputs import InputCodec
 from app.serving.loading import LoadedModel
-from app.serving.pngs import encode_grid, encode_png
+from app.serving.outputs import Output, ParameterState
 from app.serving.reinit import InitPlan, reinitialize
 from app.zoo import ModelSpec
 
 T = TypeVar("T")
-GENERATOR_INPUT = "JSON {n, label, seed, format}: a latent of 100 normal values per image + class"
 logger = logging.getLogger(__name__)
-_HISTORY = 64
-INLINE_DECODE_PIXELS = 64 * 64  # parameter versions whose checksum responses can still name
-
-
-@dataclass(frozen=True)
-class ParameterState:
-    """Which parameters answer now: a counter bumped by every swap, and their checksum."""
-
-    version: int
-    sha256: str
-
-
-@dataclass(frozen=True)
-class Output:
-    tensor: torch.Tensor
-    version: int
-
-
-@dataclass(frozen=True)
-class Prediction:
-    index: int
-    label: str
-    probability: float
-
-
-@dataclass(frozen=True)
-class Generation:
-    images: list[np.ndarray]
-    labels: list[int]
-    seed: int
-    version: int
-
-
-def top_indices(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` largest scores, largest first (ties: lower index first)."""
-    if k < scores.shape[0]:
-        candidates = np.argpartition(-scores, k - 1)[:k]
-    else:
-        candidates = np.arange(scores.shape[0])
-    order = np.lexsort((candidates, -scores[candidates]))
-    return candidates[order]
+_HISTORY = 64  # parameter versions whose checksum responses can still name
+INLINE_DECODE_PIXELS = 64 * 64  # images this small are decoded on the event loop
 
 
 @dataclass(frozen=True)
@@ -168,11 +128,17 @@ class ModelRuntime:
             "parameters_sha256": self.state.sha256,
             "parameters_version": self.state.version,
             "labels": len(self.loaded.labels),
-            "input": codec.description if codec is not None else GENERATOR_INPUT,
+            "input": codec.description if codec is not None else self._generator_input(),
             "batching": asdict(self.batching),
             "graph": self.forward.graph.mode
             + (" + channels_last" if self.forward.graph.channels_last else ""),
         }
+
+    def _generator_input(self) -> str:
+        return (
+            "JSON {n, label, seed, format}: a latent of "
+            f"{self.spec.latent_size} normal values per image + class"
+        )
 
     def recorded_accuracy(self) -> dict[str, object]:
         """Accuracy recorded with the weights: the training manifest, or torchvision's metrics."""
@@ -233,6 +199,10 @@ class ModelRuntime:
     def samples_from_array(self, array: np.ndarray) -> list[torch.Tensor]:
         return self._require_codec().from_array(array)
 
+    async def on_decode_pool(self, fn: Callable[..., T], *args: object) -> T:
+        """CPU work around the forward (decoding, PNG encoding), never on the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._decode_pool, fn, *args)
+
     # -- inference --------------------------------------------------------------------------
 
     def _run_batch(self, batch: list[Inputs]) -> list[Output]:
@@ -276,62 +246,6 @@ class ModelRuntime:
             raise InvalidInput(
                 f"model {self.spec.name!r} could not process the input: {exc}"
             ) from exc
-
-    async def classify(
-        self, samples: Sequence[torch.Tensor], top_k: int
-    ) -> tuple[list[list[Prediction]], int]:
-        """Top-k labels per sample (probabilities descending) and the parameter version used."""
-        outputs = await self.infer([(sample,) for sample in samples])
-        labels = self.loaded.labels
-        k = min(top_k, len(labels))
-        predictions = []
-        for output in outputs:
-            # numpy, not Tensor.topk: this runs on the event loop, and a torch call would give
-            # up the GIL to the forward worker and then wait to get it back.
-            probabilities = output.tensor.numpy()
-            top = top_indices(probabilities, k)
-            predictions.append(
-                [
-                    Prediction(index, labels[index], probability)
-                    for index, probability in zip(
-                        top.tolist(), probabilities[top].tolist(), strict=True
-                    )
-                ]
-            )
-        return predictions, min(output.version for output in outputs)
-
-    async def generate(self, n: int, label: int | None, seed: int | None) -> Generation:
-        """``n`` images of class ``label`` (or cycling through the classes), seeded latents."""
-        seed = seed if seed is not None else secrets.randbits(63)
-        latent = torch.randn(
-            n,
-            self.spec.latent_size,
-            generator=torch.Generator().manual_seed(seed),
-        )
-        classes = max(1, len(self.loaded.labels))
-        labels = [label if label is not None else i % classes for i in range(n)]
-        targets = torch.tensor(labels, dtype=torch.long)
-        outputs = await self.infer(list(zip(latent.unbind(0), targets.unbind(0), strict=True)))
-        images = [
-            ((o.tensor.clamp(-1, 1) + 1) * 127.5)
-            .round()
-            .to(torch.uint8)
-            .reshape(o.tensor.shape[-2:])
-            .numpy()
-            for o in outputs
-        ]
-        return Generation(images, labels, seed, min(o.version for o in outputs))
-
-    async def encode_pngs(self, images: Sequence[np.ndarray], grid: bool) -> list[bytes]:
-        """PNG encoding is CPU work: done in the decode pool, never on the event loop."""
-        loop = asyncio.get_running_loop()
-        if grid:
-            return [await loop.run_in_executor(self._decode_pool, encode_grid, images)]
-        return list(
-            await asyncio.gather(
-                *(loop.run_in_executor(self._decode_pool, encode_png, i) for i in images)
-            )
-        )
 
     # -- parameter swaps --------------------------------------------------------------------
 

@@ -38,15 +38,13 @@ async def client(settings_factory: Callable[..., Settings]) -> AsyncIterator[htt
 def taken(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Names of the models whose requests the fast path took on."""
     calls: list[str] = []
-    real = fast_predict.PredictFastPath._runtime
+    real = fast_predict.RawPredictRoute.handle
 
-    def spy(self, scope):  # type: ignore[no-untyped-def]
-        chosen = real(self, scope)
-        if chosen is not None:
-            calls.append(chosen[1])
-        return chosen
+    async def spy(self, scope, receive, send):  # type: ignore[no-untyped-def]
+        calls.append(scope["path_params"]["name"])
+        await real(self, scope, receive, send)
 
-    monkeypatch.setattr(fast_predict.PredictFastPath, "_runtime", spy)
+    monkeypatch.setattr(fast_predict.RawPredictRoute, "handle", spy)
     return calls
 
 

@@ -14,7 +14,7 @@ from torchvision.models import AlexNet_Weights
 
 from app.config import Settings
 from tests.conftest import image_bytes, running_app
-from tests.serving.test_images import png_claiming
+from tests.helpers.images import png_claiming
 
 pytestmark = pytest.mark.anyio
 

@@ -24,7 +24,7 @@ async def test_list_models_describes_each_enabled_model(
     assert len(alexnet["parameters_sha256"]) == 64
     assert alexnet["weights_source"].endswith("alexnet-owt-7be5be79.pth")
     assert "[N,3,H,W]" in alexnet["input"]
-    assert alexnet["graph"].split(" + ")[0] in ("eager", "script", "compile")
+    assert alexnet["graph"].split(" + ")[0] in ("eager", "aot", "script", "compile")
     assert resnet["status"] == "unavailable"
     assert "resnet101-cd907fc2.pth" in resnet["reason"]
 

@@ -2,53 +2,15 @@
 
 import base64
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import httpx
 import numpy as np
 import orjson
 import pytest
 import torch
 
-from app.config import Settings
-from tests.conftest import (
-    ADMIN_TOKEN,
-    admin_headers,
-    assert_same_images_as_v1,
-    fashion_checkpoints,
-    image_bytes,
-    running_app,
-)
+from tests.conftest import admin_headers, assert_same_images_as_v1, image_bytes
 
 pytestmark = pytest.mark.anyio
-MODELS = ("cnn", "lstm", "gan", "alexnet", "vgg16")  # vgg16: no weights here, so unavailable
-
-
-def v2_settings(weights_dir: Path, checkpoint_dir: Path) -> Settings:
-    return Settings(
-        models=MODELS,
-        weights_dir=weights_dir,
-        download_weights=False,
-        verify_weights=False,
-        checkpoint_dir=checkpoint_dir,
-        admin_token=ADMIN_TOKEN,
-        device="cpu",
-    )
-
-
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-async def client(
-    weights_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[httpx.AsyncClient]:
-    checkpoints = fashion_checkpoints(tmp_path_factory.mktemp("checkpoints"))
-    async with running_app(v2_settings(weights_dir, checkpoints)) as client:
-        yield client
 
 
 def _tensor(name: str, array: np.ndarray, datatype: str = "FP32") -> dict:
@@ -88,9 +50,9 @@ def _assert_matches_v1(probabilities: np.ndarray, v1: dict) -> None:
             assert row[p["index"]] == pytest.approx(p["probability"], rel=1e-5, abs=1e-6)
 
 
-async def test_cnn_json_tensor_matches_v1_and_names_its_parameters(client) -> None:
+async def test_cnn_json_tensor_matches_v1_and_names_its_parameters(v2_client) -> None:
     x = np.random.default_rng(0).normal(size=(3, 1, 28, 28)).astype(np.float32)
-    response = await client.post(
+    response = await v2_client.post(
         "/v2/models/cnn/infer",
         json={"id": "req-1", "inputs": [_tensor("input", x)], "parameters": {"top_k": 2}},
     )
@@ -100,7 +62,7 @@ async def test_cnn_json_tensor_matches_v1_and_names_its_parameters(client) -> No
     probabilities = _output(body, "probabilities")
     assert probabilities.shape == (3, 10)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
-    v1 = await client.post("/v1/models/cnn/predict", json={"inputs": x.tolist(), "top_k": 2})
+    v1 = await v2_client.post("/v1/models/cnn/predict", json={"inputs": x.tolist(), "top_k": 2})
     _assert_matches_v1(probabilities, v1.json())
     labels = _output(body, "labels")
     assert labels.tolist() == [[p["label"] for p in row] for row in v1.json()["predictions"]]
@@ -110,12 +72,12 @@ async def test_cnn_json_tensor_matches_v1_and_names_its_parameters(client) -> No
     assert response.headers["X-Model-Parameters-SHA256"] == parameters["parameters_sha256"]
 
 
-async def test_lstm_binary_sequences_match_v1(client) -> None:
+async def test_lstm_binary_sequences_match_v1(v2_client) -> None:
     x = np.random.default_rng(1).normal(size=(2, 20, 28)).astype(np.float32)
     content, headers = _binary_request(
         [("input", x, "FP32")], parameters={"binary_data_output": True}
     )
-    response = await client.post("/v2/models/lstm/infer", content=content, headers=headers)
+    response = await v2_client.post("/v2/models/lstm/infer", content=content, headers=headers)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/octet-stream"
     length = int(response.headers["Inference-Header-Content-Length"])
@@ -123,11 +85,11 @@ async def test_lstm_binary_sequences_match_v1(client) -> None:
     (output,) = head["outputs"]
     assert output["shape"] == [2, 10] and output["parameters"]["binary_data_size"] == 80
     probabilities = np.frombuffer(response.content[length:], dtype="<f4").reshape(2, 10)
-    v1 = await client.post("/v1/models/lstm/predict", json={"inputs": x.tolist(), "top_k": 10})
+    v1 = await v2_client.post("/v1/models/lstm/predict", json={"inputs": x.tolist(), "top_k": 10})
     _assert_matches_v1(probabilities, v1.json())
 
 
-async def test_alexnet_image_files_and_tensors_match_v1(client) -> None:
+async def test_alexnet_image_files_and_tensors_match_v1(v2_client) -> None:
     jpeg = image_bytes()
     raw = len(jpeg).to_bytes(4, "little") + jpeg
     header = orjson.dumps(
@@ -143,13 +105,13 @@ async def test_alexnet_image_files_and_tensors_match_v1(client) -> None:
             "outputs": [{"name": "probabilities", "parameters": {"classification": 3}}],
         }
     )
-    binary = await client.post(
+    binary = await v2_client.post(
         "/v2/models/alexnet/infer",
         content=header + raw,
         headers={"Inference-Header-Content-Length": str(len(header))},
     )
     assert binary.status_code == 200, binary.text
-    v1 = await client.post(
+    v1 = await v2_client.post(
         "/v1/models/alexnet/predict",
         files=[("file", ("a.jpg", jpeg, "image/jpeg"))],
         params={"top_k": 3},
@@ -159,67 +121,69 @@ async def test_alexnet_image_files_and_tensors_match_v1(client) -> None:
     ]
     assert _output(binary.json(), "probabilities").tolist() == [expected]
     encoded = base64.b64encode(jpeg).decode()
-    as_json = await client.post(
+    as_json = await v2_client.post(
         "/v2/models/alexnet/infer",
         json={"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [encoded]}]},
     )
     assert as_json.status_code == 200, as_json.text
     _assert_matches_v1(_output(as_json.json(), "probabilities"), v1.json())
     tensor = np.random.default_rng(2).normal(size=(1, 3, 224, 224)).astype(np.float32)
-    v2 = await client.post("/v2/models/alexnet/infer", json={"inputs": [_tensor("input", tensor)]})
-    v1_tensor = await client.post("/v1/models/alexnet/predict", json={"inputs": tensor.tolist()})
+    v2 = await v2_client.post(
+        "/v2/models/alexnet/infer", json={"inputs": [_tensor("input", tensor)]}
+    )
+    v1_tensor = await v2_client.post("/v1/models/alexnet/predict", json={"inputs": tensor.tolist()})
     _assert_matches_v1(_output(v2.json(), "probabilities"), v1_tensor.json())
 
 
-async def test_gan_latent_and_labels_draw_the_same_images_as_v1(client) -> None:
+async def test_gan_latent_and_labels_draw_the_same_images_as_v1(v2_client) -> None:
     seed, n, label = 11, 3, 4
-    z_dim = (await client.get("/v2/models/gan")).json()["inputs"][0]["shape"][1]
+    z_dim = (await v2_client.get("/v2/models/gan")).json()["inputs"][0]["shape"][1]
     latent = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed)).numpy()
     labels = np.full(n, label, dtype=np.int64)
     content, headers = _binary_request([("latent", latent, "FP32"), ("label", labels, "INT64")])
-    response = await client.post("/v2/models/gan/infer", content=content, headers=headers)
+    response = await v2_client.post("/v2/models/gan/infer", content=content, headers=headers)
     assert response.status_code == 200, response.text
     images = _output(response.json(), "image")
     assert images.shape == (n, 1, 28, 28) and np.abs(images).max() <= 1.0
-    v1 = await client.post(
+    v1 = await v2_client.post(
         "/v1/models/gan/generate",
         json={"n": n, "label": label, "seed": seed, "format": "json"},
     )
     assert_same_images_as_v1(images, v1.json()["images"])
 
 
-async def test_gzip_requests_are_accepted(client) -> None:
+async def test_gzip_requests_are_accepted(v2_client) -> None:
     import gzip
 
     x = np.zeros((1, 1, 28, 28), np.float32)
     body = gzip.compress(orjson.dumps({"inputs": [_tensor("input", x)]}))
-    response = await client.post(
+    response = await v2_client.post(
         "/v2/models/cnn/infer", content=body, headers={"Content-Encoding": "gzip"}
     )
     assert response.status_code == 200, response.text
 
 
-async def test_a_reinitialized_model_reports_new_parameters(client) -> None:
+async def test_a_reinitialized_model_reports_new_parameters(v2_client) -> None:
     x = np.zeros((1, 28, 28), np.float32)
     request = {"inputs": [_tensor("input", x[None].reshape(1, 28, 28))]}
-    before = (await client.post("/v2/models/lstm/infer", json=request)).json()["parameters"]
-    reinit = await client.post(
+    before = (await v2_client.post("/v2/models/lstm/infer", json=request)).json()["parameters"]
+    reinit = await v2_client.post(
         "/admin/models/lstm/reinitialize", json={"seed": 1}, headers=admin_headers()
     )
     assert reinit.status_code == 200
-    after = await client.post("/v2/models/lstm/infer", json=request)
+    after = await v2_client.post("/v2/models/lstm/infer", json=request)
     parameters = after.json()["parameters"]
     assert parameters["parameters_version"] == before["parameters_version"] + 1
     assert parameters["parameters_sha256"] == reinit.json()["parameters_sha256"]
     assert parameters["parameters_sha256"] != before["parameters_sha256"]
     assert after.headers["X-Model-Version"] == str(parameters["parameters_version"])
-    reload = await client.post("/admin/models/lstm/reload", headers=admin_headers())
+    reload = await v2_client.post("/admin/models/lstm/reload", headers=admin_headers())
     assert reload.status_code == 200
 
 
-async def test_the_response_id_defaults_to_the_request_id(client) -> None:
+async def test_the_response_id_defaults_to_the_request_id(v2_client) -> None:
     x = np.zeros((1, 1, 28, 28), np.float32)
-    response = await client.post(
+    response = await v2_client.post(
         "/v2/models/cnn/infer",
         json={"inputs": [_tensor("input", x)]},
         headers={"X-Request-ID": "trace-42"},
@@ -317,9 +281,9 @@ _LATENT = {"name": "latent", "shape": [1, 100], "datatype": "FP32", "data": [0.0
     ],
 )
 async def test_bad_requests_are_4xx_with_an_error_field(
-    client, path: str, body: dict, status: int, message: str
+    v2_client, path: str, body: dict, status: int, message: str
 ) -> None:
-    response = await client.post(path, content=json.dumps(body))
+    response = await v2_client.post(path, content=json.dumps(body))
     assert response.status_code == status, response.text
     assert set(response.json()) == {"error"}
     assert message in response.json()["error"]
@@ -335,29 +299,29 @@ async def test_bad_requests_are_4xx_with_an_error_field(
         (b"{}", {"Content-Encoding": "gzip"}, "cannot be decompressed"),
     ],
 )
-async def test_malformed_bodies_are_400(client, content: bytes, headers: dict, message) -> None:
-    response = await client.post("/v2/models/cnn/infer", content=content, headers=headers)
+async def test_malformed_bodies_are_400(v2_client, content: bytes, headers: dict, message) -> None:
+    response = await v2_client.post("/v2/models/cnn/infer", content=content, headers=headers)
     assert response.status_code == 400, response.text
     assert message in response.json()["error"]
 
 
-async def test_a_truncated_binary_payload_is_400(client) -> None:
+async def test_a_truncated_binary_payload_is_400(v2_client) -> None:
     x = np.zeros((2, 1, 28, 28), np.float32)
     content, headers = _binary_request([("input", x, "FP32")])
-    response = await client.post("/v2/models/cnn/infer", content=content[:-10], headers=headers)
+    response = await v2_client.post("/v2/models/cnn/infer", content=content[:-10], headers=headers)
     assert response.status_code == 400
     assert "truncated" in response.json()["error"]
 
 
-async def test_binary_data_without_the_header_length_is_400(client) -> None:
+async def test_binary_data_without_the_header_length_is_400(v2_client) -> None:
     x = np.zeros((1, 1, 28, 28), np.float32)
     content, _ = _binary_request([("input", x, "FP32")])
-    response = await client.post("/v2/models/cnn/infer", content=content)
+    response = await v2_client.post("/v2/models/cnn/infer", content=content)
     assert response.status_code == 400
     assert "error" in response.json()
 
 
-async def test_v1_errors_keep_their_detail_field(client) -> None:
-    response = await client.post("/v1/models/nope/predict", json={"inputs": [[0.0]]})
+async def test_v1_errors_keep_their_detail_field(v2_client) -> None:
+    response = await v2_client.post("/v1/models/nope/predict", json={"inputs": [[0.0]]})
     assert response.status_code == 404
     assert set(response.json()) == {"detail"}

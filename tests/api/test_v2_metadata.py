@@ -1,44 +1,24 @@
 """GET /v2, health, model metadata and readiness; v2 traffic in /metrics; v2 in OpenAPI."""
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import __version__
-from tests.api.test_v2_infer import v2_settings
-from tests.conftest import fashion_checkpoints, running_app
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-async def client(
-    weights_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[httpx.AsyncClient]:
-    checkpoints = fashion_checkpoints(tmp_path_factory.mktemp("checkpoints"))
-    async with running_app(v2_settings(weights_dir, checkpoints)) as client:
-        yield client
-
-
-async def test_server_metadata_and_health(client) -> None:
-    metadata = await client.get("/v2")
+async def test_server_metadata_and_health(v2_client) -> None:
+    metadata = await v2_client.get("/v2")
     assert metadata.status_code == 200
     assert metadata.json() == {
         "name": "torchgate",
         "version": __version__,
         "extensions": ["binary_tensor_data", "classification"],
     }
-    live = await client.get("/v2/health/live")
+    live = await v2_client.get("/v2/health/live")
     assert live.status_code == 200 and live.json() == {"live": True}
-    ready = await client.get("/v2/health/ready")
+    ready = await v2_client.get("/v2/health/ready")
     assert ready.status_code == 200 and ready.json() == {"ready": True}
 
 
@@ -72,10 +52,10 @@ def _tensor(name: str, datatype: str, shape: list[int]) -> dict:
     ],
 )
 async def test_model_metadata_describes_its_tensors(
-    client, name: str, inputs: list, outputs: list
+    v2_client, name: str, inputs: list, outputs: list
 ) -> None:
     for path in (f"/v2/models/{name}", f"/v2/models/{name}/versions/1"):
-        response = await client.get(path)
+        response = await v2_client.get(path)
         assert response.status_code == 200, response.text
         assert response.json() == {
             "name": name,
@@ -86,11 +66,11 @@ async def test_model_metadata_describes_its_tensors(
         }
 
 
-async def test_model_readiness_follows_the_model_status(client) -> None:
+async def test_model_readiness_follows_the_model_status(v2_client) -> None:
     for path in ("/v2/models/cnn/ready", "/v2/models/cnn/versions/1/ready"):
-        response = await client.get(path)
+        response = await v2_client.get(path)
         assert response.status_code == 200 and response.json() == {"name": "cnn", "ready": True}
-    unavailable = await client.get("/v2/models/vgg16/ready")
+    unavailable = await v2_client.get("/v2/models/vgg16/ready")
     assert unavailable.status_code == 503
     assert unavailable.json() == {"name": "vgg16", "ready": False}
 
@@ -108,9 +88,9 @@ async def test_model_readiness_follows_the_model_status(client) -> None:
     ],
 )
 async def test_metadata_errors_have_an_error_field(
-    client, path: str, status: int, message: str
+    v2_client, path: str, status: int, message: str
 ) -> None:
-    response = await client.get(path)
+    response = await v2_client.get(path)
     assert response.status_code == status
     assert message in response.json()["error"]
 
@@ -131,18 +111,18 @@ def _requests(text: str, code: str) -> float:
     )
 
 
-async def test_metrics_count_v2_inference_by_status(client) -> None:
-    before = (await client.get("/metrics")).text
+async def test_metrics_count_v2_inference_by_status(v2_client) -> None:
+    before = (await v2_client.get("/metrics")).text
     good = {
         "inputs": [
             {"name": "input", "shape": [1, 1, 28, 28], "datatype": "FP32", "data": [0.0] * 784}
         ]
     }
     for _ in range(3):
-        assert (await client.post("/v2/models/cnn/infer", json=good)).status_code == 200
-    bad = await client.post("/v2/models/cnn/infer", json={"inputs": []})
+        assert (await v2_client.post("/v2/models/cnn/infer", json=good)).status_code == 200
+    bad = await v2_client.post("/v2/models/cnn/infer", json={"inputs": []})
     assert bad.status_code == 400
-    after = (await client.get("/metrics")).text
+    after = (await v2_client.get("/metrics")).text
     assert _requests(after, "200") - _requests(before, "200") == 3
     assert _requests(after, "400") - _requests(before, "400") == 1
     families = {f.name: f for f in text_string_to_metric_families(after)}
@@ -155,8 +135,8 @@ async def test_metrics_count_v2_inference_by_status(client) -> None:
     assert "torchgate_gpu_memory_allocated_bytes" not in families  # CPU: no GPU series
 
 
-async def test_openapi_documents_the_v2_inference_body(client) -> None:
-    spec = (await client.get("/openapi.json")).json()
+async def test_openapi_documents_the_v2_inference_body(v2_client) -> None:
+    spec = (await v2_client.get("/openapi.json")).json()
     infer = spec["paths"]["/v2/models/{name}/infer"]["post"]
     schema = infer["requestBody"]["content"]["application/json"]["schema"]
     assert "$ref" not in str(schema)

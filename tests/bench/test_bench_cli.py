@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import typer
 
-from app.bench.cli import _parse_env
+from app.bench.cli import _parse_env, _served_models
+from app.bench.runner import BenchConfig
+from app.config import ALL_MODELS
 from tests.conftest import REPO_ROOT
 
 
@@ -24,6 +26,7 @@ def test_bench_json_smoke(weights_dir: Path) -> None:
         "--model=alexnet", "--concurrency=4", "--duration=2", "--warmup=1",
         f"--weights-dir={weights_dir}", "--env=TORCHGATE_VERIFY_WEIGHTS=false",
         "--raw-budget=2", "--raw-threads=1", "--baseline-healthz", "--json",
+        "--served=alexnet,cnn",
     ]  # fmt: skip
     completed = subprocess.run(
         command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240, check=False
@@ -36,6 +39,7 @@ def test_bench_json_smoke(weights_dir: Path) -> None:
     assert document["protocols"] is None  # --protocol all only
     header = document["header"]
     assert {"nproc", "torch_version", "torch_threads", "model", "load_tool"} <= set(header)
+    assert header["served_models"] == ["alexnet", "cnn"]
     raw = document["raw"]
     assert raw["raw_images_per_s"] > 0 and raw["forward_images_per_s"] > raw["raw_images_per_s"]
     (scenario,) = document["scenarios"]
@@ -55,7 +59,7 @@ def test_batching_both_alternates_the_two_servers() -> None:
     command = [
         sys.executable, "-m", "app.bench",
         "--model=cnn", "--concurrency=4", "--duration=3", "--warmup=0", "--upload=raw",
-        "--batching=both", "--no-raw", "--json",
+        "--batching=both", "--no-raw", "--json", "--served=one",
     ]  # fmt: skip
     completed = subprocess.run(
         command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240, check=False
@@ -67,3 +71,14 @@ def test_batching_both_alternates_the_two_servers() -> None:
     assert len(rounds) == 3 and all(on > 0 and off > 0 for on, off in rounds)
     ratios = sorted(on / off for on, off in rounds)
     assert document["batching_on_over_off"] == pytest.approx(ratios[1])
+
+
+def test_the_bench_serves_what_users_run_unless_told() -> None:
+    assert BenchConfig("resnet101").server_models == ALL_MODELS
+    assert BenchConfig("cnn", served_models=("cnn",)).server_models == ("cnn",)
+    assert BenchConfig("cnn", served_models=("gan",)).server_models == ("gan", "cnn")
+    assert _served_models("all", "cnn") is None
+    assert _served_models("one", "cnn") == ("cnn",)
+    assert _served_models("gan, lstm", "cnn") == ("gan", "lstm")
+    with pytest.raises(typer.BadParameter):
+        _served_models("cnn,nope", "cnn")

@@ -12,18 +12,21 @@ import orjson
 import pytest
 
 from app.api.grpc.proto import inference_pb2 as pb
-from app.bench.images import garment_png
+from app.bench.cli import _random_weights
+from app.bench.images import input_file_for
 from app.bench.latency import LatencySummary
 from app.bench.load import LoadPlan, LoadResult, LoadTarget
 from app.bench.loadgen import drive
 from app.bench.protocols import MODEL_INFER, ProtocolComparison, build_requests, target_for
+from app.bench.runner import BenchConfig
 from app.bench.server import ServerProcess, free_port
 
 
-def test_each_protocol_carries_the_same_image(tmp_path: Path) -> None:
-    upload = garment_png()
-    v1 = LoadTarget("", "POST", tmp_path / "v1.bin", "image/png", 2)
-    requests = build_requests("cnn", upload, v1, 2, tmp_path)
+@pytest.mark.parametrize("model", ["cnn", "resnet101"])  # the two: c=32 and c=8
+def test_each_protocol_carries_the_same_image(model: str, tmp_path: Path) -> None:
+    upload = input_file_for(model)  # a 28x28 PNG, a 500x375 JPEG photo
+    v1 = LoadTarget("", "POST", tmp_path / "v1.bin", upload.content_type, 2)
+    requests = build_requests(model, upload, v1, 2, tmp_path)
     assert requests["v1"] is v1
     v2 = requests["v2"]
     body = v2.body_path.read_bytes() if v2.body_path else b""
@@ -34,11 +37,20 @@ def test_each_protocol_carries_the_same_image(tmp_path: Path) -> None:
     element = len(upload.data).to_bytes(4, "little") + upload.data
     assert header["inputs"][0]["shape"] == [2] and body[length:] == element * 2
     message = pb.ModelInferRequest.FromString(requests["grpc"].body_path.read_bytes())  # type: ignore[union-attr]
-    assert message.model_name == "cnn" and list(message.inputs[0].shape) == [2]
+    assert message.model_name == model and list(message.inputs[0].shape) == [2]
     assert message.raw_input_contents[0] == element * 2
     server = ServerProcess({}, port=8000, grpc_port=8001)
-    assert target_for("grpc", requests["grpc"], "cnn", server).url == "grpc://127.0.0.1:8001"
-    assert target_for("v2", v2, "cnn", server).url == "http://127.0.0.1:8000/v2/models/cnn/infer"
+    assert target_for("grpc", requests["grpc"], model, server).url == "grpc://127.0.0.1:8001"
+    v2_url = f"http://127.0.0.1:8000/v2/models/{model}/infer"
+    assert target_for("v2", v2, model, server).url == v2_url
+
+
+def test_the_output_names_the_models_served_with_random_weights(tmp_path: Path) -> None:
+    alone = BenchConfig("resnet101", served_models=("resnet101",), protocol="all")
+    assert _random_weights(alone) == ["resnet101"]
+    with_cnn = BenchConfig("cnn", served_models=("cnn", "alexnet"))
+    assert _random_weights(with_cnn) == ["alexnet"]  # the cnn has its trained checkpoint
+    assert _random_weights(BenchConfig("resnet101", weights_dir=tmp_path)) == []  # real files
 
 
 @pytest.fixture

@@ -16,3 +16,22 @@ def test_startup_ratios_are_relative_to_torch_alone() -> None:
     assert figures["cold_start_ratio"] == 12.0
     assert figures["fresh_process_ratio"] == 2.0
     assert figures["memory_ratio"] == 1.25
+
+
+def test_the_breakdown_says_where_the_cold_start_goes() -> None:
+    result = StartupResult(
+        cold_start_s=5.0,
+        torch_load_s=0.5,
+        fresh_process_load_s=3.5,
+        rss_bytes=2_000,
+        baseline_rss_bytes=1_000,
+        parameter_bytes=1_000,
+        requests=100,
+        errors=0,
+        models={"cnn": {"load_seconds": 0.25, "graph": "eager", "graph_at_end": "aot"}},
+        torch_import_s=3.0,
+        app_import_s=3.5,
+    )
+    lines = result.breakdown().splitlines()
+    assert "3.00 s" in lines[0] and "0.50 s" in lines[1]
+    assert "load cnn" in lines[2] and "0.25 s" in lines[2] and "after the load aot" in lines[2]

@@ -51,3 +51,9 @@ def test_a_graph_that_disagrees_falls_back_to_eager(monkeypatch: pytest.MonkeyPa
     module = _convnet()
     graph = build_graph(module, "script", False, (torch.randn(2, 1, 28, 28),), classifier=True)
     assert graph.mode == "eager"
+
+
+def test_aot_starts_as_eager_until_its_package_is_swapped_in() -> None:
+    module = _convnet()
+    graph = build_graph(module, "aot", True, (torch.randn(1, 1, 28, 28),), classifier=True)
+    assert graph.mode == "eager" and graph.forward is module and graph.channels_last

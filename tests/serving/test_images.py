@@ -1,6 +1,4 @@
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -9,28 +7,9 @@ from PIL import Image
 from app.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from app.serving.images import decode_image
 from tests.conftest import image_bytes
+from tests.helpers.images import png_claiming
 
 LIMIT = 40_000_000
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A PNG whose header claims a huge canvas but carries almost no data (a bomb's shape)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data))
-            + kind
-            + data
-            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-        )
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
-        + chunk(b"IEND", b"")
-    )
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "GIF"])

@@ -18,8 +18,9 @@ from app.errors import ConfigurationError
 from app.metrics import Metrics
 from app.serving.registry import ModelRegistry
 
-# As long as uvicorn's graceful shutdown (serve's timeout_graceful_shutdown): calls in flight
-# get this long to finish once the lifespan ends, while new ones are refused.
+# As long as uvicorn's graceful shutdown (serve's timeout_graceful_shutdown), from the same
+# moment (the stop signal, app/draining.py): new calls are refused, those in flight get this
+# long to finish.
 SHUTDOWN_GRACE_S = 30.0
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ async def start_grpc_server(
 
 
 async def stop_grpc_server(server: grpc.aio.Server | None) -> None:
-    """Refuse new calls at once, let those in flight finish (up to SHUTDOWN_GRACE_S)."""
+    """Refuse new calls at once (UNAVAILABLE: ServerReady and ModelReady included), and let
+    those in flight finish, for up to SHUTDOWN_GRACE_S."""
     if server is not None:
         await server.stop(SHUTDOWN_GRACE_S)

@@ -1,7 +1,7 @@
 """Protobuf <-> Open Inference Protocol tensors: raw and typed contents, and parameters.
 
 Raw contents use the binary tensor data extension's layout (little-endian, row-major; a BYTES
-element is a 4-byte length and its bytes), so both are decoded by ``serving/v2_tensors``.
+element is a 4-byte length and its bytes), so both are decoded by ``api/v2_tensors``.
 Outputs always go back as ``raw_output_contents``, as Triton sends them.
 """
 
@@ -11,8 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from app.api.grpc.proto import inference_pb2 as pb
-from app.errors import BadRequest
-from app.serving.v2_tensors import (
+from app.api.v2_tensors import (
     BYTES,
     OutputTensor,
     Tensor,
@@ -22,6 +21,7 @@ from app.serving.v2_tensors import (
     decode_tensor,
     raw_bytes,
 )
+from app.errors import BadRequest
 
 # The typed field that carries each datatype's values (FP16 has none: raw contents only).
 CONTENTS_FIELD = {

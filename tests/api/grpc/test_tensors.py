@@ -7,8 +7,8 @@ import pytest
 
 from app.api.grpc.proto import inference_pb2 as pb
 from app.api.grpc.tensors import parameters_of, read_inputs, write_outputs, write_parameters
+from app.api.v2_tensors import OutputTensor
 from app.errors import BadRequest
-from app.serving.v2_tensors import OutputTensor
 
 
 def test_parameters_round_trip_with_their_types() -> None:

@@ -3,8 +3,8 @@ import base64
 import numpy as np
 import pytest
 
+from app.api.payloads import decode_base64_images, float_array, parse_json_object
 from app.errors import BadRequest, InvalidInput
-from app.serving.payloads import decode_base64_images, float_array, parse_json_object
 
 
 def test_json_object_parsing() -> None:
@@ -50,7 +50,7 @@ def test_base64_images_decode_strictly() -> None:
 
 
 def test_json_depth_counts_brackets_outside_strings() -> None:
-    from app.serving.payloads import check_json_depth
+    from app.api.payloads import check_json_depth
 
     check_json_depth(b'{"inputs": [[[[1.0]]]], "note": "[[[[[[[[[[[[[["}', max_depth=6)
     with pytest.raises(BadRequest, match="deeper than 6"):
@@ -59,8 +59,8 @@ def test_json_depth_counts_brackets_outside_strings() -> None:
 
 
 def test_tensor_element_limit() -> None:
+    from app.api.payloads import check_tensor_elements
     from app.errors import PayloadTooLarge
-    from app.serving.payloads import check_tensor_elements
 
     check_tensor_elements(100, 100)
     with pytest.raises(PayloadTooLarge, match="101 elements"):

@@ -11,14 +11,14 @@ import pytest
 from tritonclient.http import InferResult
 from tritonclient.utils import serialize_byte_tensor
 
-from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from app.serving.v2_tensors import (
+from app.api.v2_tensors import (
     OutputTensor,
     decompress,
     encode_response,
     read_inputs,
     split_body,
 )
+from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 
 @dataclass

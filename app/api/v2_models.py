@@ -1,8 +1,9 @@
 """What each model takes and gives under the Open Inference Protocol, and how a v2 request runs.
 
-A v2 request goes through the model's runtime exactly like v1 (same decode pool, batching queue
-and worker), so both protocols answer the same input with the same numbers, and every answer
-names the parameter version that produced it.
+A v2 request (REST or gRPC) goes through the model's runtime exactly like v1 (same decode pool,
+batching queue, worker and top-k head), so every protocol answers the same input with the same
+numbers, and every answer names the parameter version that produced it. The shapes come from
+the model's spec (app/zoo.py); only the tensor names and datatypes are the protocol's.
 """
 
 from __future__ import annotations
@@ -14,17 +15,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from app.api.payloads import check_batch_size, decode_base64
+from app.api.v2_tensors import BYTES, OutputTensor, Tensor
 from app.errors import BadRequest, InvalidInput
-from app.serving.inputs import FASHION_SIDE
-from app.serving.payloads import check_batch_size, decode_base64
-from app.serving.runtime import ModelRuntime, Output, top_indices
-from app.serving.v2_tensors import BYTES, OutputTensor, Tensor
-from app.zoo import ModelKind, ModelSpec
+from app.serving.heads import oldest_version, rank
+from app.serving.outputs import Output
+from app.serving.runtime import ModelRuntime
+from app.zoo import ModelSpec
 
 FP32, INT64 = "FP32", "INT64"
 TENSOR, IMAGE, PROBABILITIES, LABELS = "input", "image", "probabilities", "labels"
 LATENT, LABEL = "latent", "label"
-IMAGENET_SIDE = 224  # the crop size of all three torchvision ImageNet weights
 DEFAULT_TOP_K = 5
 
 
@@ -63,23 +64,20 @@ def signature_of(runtime: ModelRuntime) -> Signature:
 
 @functools.cache  # asked twice per request; a model's spec and class count never change
 def _signature(spec: ModelSpec, classes: int) -> Signature:
-    if spec.kind is ModelKind.GENERATOR:
+    if not spec.is_classifier:
         return Signature(
             inputs=(
                 TensorSpec(LATENT, FP32, (-1, spec.latent_size)),
                 TensorSpec(LABEL, INT64, (-1,)),
             ),
-            outputs=(TensorSpec(IMAGE, FP32, (-1, 1, FASHION_SIDE, FASHION_SIDE)),),
+            outputs=(TensorSpec(IMAGE, FP32, (-1, *spec.output_shape)),),
         )
-    if spec.pretrained is not None:
-        side = IMAGENET_SIDE
-        tensor = TensorSpec(TENSOR, FP32, (-1, 3, side, side), accepts=(-1, 3, -1, -1))
-    elif spec.kind is ModelKind.SEQUENCE_CLASSIFIER:
-        tensor = TensorSpec(TENSOR, FP32, (-1, -1, FASHION_SIDE))
-    else:
-        tensor = TensorSpec(TENSOR, FP32, (-1, 1, FASHION_SIDE, FASHION_SIDE))
+    accepts = (-1, *spec.input_accepts) if spec.input_accepts is not None else None
     return Signature(
-        inputs=(tensor, TensorSpec(IMAGE, BYTES, (-1,))),
+        inputs=(
+            TensorSpec(TENSOR, FP32, (-1, *spec.input_shape), accepts=accepts),
+            TensorSpec(IMAGE, BYTES, (-1,)),
+        ),
         outputs=(
             TensorSpec(PROBABILITIES, FP32, (-1, classes)),
             TensorSpec(LABELS, BYTES, (-1, -1)),
@@ -215,16 +213,11 @@ def _encode(
         k = output.classification
     else:
         return OutputTensor(output.name, FP32, stacked.shape, stacked)
-    # v1's ranking (runtime.top_indices): the same order, ties included, on every protocol
-    ranked = [(row, top_indices(row, k)) for row in stacked]
+    ranked = rank(stacked, labels, k)  # v1's head: the same order, ties included
     if output.name == LABELS:
-        items = [labels[i] for _, top in ranked for i in top.tolist()]
+        items = [p.label for per_row in ranked for p in per_row]
     else:
-        items = [
-            f"{value:.6f}:{index}:{labels[index]}"
-            for row, top in ranked
-            for value, index in zip(row[top].tolist(), top.tolist(), strict=True)
-        ]
+        items = [f"{p.probability:.6f}:{p.index}:{p.label}" for per_row in ranked for p in per_row]
     return OutputTensor(output.name, BYTES, (stacked.shape[0], k), items)
 
 
@@ -246,7 +239,7 @@ async def infer_v2(
         results = await _classifier_outputs(runtime, tensors, signature, limit)
     else:
         results = await _generator_outputs(runtime, tensors, signature, limit)
-    # numpy, not torch.stack: this runs on the event loop (see ModelRuntime.classify)
+    # numpy, not torch.stack: this runs on the event loop (see app/serving/heads.py)
     stacked = np.stack([result.tensor.numpy() for result in results]).astype(np.float32, copy=False)
     encoded = [_encode(output, stacked, runtime.labels, top_k) for output in requested]
-    return encoded, min(result.version for result in results)
+    return encoded, oldest_version(results)

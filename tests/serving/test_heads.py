@@ -1,4 +1,4 @@
-"""The runtime's event-loop helpers."""
+"""The heads: one top-k ranking, with one tie rule, for every protocol."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from app.serving.runtime import top_indices
+from app.serving.heads import rank, top_indices
 
 
 @pytest.mark.parametrize("classes", [10, 1000])
@@ -21,3 +21,13 @@ def test_top_indices_break_ties_by_index() -> None:
     scores = np.array([0.1, 0.4, 0.4, 0.1], dtype=np.float32)
     assert top_indices(scores, 2).tolist() == [1, 2]
     assert top_indices(scores, 4).tolist() == [1, 2, 0, 3]
+
+
+def test_rank_names_each_class_and_keeps_the_tie_rule_per_row() -> None:
+    rows = np.array([[0.1, 0.4, 0.4, 0.1], [0.7, 0.1, 0.1, 0.1]], dtype=np.float32)
+    ranked = rank(rows, ("a", "b", "c", "d"), 2)
+    assert [[(p.index, p.label) for p in row] for row in ranked] == [
+        [(1, "b"), (2, "c")],
+        [(0, "a"), (1, "b")],
+    ]
+    assert ranked[1][0].probability == pytest.approx(0.7)

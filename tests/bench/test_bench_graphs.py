@@ -1,0 +1,32 @@
+"""bench-graphs: each mode is built as the server builds it, timed, and checked against eager."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from app.bench import graphs
+from app.bench.graphs import bench_graphs, measure
+from app.serving.graphs import MAX_PROBABILITY_DIFF
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_mode_is_timed_at_batch_one_and_the_served_batch(tmp_path: Path) -> None:
+    rows = measure("cnn", ("eager", "script"), REPO_ROOT / "models", 0.05, tmp_path)
+    assert [row.mode for row in rows] == ["eager", "script"]
+    for row in rows:
+        assert set(row.ms_per_batch) == {1, 16} and all(ms > 0 for ms in row.ms_per_batch.values())
+        assert row.max_difference <= MAX_PROBABILITY_DIFF
+    table = graphs._table(rows)
+    assert "(1.00x)" in table.splitlines()[1] and "script" in table.splitlines()[2]
+
+
+def test_unknown_models_and_modes_are_refused() -> None:
+    import typer
+
+    app = typer.Typer()
+    app.command()(bench_graphs)
+    result = CliRunner().invoke(app, ["--models", "cnn", "--modes", "jit"])
+    assert result.exit_code == 2 and "jit" in result.output

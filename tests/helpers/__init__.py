@@ -1,0 +1,1 @@
+"""Helpers that several test modules use; test modules import from here, never from each other."""
