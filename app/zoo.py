@@ -40,12 +40,13 @@ class ModelSpec:
     pretrained: WeightsEnum | None = None
     net_module: str | None = None
     dataset: str = "imagenet-1k"
-    # The serving form measured fastest on each device type (README, "Graph modes"; rerun with
-    # ``python -m app bench-graphs``): AOTInductor packages on the CPU (eager serves until the
-    # package is ready), channels_last for the conv nets; TORCHGATE_GRAPH /
-    # TORCHGATE_CHANNELS_LAST override. TorchScript ("script") is deprecated upstream and no
-    # longer a default: AOTInductor matched or beat it for every model.
-    cpu_graph: str = "aot"
+    # The serving form measured fastest SERVED on each device type (README, "Graph modes";
+    # rerun with ``python -m app bench-graphs`` and ``python -m app bench``): frozen TorchScript
+    # where it wins by a margin and its weight copy is small, channels_last for the conv nets;
+    # TORCHGATE_GRAPH / TORCHGATE_CHANNELS_LAST override. AOTInductor ("aot") runs a forward
+    # faster, but its Python binding holds the GIL for the whole forward, which stalls the
+    # event loop: served, it loses on the CPU (cnn at c=32: 3,531 req/s against script's 5,167).
+    cpu_graph: str = "eager"
     cuda_graph: str = "eager"
     channels_last: bool = False
     # At most this many intra-op threads for its batches on the CPU (None: all the worker's).
@@ -106,6 +107,7 @@ SPECS: dict[str, ModelSpec] = {
             pretrained=ResNet101_Weights.DEFAULT,
             input_shape=IMAGENET_INPUT,
             input_accepts=IMAGENET_ACCEPTS,
+            cpu_graph="script",
             channels_last=True,
         ),
         ModelSpec(
@@ -120,6 +122,7 @@ SPECS: dict[str, ModelSpec] = {
             net_module="app.nets.cnn",
             input_shape=(1, FASHION_SIDE, FASHION_SIDE),
             dataset="fashion-mnist",
+            cpu_graph="script",
             channels_last=True,
             cpu_threads=1,
         ),
@@ -132,6 +135,7 @@ SPECS: dict[str, ModelSpec] = {
             net_module="app.nets.lstm",
             input_shape=(-1, FASHION_SIDE),  # T rows of 28 pixels, 1 <= T <= 28
             dataset="fashion-mnist",
+            cpu_graph="script",
         ),
         ModelSpec(
             "gan",
@@ -141,6 +145,7 @@ SPECS: dict[str, ModelSpec] = {
             max_batch_delay_ms=2.0,
             net_module="app.nets.gan",
             dataset="fashion-mnist",
+            cpu_graph="script",
             latent_dim=100,  # app.nets.gan.ConditionalGenerator's z_dim
             output_shape=(1, FASHION_SIDE, FASHION_SIDE),
         ),
