@@ -38,6 +38,8 @@ def alexnet_server(weights_dir: Path, tmp_path: Path) -> Iterator[tuple[int, sub
         "TORCHGATE_VERIFY_WEIGHTS": "false",
         "TORCHGATE_DEVICE": "cpu",
         "TORCHGATE_GRPC_PORT": str(GRPC_PORT),
+        # one image per forward, so that a request of many images surely outlasts the signal
+        "TORCHGATE_MAX_BATCH_SIZE": "alexnet=1",
     }
     with serve_process(env, tmp_path / "server.log") as (port, process):
         yield port, process
@@ -132,7 +134,10 @@ def test_sigterm_stops_grpc_with_http_and_both_finish_what_is_in_flight(
 ) -> None:
     port, process = alexnet_server
     target = f"127.0.0.1:{GRPC_PORT}"
-    images = np.array([image_bytes(color=(30 * i, 90, 200)) for i in range(64)], np.object_)
+    # 64 large photos per call, one forward each: about a second of work per call at least
+    images = np.array(
+        [image_bytes(size=(1024, 768), color=(30 * i, 90, 200)) for i in range(64)], np.object_
+    )
 
     def infer() -> np.ndarray:
         with triton.InferenceServerClient(target) as client:
