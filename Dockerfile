@@ -15,9 +15,6 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TORCHGATE_DATA_DIR=/app/data \
     TORCHGATE_COMPILED_DIR=/compiled
 
-# g++: AOTInductor compiles each model's CPU serving graph once (cached in /compiled)
-RUN apt-get update && apt-get install -y --no-install-recommends g++ \
-    && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home --uid 10001 torchgate
 WORKDIR /app
 
@@ -36,7 +33,9 @@ RUN mkdir -p /weights /compiled && chown -R torchgate /weights /compiled /app/da
        fi
 
 USER torchgate
-# /compiled: AOTInductor graph packages, compiled once per model, weights and torch version
+# /compiled: AOTInductor graph packages (TORCHGATE_GRAPH=aot, not a default), compiled once per
+# model, weights and torch version; the image has no C++ compiler (0.4 GB): mount packages
+# compiled elsewhere, or eager serves
 VOLUME ["/weights", "/compiled"]
 # 8000: HTTP (v1 and v2 REST); 8001: the Open Inference Protocol over gRPC (TORCHGATE_GRPC_PORT)
 EXPOSE 8000 8001
