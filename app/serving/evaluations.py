@@ -24,6 +24,7 @@ from app.evaluation import evaluate_classifier, evaluate_gan_consistency, evalua
 from app.imagenet import imagenet_classes
 from app.serving.imagenet_layouts import ImageNetFolder, scan_imagenet_folder
 from app.serving.images import decode_image
+from app.serving.inputs import FashionInput
 from app.serving.jobs import JobFn, Progress
 from app.serving.registry import ModelRegistry
 from app.serving.runtime import ModelRuntime
@@ -192,8 +193,9 @@ class Evaluator:
 
     def _gan_job(self, runtime: ModelRuntime) -> Callable[[Progress], dict[str, Any]]:
         judge = self.registry.runtime("cnn")
-        normalization = judge.loaded.manifest.get("normalization") or {}
-        mean_std = (float(normalization.get("mean", 0.5)), float(normalization.get("std", 0.5)))
+        codec = judge.loaded.codec  # built from the cnn's manifest at load: its normalization
+        assert isinstance(codec, FashionInput), "the judge is the Fashion-MNIST cnn"
+        mean_std = (codec.mean, codec.std)
 
         def run(progress: Progress) -> dict[str, Any]:
             started = time.perf_counter()

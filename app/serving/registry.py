@@ -200,6 +200,7 @@ class ModelRegistry:
             or max(max_batch * 32, settings.max_images_per_request * 4),
             queue_timeout_s=settings.queue_timeout_s,
         )
+        graph = self._graph_for(spec)
         runtime = ModelRuntime(
             spec,
             loaded,
@@ -208,12 +209,12 @@ class ModelRegistry:
             decode_pool=self._decode_pool,
             batching=batching,
             max_image_pixels=settings.max_image_pixels,
-            graph=self._graph_for(spec),
+            graph=graph,
             half=settings.half,
             half_dtype=getattr(torch, settings.half_dtype),
             observer=self._observer(spec.name),
         )
-        if self._graph_for(spec).mode == "aot":
+        if graph.mode == "aot":
             runtime.forward.packages = PackagePlan(
                 PackageCache(settings.compiled_graphs_dir),
                 self._graph_builder,
@@ -227,8 +228,8 @@ class ModelRegistry:
         return runtime
 
     def _graph_for(self, spec: ModelSpec) -> GraphChoice:
-        """TORCHGATE_GRAPH, or the form measured fastest for this model on this device type
-        (and its thread cap, unless TORCHGATE_TORCH_THREADS is set)."""
+        """TORCHGATE_GRAPH, or the form measured fastest for this model on this device type,
+        and its thread budget."""
         cuda = self.device.type == "cuda"
         mode = self.settings.graph
         if mode == "auto":
