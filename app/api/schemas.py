@@ -47,7 +47,12 @@ class ModelInfo(BaseModel):
     input: str | None = Field(default=None, description="What the model accepts.")
     batching: BatchingInfo | None = None
     graph: str | None = Field(
-        default=None, description="Serving form: eager, script or compile (+ channels_last)."
+        default=None,
+        description="Serving form: eager, aot, script or compile (+ channels_last).",
+    )
+    graph_pending: bool = Field(
+        default=False,
+        description="A graph for the current weights is being built; eager answers meanwhile.",
     )
     load_seconds: float | None = None
 

@@ -9,10 +9,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from app.api.pngs import encode_grid, encode_png
 from app.errors import BadRequest
 from app.responses import FastJSONResponse, version_headers
 from app.serving.heads import classify
-from app.serving.pngs import encode_grid, encode_png
 from app.serving.registry import ModelRegistry
 from app.serving.runtime import ModelRuntime
 

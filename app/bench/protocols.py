@@ -17,7 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import httpx
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.bench.load import LoadPlan, LoadResult, LoadTarget
 from app.bench.loadgen import GRPC_SCHEME
@@ -96,6 +98,20 @@ class ProtocolComparison:
         return result.client_cpu_s * 1000 / result.requests
 
 
+def failed_calls(server: ServerProcess) -> int:
+    """ModelInfer calls the server answered with a status other than OK, so far."""
+    text = httpx.get(f"{server.base_url}/metrics", timeout=30).text
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        if family.name != "torchgate_grpc_requests":
+            continue
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name.endswith("_total") and labels.get("method") == "ModelInfer":
+                total += sample.value if labels.get("code") != "OK" else 0
+    return int(total)
+
+
 def alternate(
     targets: dict[str, LoadTarget],
     server: ServerProcess,
@@ -116,9 +132,12 @@ def alternate(
     for _ in range(rounds):
         rates = {}
         for protocol, target in targets.items():
-            before = server.cpu_seconds()
+            before, failed_before = server.cpu_seconds(), failed_calls(server)
             result = driver(target, slice_plan)
             cpu_s[protocol] += server.cpu_seconds() - before
+            if protocol == "grpc":  # HTTP/2 load generators see gRPC failures as HTTP 200s
+                failed = failed_calls(server) - failed_before
+                result = replace(result, errors=max(result.errors, failed))
             slices[protocol].append(result)
             rates[protocol] = result.requests_per_s
         per_round.append(rates)

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 
 from app.bench import promdiff
+from app.bench.h2load import find_h2load, run_h2load
 from app.bench.images import input_file_for
 from app.bench.load import LoadPlan, LoadResult, LoadTarget
 from app.bench.loadgen import GRPC_SCHEME, run_loadgen
@@ -114,6 +115,14 @@ def scenarios_for(batching: str) -> list[Scenario]:
     """``on`` is the configured batching (spec defaults or --env); ``off`` is batch size 1."""
     chosen = {"on": ["on"], "off": ["off"], "both": ["on", "off"]}[batching]
     return [Scenario(f"batching {name}", BATCHING_OFF if name == "off" else {}) for name in chosen]
+
+
+def choose_grpc_driver(tool: str, workdir: Path) -> tuple[str, Driver]:
+    """h2load when installed (C, like wrk) unless httpx is asked for, else the Python client."""
+    executable = find_h2load() if tool in ("auto", "wrk") else None
+    if executable is not None:
+        return "h2load", lambda target, plan: run_h2load(target, plan, workdir, executable)
+    return "grpc.aio", run_loadgen
 
 
 def choose_driver(tool: str, workdir: Path) -> tuple[str, Driver]:
@@ -279,6 +288,9 @@ def run_bench(config: BenchConfig) -> BenchResult:
                 half=env.get("TORCHGATE_HALF", "").strip().lower() in ("1", "true", "yes", "on"),
             )
         tool, http_driver = choose_driver(config.load_tool, workdir)
+        grpc_tool, grpc_driver = choose_grpc_driver(config.load_tool, workdir)
+        if config.protocol in ("grpc", "all"):
+            tool = f"{tool} (HTTP), {grpc_tool} (gRPC)"
         upload_request = LoadTarget(
             "", "POST", body_path, body.content_type, config.images_per_request
         )
@@ -287,8 +299,8 @@ def run_bench(config: BenchConfig) -> BenchResult:
         )
 
         def driver(target: LoadTarget, plan: LoadPlan) -> LoadResult:
-            grpc = target.url.startswith(GRPC_SCHEME)  # wrk speaks HTTP only
-            return (run_loadgen if grpc else http_driver)(target, plan)
+            grpc = target.url.startswith(GRPC_SCHEME)  # wrk speaks HTTP/1.1 only
+            return (grpc_driver if grpc else http_driver)(target, plan)
 
         results, rounds, protocols = [], [], None
         if config.protocol == "all":

@@ -89,6 +89,9 @@ class ServerProcess:
     confirmations: int = 1
     log_dir: Path | None = None  # where the log goes (kept there if the server fails)
     keep_log: bool = False  # keep it after a clean stop too
+    # after /readyz, wait until no model still builds its graph (eager serves meanwhile), so
+    # that a throughput run measures the graphs the server settles on
+    settle_graphs: bool = True
     port: int = field(default_factory=free_port)
     # gRPC on a free port too (TORCHGATE_GRPC_PORT in env wins): servers run side by side
     grpc_port: int = field(default_factory=free_port)
@@ -136,6 +139,8 @@ class ServerProcess:
             )
         try:
             self._wait_ready(started)
+            if self.settle_graphs:
+                self._wait_graphs(started + self.ready_timeout_s)
         except BaseException:
             self.stop()
             raise
@@ -182,6 +187,31 @@ class ServerProcess:
             time.sleep(0.05 if streak == 0 else 0.01)
         raise TimeoutError(
             f"the server was not ready after {self.ready_timeout_s:.0f} s; "
+            f"its log ({self._log}) ends with:\n{self.log_tail()}"
+        )
+
+    def _graphs_settled(self) -> bool:
+        try:
+            response = httpx.get(
+                f"{self.base_url}/v1/models", timeout=5.0, headers={"Connection": "close"}
+            )
+        except httpx.TransportError:
+            return False
+        if response.status_code != 200:
+            return False
+        return not any(info.get("graph_pending") for info in response.json()["models"])
+
+    def _wait_graphs(self, deadline: float) -> None:
+        """Until ``confirmations`` answers in a row (fresh connections: maybe other workers)
+        list no model whose graph is still being built."""
+        streak = 0
+        while time.perf_counter() < deadline:
+            streak = streak + 1 if self._graphs_settled() else 0
+            if streak >= self.confirmations:
+                return
+            time.sleep(0.1)
+        raise TimeoutError(
+            f"the server's graphs were still being built after {self.ready_timeout_s:.0f} s; "
             f"its log ({self._log}) ends with:\n{self.log_tail()}"
         )
 

@@ -215,6 +215,7 @@ def measure_startup(
             ready_timeout_s=ready_timeout_s,
             log_dir=log_dir or workdir,
             keep_log=log_dir is not None,
+            settle_graphs=False,  # the first requests meet what readiness serves
         )
         with server:
             with httpx.Client(base_url=server.base_url, timeout=120) as client:

@@ -11,18 +11,31 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from app.serving.aot import CompiledGraph
-from app.serving.aot_builds import GraphTarget, PackagePlan, obtain_graph, verified
+from app.serving.aot_builds import GraphBuilder, GraphTarget, PackagePlan, obtain_graph, verified
 from app.serving.faults import DeviceFault, DeviceLost, device_fault, device_responds
 from app.serving.graphs import ServingGraph, build_graph
 
 logger = logging.getLogger(__name__)
 
 ExampleFn = Callable[[int], tuple[torch.Tensor, ...]]
+OnWorker = Callable[[Callable[[], None]], object]
+
+
+@dataclass(frozen=True)
+class Background:
+    """Where a TorchScript graph is traced once the model already serves eager, and how the
+    graph reaches the forward worker (``on_worker``; None: at the model's next batch).
+    ``wait``: trace before the model is ready instead (TORCHGATE_WAIT_FOR_GRAPHS)."""
+
+    builder: GraphBuilder
+    on_worker: OnWorker | None = None
+    wait: bool = False
 
 
 def bucket_sizes(max_batch_size: int) -> list[int]:
@@ -111,9 +124,12 @@ class ModelForward:
         self.graph = ServingGraph("eager", False, module)
         # The "aot" mode's packages (set by the registry before prepare; None: serve eager).
         self.packages: PackagePlan | None = None
+        # Where the "script" mode traces after readiness (None: trace before, in prepare).
+        self.background: Background | None = None
         self._max_batch = 1
         self._generation = 0  # bumped by every rebuild: a build for older weights is dropped
-        self._pending: tuple[int, CompiledGraph] | None = None
+        self._building: int | None = None  # the generation whose graph is being built
+        self._pending: tuple[int, ServingGraph] | None = None
         self._pending_lock = threading.Lock()
 
     def example(self, batch_size: int) -> tuple[torch.Tensor, ...]:
@@ -136,16 +152,26 @@ class ModelForward:
             torch.cuda.synchronize(self.device)
         return time.perf_counter() - started
 
+    @property
+    def graph_pending(self) -> bool:
+        """Whether a graph for the current weights is still being built to replace eager."""
+        return self._building is not None and self._building == self._generation
+
     def rebuild(self, wait: bool = False) -> None:
         """(Re)build the graph: a frozen TorchScript graph holds the weights as constants, so
         it must be rebuilt after every parameter swap; eager and compiled ones need not be.
-        An AOTInductor graph is built in the background unless ``wait``."""
+        AOTInductor and (given ``background``) TorchScript graphs are built in the background
+        while eager serves, unless ``wait``."""
         if self.graph.mode == "compile":
             return
         if self._graph_mode == "aot":
             self._rebuild_aot(wait)
             return
         example = tuple(t.to(self.device) for t in self._example(1))
+        background = self.background
+        if self._graph_mode == "script" and background is not None:
+            self._trace_later(example, background, wait or background.wait)
+            return
         with self._autocast_context():
             self.graph = build_graph(
                 self.module, self._graph_mode, self._channels_last, example, self.classifier
@@ -167,13 +193,75 @@ class ModelForward:
             self.classifier,
         )
 
+    def _trace_later(
+        self, example: tuple[torch.Tensor, ...], background: Background, wait: bool
+    ) -> None:
+        """Eager at once, the TorchScript graph once traced and checked (about a second for
+        resnet101, which would otherwise hold up readiness and every parameter swap)."""
+        generation = self._next_generation()
+        layout = self._channels_last
+        self.graph = build_graph(self.module, "eager", layout, example, self.classifier)
+
+        def trace() -> ServingGraph | None:
+            with self._autocast_context():
+                graph = build_graph(
+                    self.module,
+                    "script",
+                    self._channels_last,
+                    example,
+                    self.classifier,
+                    convert_module=False,  # eager already has the layout; it is serving
+                )
+            return graph if graph.mode == "script" else None  # else build_graph logged why
+
+        self._schedule(generation, trace, background.builder, background.on_worker, wait)
+
+    def _next_generation(self) -> int:
+        """Start serving new weights: any graph built for older ones is dropped."""
+        self._generation += 1
+        with self._pending_lock:
+            self._pending = None
+        return self._generation
+
+    def _schedule(
+        self,
+        generation: int,
+        make: Callable[[], ServingGraph | None],
+        builder: GraphBuilder,
+        on_worker: OnWorker | None,
+        wait: bool,
+    ) -> None:
+        """Build a graph for ``generation`` with ``make`` on ``builder``'s thread (or now, if
+        ``wait``), and hand it to the worker, which swaps it in between two batches."""
+
+        def build() -> None:
+            graph = None
+            try:
+                if generation == self._generation:  # else the weights changed again since
+                    graph = make()
+            finally:
+                if graph is None and self._building == generation:
+                    self._building = None  # eager stays, and nothing is pending any more
+            if graph is None:
+                return
+            with self._pending_lock:
+                self._pending = (generation, graph)
+            if on_worker is not None and not wait:
+                with contextlib.suppress(RuntimeError):  # the worker has shut down
+                    on_worker(self._adopt_pending)
+
+        self._building = generation
+        if wait:
+            build()
+            self._adopt_pending()
+        else:
+            builder.submit(build)
+
     def _rebuild_aot(self, wait: bool) -> None:
         """Eager at once, the compiled graph when it is ready. A graph that reads every weight
         from the module keeps serving after a parameter swap if it still agrees with eager;
         one with weights baked in gives way to eager until the new weights' package is ready."""
-        self._generation += 1
-        with self._pending_lock:
-            self._pending = None
+        self._next_generation()
         current = self.graph.forward
         if isinstance(current, CompiledGraph) and current.weights_external:
             try:
@@ -186,29 +274,17 @@ class ModelForward:
         self.graph = build_graph(self.module, "aot", self._channels_last, example, self.classifier)
         if self.packages is None or self._autocast:  # half precision on CUDA serves eager
             return
-        plan, target, generation = self.packages, self._graph_target(), self._generation
+        plan, target = self.packages, self._graph_target()
 
-        def build() -> None:
-            if generation != self._generation:
-                return  # the weights changed again; a newer build is queued
+        def package() -> ServingGraph | None:
             try:
                 graph = obtain_graph(plan, target)
             except Exception as exc:
                 logger.warning("%s: no compiled graph (%s); serving eager", plan.model, exc)
-                return
-            if graph is None:
-                return
-            with self._pending_lock:
-                self._pending = (generation, graph)
-            if plan.on_worker is not None and not wait:
-                with contextlib.suppress(RuntimeError):  # the worker has shut down
-                    plan.on_worker(self._adopt_pending)
+                return None
+            return None if graph is None else ServingGraph("aot", False, graph)
 
-        if wait:
-            build()
-            self._adopt_pending()
-        else:
-            plan.builder.submit(build)
+        self._schedule(self._generation, package, plan.builder, plan.on_worker, wait)
 
     def _adopt_pending(self) -> None:
         """Swap in a finished compiled graph (on the worker, between batches) if it was built
@@ -217,8 +293,10 @@ class ModelForward:
             pending, self._pending = self._pending, None
         if pending is None or pending[0] != self._generation:
             return
-        self.graph = ServingGraph("aot", False, pending[1])
-        logger.info("%s serving graph: aot (%s)", type(self.module).__name__, pending[1].path.name)
+        self.graph, self._building = pending[1], None
+        forward = self.graph.forward
+        source = f" ({forward.path.name})" if isinstance(forward, CompiledGraph) else ""
+        logger.info("%s serving graph: %s%s", type(self.module).__name__, self.graph.mode, source)
 
     def _autocast_context(self) -> contextlib.AbstractContextManager[object]:
         if self._autocast:

@@ -66,10 +66,13 @@ def build_graph(
     channels_last: bool,
     example: tuple[torch.Tensor, ...],
     classifier: bool,
+    convert_module: bool = True,
 ) -> ServingGraph:
-    """The serving form of ``module``; falls back to eager if the graph disagrees or fails."""
+    """The serving form of ``module``; falls back to eager if the graph disagrees or fails.
+    ``convert_module=False``: the module already has the layout (it may be serving)."""
     if channels_last:
-        module.to(memory_format=torch.channels_last)
+        if convert_module:
+            module.to(memory_format=torch.channels_last)
         example = (example[0].contiguous(memory_format=torch.channels_last), *example[1:])
     if mode in ("eager", "aot"):  # "aot": eager until its package is ready (ModelForward)
         return ServingGraph("eager", channels_last, module)

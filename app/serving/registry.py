@@ -24,6 +24,7 @@ from app.serving.aot_builds import GraphBuilder, PackagePlan
 from app.serving.batching import BatchObserver
 from app.serving.compiled_cache import PackageCache
 from app.serving.faults import DeviceLost
+from app.serving.forward import Background
 from app.serving.loading import WeightsLocation, load_model
 from app.serving.runtime import BatchingConfig, GraphChoice, ModelRuntime
 from app.zoo import ModelSpec, get_spec
@@ -148,14 +149,17 @@ class ModelRegistry:
 
     def _load_order(self) -> list[ModelEntry]:
         """Slowest first, so the longest load starts at once instead of trailing the others:
-        pretrained nets that get a TorchScript graph (traced at load: resnet101's takes about
-        a second), then the other pretrained ones, largest first, then the small trained ones.
-        AOTInductor graphs are built after loading, in the background."""
+        pretrained nets that get a TorchScript graph (traced at load if TORCHGATE_WAIT_FOR_GRAPHS:
+        resnet101's takes about a second), then the other pretrained ones, largest first, then
+        the small trained ones. Otherwise graphs are built after loading, in the background."""
+
+        wait = self.settings.wait_for_graphs
 
         def key(entry: ModelEntry) -> tuple[bool, bool, int]:
             spec = entry.spec
             size = int(spec.pretrained.meta.get("num_params", 0)) if spec.pretrained else 0
-            return spec.pretrained is None, self._graph_for(spec).mode != "script", -size
+            traced_at_load = wait and self._graph_for(spec).mode == "script"
+            return spec.pretrained is None, not traced_at_load, -size
 
         return sorted(self.entries.values(), key=key)
 
@@ -214,6 +218,10 @@ class ModelRegistry:
             half_dtype=getattr(torch, settings.half_dtype),
             observer=self._observer(spec.name),
         )
+        if graph.mode == "script":
+            runtime.forward.background = Background(
+                self._graph_builder, on_worker=self._worker.submit, wait=settings.wait_for_graphs
+            )
         if graph.mode == "aot":
             runtime.forward.packages = PackagePlan(
                 PackageCache(settings.compiled_graphs_dir),

@@ -132,6 +132,7 @@ class ModelRuntime:
             "batching": asdict(self.batching),
             "graph": self.forward.graph.mode
             + (" + channels_last" if self.forward.graph.channels_last else ""),
+            "graph_pending": self.forward.graph_pending,
         }
 
     def _generator_input(self) -> str:

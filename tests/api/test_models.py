@@ -1,5 +1,6 @@
 from collections.abc import Callable
 
+import anyio
 import pytest
 
 from app.config import Settings
@@ -45,3 +46,19 @@ async def test_known_but_disabled_model_is_404(alexnet_client) -> None:
     response = await alexnet_client.get("/v1/models/vgg16")
     assert response.status_code == 404
     assert "TORCHGATE_MODELS" in response.json()["detail"]
+
+
+async def test_a_traced_graph_replaces_eager_after_readiness(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """The cnn serves eager as soon as it is ready; its TorchScript graph (the CPU default)
+    is traced in the background and swapped in, and /v1/models says which one answers."""
+    async with running_app(settings_factory(models=("cnn",))) as client:
+        body = (await client.get("/v1/models/cnn")).json()
+        assert body["graph"].split(" + ")[0] in ("eager", "script")  # the swap may be done
+        for _ in range(300):
+            if not body["graph_pending"]:
+                break
+            await anyio.sleep(0.05)
+            body = (await client.get("/v1/models/cnn")).json()
+    assert not body["graph_pending"] and body["graph"].startswith("script")

@@ -6,8 +6,10 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import grpc
 import pytest
 import uvicorn
 from starlette.applications import Starlette
@@ -78,3 +80,35 @@ def toy_server() -> Iterator[ToyServer]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@dataclass
+class EchoServer:
+    """A gRPC server whose ModelInfer answers any message with an empty one, and fails a
+    message of b"fail"; ``received`` counts the messages it got, by content."""
+
+    port: int = 0
+    received: Counter[bytes] = field(default_factory=Counter)
+
+
+@pytest.fixture
+def echo_server() -> Iterator[EchoServer]:
+    state = EchoServer()
+
+    def infer(request: bytes, context: grpc.ServicerContext) -> bytes:
+        state.received[request] += 1
+        if request == b"fail":
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no")
+        return b""
+
+    handler = grpc.method_handlers_generic_handler(
+        "inference.GRPCInferenceService",
+        {"ModelInfer": grpc.unary_unary_rpc_method_handler(infer)},
+    )
+    server = grpc.server(ThreadPoolExecutor(4), handlers=[handler])
+    state.port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield state
+    finally:
+        server.stop(0)

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import grpc
 import orjson
 import pytest
 
@@ -20,6 +17,7 @@ from app.bench.loadgen import drive
 from app.bench.protocols import MODEL_INFER, ProtocolComparison, build_requests, target_for
 from app.bench.runner import BenchConfig
 from app.bench.server import ServerProcess, free_port
+from tests.bench.conftest import EchoServer
 
 
 @pytest.mark.parametrize("model", ["cnn", "resnet101"])  # the issue's two: c=32 and c=8
@@ -53,35 +51,13 @@ def test_the_output_names_the_models_served_with_random_weights(tmp_path: Path) 
     assert _random_weights(BenchConfig("resnet101", weights_dir=tmp_path)) == []  # real files
 
 
-@pytest.fixture
-def echo_server() -> Iterator[int]:
-    """A gRPC server whose ModelInfer answers any bytes, and fails on a message of b"fail"."""
-
-    def infer(request: bytes, context: grpc.ServicerContext) -> bytes:
-        if request == b"fail":
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no")
-        return b""
-
-    handler = grpc.method_handlers_generic_handler(
-        "inference.GRPCInferenceService",
-        {"ModelInfer": grpc.unary_unary_rpc_method_handler(infer)},
-    )
-    server = grpc.server(ThreadPoolExecutor(4), handlers=[handler])
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        yield port
-    finally:
-        server.stop(0)
-
-
 @pytest.mark.parametrize(("message", "errors"), [(b"ok", False), (b"fail", True)])
 def test_the_grpc_generator_counts_answers_and_errors(
-    echo_server: int, tmp_path: Path, message: bytes, errors: bool
+    echo_server: EchoServer, tmp_path: Path, message: bytes, errors: bool
 ) -> None:
     body = tmp_path / "message.bin"
     body.write_bytes(message)
-    target = LoadTarget(f"grpc://127.0.0.1:{echo_server}", MODEL_INFER, body, None, 1)
+    target = LoadTarget(f"grpc://127.0.0.1:{echo_server.port}", MODEL_INFER, body, None, 1)
     result = asyncio.run(drive(target, LoadPlan(concurrency=3, duration_s=0.5)))
     assert result.tool == "grpc.aio" and result.requests > 0
     assert result.errors == (result.requests if errors else 0)

@@ -1,4 +1,5 @@
-"""Encode generated greyscale images as PNG files or one PNG grid."""
+"""Encode generated greyscale images as PNG files or one PNG grid: v1's wire format for
+the GAN's answers (v2 and gRPC send the pixels as an FP32 tensor instead)."""
 
 from __future__ import annotations
 
