@@ -93,7 +93,7 @@ def _run_once(
         f"--clients={plan.concurrency}",
         "--max-concurrent-streams=1",  # one call in flight per connection, as wrk's
         f"--threads={1 if plan.concurrency < 16 else 2}",
-        f"--duration={max(1.0, seconds):g}",
+        f"--duration={max(1000, round(seconds * 1000))}ms",  # whole units only
         f"--data={body}",
         f"--log-file={log}",
         *(f"--header={header}" for header in GRPC_HEADERS),

@@ -2,7 +2,8 @@
 
 A batch closes when it holds ``max_batch_size`` items or ``max_delay`` has passed since its
 first item was queued; while another batch of the model is still running, only a full batch
-closes (a partial one keeps filling: it could not start earlier anyway), and up to
+closes (a partial one keeps filling: it could not start earlier anyway), and once the device
+is free it may wait a little more for the clients that batch answered; up to
 ``max_in_flight`` batches are handed to the worker at once. Only items of the same tensor
 shapes share a batch (others wait for the next one, keeping their order). If a batch fails, it
 is retried in halves so that one bad item cannot fail its batch-mates, and transient device
@@ -86,6 +87,11 @@ class DynamicBatcher:
         self._slots = asyncio.Semaphore(max_in_flight)
         self._in_flight: set[asyncio.Task[None]] = set()
         self._running = 0
+        # When the device last became free, and how many items the batch then forming could
+        # hold if the clients just answered came straight back (see _next_batch).
+        self._free_since = 0.0
+        self._refill_target = 0
+        self._last_forward_s = 0.0
 
     @property
     def depth(self) -> int:
@@ -141,7 +147,14 @@ class DynamicBatcher:
 
     async def _next_batch(self) -> list[_Item]:
         """Wait for the first item, then until the batch is full or the delay since that
-        item has passed and no other batch of this model is running."""
+        item has passed and no other batch of this model is running.
+
+        When the device has just become free, a batch that filled while it was busy may also
+        wait (``_linger_s``) for the clients the finished batch answered: closed-loop clients
+        send their next request at once, and without this eight clients of a slow model
+        settle into two alternating batches of four (alexnet: 130 images/s at batch 4, 210
+        at batch 8 on two cores). It waits only while fewer items are queued than the
+        finished batch and the queue could make together."""
         loop = asyncio.get_running_loop()
         while True:
             if not self._pending:
@@ -154,9 +167,14 @@ class DynamicBatcher:
                     self._wakeup.clear()
                     await self._wakeup.wait()
                     continue
-                remaining = deadline - loop.time()
+                now = loop.time()
+                remaining = deadline - now
                 if remaining <= 0:
-                    break
+                    if len(self._pending) >= self._refill_target:
+                        break
+                    remaining = self._free_since + self._linger_s() - now
+                    if remaining <= 0:
+                        break
                 self._wakeup.clear()
                 try:  # not wait_for: on 3.11 it can swallow a cancellation (stop() would hang)
                     async with asyncio.timeout(remaining):
@@ -164,17 +182,28 @@ class DynamicBatcher:
                 except TimeoutError:
                     break
             batch = self._take_batch()
+            self._refill_target = 0  # this batch's clients are answered by its own finish
             if batch:
                 now = loop.time()
                 for item in batch:
                     self._observer.on_wait(now - item.enqueued)
                 return batch
 
+    def _linger_s(self) -> float:
+        """How long a freed device may wait for the clients it answered: the delay, or half
+        a forward if that is longer, since doubling a batch costs a slow model far less than
+        a second forward (alexnet on two cores: 38 ms at batch 8, 31 ms at batch 4), while
+        the returning requests still need their round trip and decoding (5-10 ms)."""
+        return max(self.max_delay_s, self._last_forward_s / 2)
+
     async def _run(self, batch: list[_Item]) -> None:
         try:
             await self._execute(batch)
         finally:
             self._running -= 1
+            if not self._running:
+                self._free_since = asyncio.get_running_loop().time()
+                self._refill_target = min(self.max_batch_size, len(self._pending) + len(batch))
             self._slots.release()
             self._wakeup.set()
 
@@ -238,6 +267,7 @@ class DynamicBatcher:
                     item.future.set_exception(exc)
             return True
         self._observer.on_batch(len(batch), seconds)
+        self._last_forward_s = seconds
         for item, output in zip(batch, outputs, strict=True):
             if not item.future.done():
                 item.future.set_result(output)

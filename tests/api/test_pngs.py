@@ -22,9 +22,10 @@ def test_a_grid_tiles_row_major_with_a_black_gutter() -> None:
     grid = _decoded(encode_grid(images, columns=2))
     step = 28 + GRID_PADDING
     assert grid.shape == (2 * step + GRID_PADDING, 2 * step + GRID_PADDING)
-    tile = lambda row, column: grid[  # noqa: E731
-        GRID_PADDING + row * step : GRID_PADDING + row * step + 28,
-        GRID_PADDING + column * step : GRID_PADDING + column * step + 28,
-    ]
+
+    def tile(row: int, column: int) -> np.ndarray:
+        top, left = GRID_PADDING + row * step, GRID_PADDING + column * step
+        return grid[top : top + 28, left : left + 28]
+
     assert (tile(0, 0) == 10).all() and (tile(0, 1) == 20).all() and (tile(1, 0) == 30).all()
     assert (tile(1, 1) == 0).all() and (grid[:GRID_PADDING] == 0).all()  # empty cell, gutter

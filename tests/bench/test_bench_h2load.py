@@ -53,7 +53,7 @@ def test_h2load_sends_the_very_message_as_grpc_calls(
     target = LoadTarget(f"grpc://127.0.0.1:{echo_server.port}", MODEL_INFER, body, None, 1)
     executable = find_h2load()
     assert executable is not None
-    plan = LoadPlan(concurrency=2, duration_s=1)
+    plan = LoadPlan(concurrency=2, duration_s=1.5)  # h2load takes whole units: 1500ms
     result = run_h2load(target, plan, tmp_path, executable)
     assert result.requests > 0 and result.errors == 0 and result.tool == "h2load"
     # the server decoded every call's message as exactly the prepared bytes

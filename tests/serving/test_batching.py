@@ -217,6 +217,68 @@ async def test_a_partial_batch_keeps_filling_while_the_device_is_busy(executor) 
     await batcher.stop()
 
 
+async def _closed_loop(batcher: DynamicBatcher, clients: int, seconds: float) -> None:
+    """Each client sends its next item 2 ms after the previous one is answered (the network
+    round trip and decoding, in a real server); they start 7 ms apart, as real ones do."""
+    end = asyncio.get_running_loop().time() + seconds
+
+    async def client(value: float) -> None:
+        await asyncio.sleep(0.007 * value)
+        while asyncio.get_running_loop().time() < end:
+            assert await batcher.submit(_samples(value)) == [2.0 * value]
+            await asyncio.sleep(0.002)
+
+    await asyncio.gather(*(client(float(i)) for i in range(clients)))
+
+
+@pytest.mark.parametrize("clients", [8, 5])
+async def test_closed_loop_clients_share_one_batch_instead_of_alternating(
+    executor, clients: int
+) -> None:
+    """Eight clients of a slow model: while one batch runs the other clients queue; when it
+    finishes, the queued batch waits for the clients just answered instead of leaving at
+    half size, so batches of eight form, not two alternating batches of four."""
+    model = FakeModel()
+    forward = model.__call__
+
+    def slow(batch: list[Inputs]) -> list[float]:
+        threading.Event().wait(0.03)  # a forward of 30 ms whatever the batch size
+        return forward(batch)
+
+    batcher = _batcher(slow, executor, max_batch_size=16, max_delay_s=0.01)
+    await _closed_loop(batcher, clients, seconds=1.0)
+    await batcher.stop()
+    settled = model.batches[3:]
+    assert settled and sorted(settled)[len(settled) // 2] == clients  # the median batch
+
+
+async def test_an_open_loop_item_waits_at_most_half_a_forward_after_the_device_frees(
+    executor,
+) -> None:
+    """A client that does not come back costs the queued batch at most the linger: the
+    delay, or half the last forward if longer (here 60 ms forwards, a 10 ms delay)."""
+    model = FakeModel()
+    forward = model.__call__
+
+    def slow(batch: list[Inputs]) -> list[float]:
+        threading.Event().wait(0.06)
+        return forward(batch)
+
+    batcher = _batcher(slow, executor, max_batch_size=16, max_delay_s=0.01)
+    assert await batcher.submit(_samples(0)) == [0.0]  # the forward time is now known
+    loop = asyncio.get_running_loop()
+    first = asyncio.create_task(batcher.submit(_samples(1, 2, 3)))
+    await asyncio.sleep(0.03)  # the first batch runs
+    second = asyncio.create_task(batcher.submit(_samples(4)))  # queues behind it
+    await first
+    freed = loop.time()
+    assert await second == [8.0]
+    waited = loop.time() - freed - 0.06  # minus its own forward
+    assert 0.015 < waited < 0.03 + 0.03  # it lingered, for at most half a forward
+    assert model.batches == [1, 3, 1]
+    await batcher.stop()
+
+
 async def test_a_lost_device_fails_the_whole_batch_at_once(executor) -> None:
     calls: list[int] = []
     failures: list[Exception] = []
