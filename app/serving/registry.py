@@ -61,7 +61,8 @@ class ModelRegistry:
             os.cpu_count() or 1, cuda=device.type == "cuda"
         )
         self._decode_pool = ThreadPoolExecutor(decode_threads, thread_name_prefix="decode")
-        # Compiles "aot" graphs one at a time, at low priority, while the models serve eager.
+        # Builds graphs (TorchScript traces, "aot" packages) one at a time, at low priority,
+        # while the models serve eager.
         self._graph_builder = GraphBuilder(settings.graph_compile_threads)
         self._done = asyncio.Event()
         # Set by ParameterSync once the control store's records are replayed: a process must
