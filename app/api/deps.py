@@ -30,6 +30,13 @@ async def get_registry(request: Request) -> ModelRegistry:
     return request.app.state.registry
 
 
+def device_failure(request: Request) -> str | None:
+    """Why this process can no longer serve until it restarts (None: it can); the liveness
+    probes ask for that restart. Before the lifespan there is no registry, and no failure."""
+    registry = getattr(request.app.state, "registry", None)
+    return None if registry is None else registry.device_failure
+
+
 async def get_jobs(request: Request) -> Jobs:
     return request.app.state.jobs
 

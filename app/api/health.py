@@ -4,16 +4,29 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from app.api.deps import RegistryDep, SyncDep
+from app.api.deps import RegistryDep, SyncDep, device_failure
 from app.api.schemas import HealthResponse
 from app.responses import FastJSONResponse
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", response_model=HealthResponse)
-async def get_liveness() -> FastJSONResponse:
-    """Liveness: the process is up and the event loop answers."""
+@router.get(
+    "/healthz",
+    response_model=HealthResponse,
+    responses={
+        503: {
+            "model": HealthResponse,
+            "description": "The device failed beyond repair (a sticky CUDA error): only a "
+            "restart brings the process back, which a liveness probe asks for.",
+        }
+    },
+)
+async def get_liveness(request: Request) -> FastJSONResponse:
+    """Liveness: the process is up and the event loop answers, and its device still works."""
+    failure = device_failure(request)
+    if failure is not None:
+        return FastJSONResponse({"status": "failed", "detail": failure}, status_code=503)
     return FastJSONResponse({"status": "ok", "models": {}})
 
 

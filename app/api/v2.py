@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from app.api import open_inference as oip
-from app.api.deps import RegistryDep, SettingsDep
+from app.api.deps import RegistryDep, SettingsDep, device_failure
 from app.api.payloads import check_json_depth
 from app.api.v2_schemas import (
     ErrorV2Response,
@@ -109,9 +109,12 @@ async def get_server_metadata() -> FastJSONResponse:
     return FastJSONResponse(oip.server_metadata())
 
 
-@router.get("/health/live", response_model=LiveResponse)
-async def get_server_live() -> FastJSONResponse:
-    """Liveness: the process is up and the event loop answers."""
+@router.get("/health/live", response_model=LiveResponse, responses={503: {"model": LiveResponse}})
+async def get_server_live(request: Request) -> FastJSONResponse:
+    """Liveness: the process is up and the event loop answers, and its device still works
+    (after a sticky CUDA error only a restart helps: 503, as /healthz)."""
+    if device_failure(request) is not None:
+        return FastJSONResponse({"live": False}, status_code=503)
     return FastJSONResponse({"live": True})
 
 

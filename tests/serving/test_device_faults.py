@@ -120,4 +120,9 @@ async def test_a_sticky_cuda_error_takes_the_process_out_of_service(
         assert again[0].status_code == 503  # refused before reaching the device
         assert "illegal memory access" in again[0].json()["detail"]
         assert calls == []
-        assert (await client.get("/healthz")).status_code == 200
+        # only a restart brings the device back: the liveness probes ask for one
+        live = await client.get("/healthz")
+        assert live.status_code == 503 and live.json()["status"] == "failed"
+        assert "illegal memory access" in live.json()["detail"]
+        v2_live = await client.get("/v2/health/live")
+        assert v2_live.status_code == 503 and v2_live.json() == {"live": False}

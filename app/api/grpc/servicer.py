@@ -128,7 +128,8 @@ class InferenceServicer(GRPCInferenceServiceServicer):
         return await self._call("ModelInfer", request.model_name, context, self._infer(request))
 
     async def _live(self) -> pb.ServerLiveResponse:
-        return pb.ServerLiveResponse(live=True)
+        # not live once the device failed beyond repair: only a restart helps (as /healthz)
+        return pb.ServerLiveResponse(live=self._registry.device_failure is None)
 
     async def _ready(self) -> pb.ServerReadyResponse:
         return pb.ServerReadyResponse(ready=self._registry.ready)
