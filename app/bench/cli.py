@@ -115,7 +115,9 @@ def bench(
         int | None, typer.Option(min=1, help="Only N torch threads in raw (default: all, 1).")
     ] = None,
     load_tool: Annotated[LoadTool, typer.Option(help="auto: wrk if installed.")] = LoadTool.AUTO,
-    ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for /readyz.")] = 300.0,
+    ready_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for /readyz and the graphs built after it.")
+    ] = 300.0,
     log_dir: Annotated[
         Path | None, typer.Option(help="Keep every server's log here (default: failed ones).")
     ] = None,

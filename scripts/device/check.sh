@@ -15,6 +15,9 @@
 #   fp16     the same with TORCHGATE_HALF=true (resnet101-fp16.json)
 #   startup  cold start and memory with all six models (startup.json)
 #   tests    the CUDA tests and the device-path tests (JUnit report summarised)
+#   aot      resnet101 fp32 again with TORCHGATE_GRAPH=aot: its AOTInductor package compiled
+#            for the device after readiness, measured once swapped in (resnet101-aot.json;
+#            last, as the most optional: it needs a C++ compiler there)
 # The ImageNet models get random state dicts saved under the official file names (there is no
 # internet there) and run with TORCHGATE_VERIFY_WEIGHTS=false: speed and memory do not depend
 # on the values. Everything printed is also in $OUT/check.log; the table is $OUT/summary.md;
@@ -87,6 +90,9 @@ main() {
       tests/serving/test_forward.py tests/serving/test_faults.py \
       tests/serving/test_device_faults.py tests/serving/test_batching.py \
       tests/serving/test_devices.py
+    step aot 200 --stdout "$OUT/resnet101-aot.json" -- "$py" "${bench[@]}" \
+      --env TORCHGATE_HALF=false --env TORCHGATE_GRAPH=aot --ready-timeout 180 \
+      --env "TORCHGATE_COMPILED_DIR=$work/compiled"
   fi
   for log in "$work"/logs/*.log; do
     [[ -e "$log" ]] || continue

@@ -13,7 +13,11 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Any
 
-PRECISIONS = (("fp32", "resnet101-fp32.json"), ("fp16 autocast", "resnet101-fp16.json"))
+PRECISIONS = (
+    ("fp32", "resnet101-fp32.json"),
+    ("fp16 autocast", "resnet101-fp16.json"),
+    ("fp32, AOTInductor", "resnet101-aot.json"),
+)
 
 
 def _load(path: Path) -> dict[str, Any] | None:
