@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import threading
 import time
 from collections import Counter
@@ -112,3 +113,41 @@ def echo_server() -> Iterator[EchoServer]:
         yield state
     finally:
         server.stop(0)
+
+
+@dataclass
+class MetricsServer:
+    """Serves ``text`` at any path, as a server's /metrics (change it between scrapes)."""
+
+    base_url: str = ""
+    text: str = ""
+    cpu: float = 0.0
+
+    def cpu_seconds(self) -> float:  # as ServerProcess's, for code that reads both
+        return self.cpu
+
+
+@pytest.fixture
+def metrics_server() -> Iterator[MetricsServer]:
+    state = MetricsServer()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = state.text.encode()
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.base_url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import http.server
-import threading
-from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from app.bench.h2load import find_h2load, framed, parse_output, run_h2load
 from app.bench.load import LoadPlan, LoadTarget
 from app.bench.protocols import MODEL_INFER, failed_calls
-from tests.bench.conftest import EchoServer
+from tests.bench.conftest import EchoServer, MetricsServer
 
 STDOUT = """\
 finished in 8.00s, 1965.12 req/s, 648.21KB/s
@@ -62,36 +58,11 @@ def test_h2load_sends_the_very_message_as_grpc_calls(
     assert result.latency.p50_ms > 0 and result.client_cpu_s is not None
 
 
-class _Metrics(http.server.BaseHTTPRequestHandler):
-    text = ""
-
-    def do_GET(self) -> None:
-        body = self.text.encode()
-        self.send_response(200)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def metrics_server() -> Iterator[SimpleNamespace]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Metrics)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield SimpleNamespace(base_url=f"http://127.0.0.1:{server.server_port}")
-    finally:
-        server.shutdown()
-
-
 def test_failed_calls_are_counted_from_the_servers_metrics(
-    metrics_server: SimpleNamespace,
+    metrics_server: MetricsServer,
 ) -> None:
     """h2load sees a failed gRPC call as an HTTP 200; the server's counter knows better."""
-    _Metrics.text = (
+    metrics_server.text = (
         "# TYPE torchgate_grpc_requests_total counter\n"
         'torchgate_grpc_requests_total{model="cnn",method="ModelInfer",code="OK"} 90.0\n'
         'torchgate_grpc_requests_total{model="cnn",method="ModelInfer",code="NOT_FOUND"} 3.0\n'

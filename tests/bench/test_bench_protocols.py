@@ -14,10 +14,16 @@ from app.bench.images import input_file_for
 from app.bench.latency import LatencySummary
 from app.bench.load import LoadPlan, LoadResult, LoadTarget
 from app.bench.loadgen import drive
-from app.bench.protocols import MODEL_INFER, ProtocolComparison, build_requests, target_for
+from app.bench.protocols import (
+    MODEL_INFER,
+    ProtocolComparison,
+    alternate,
+    build_requests,
+    target_for,
+)
 from app.bench.runner import BenchConfig
 from app.bench.server import ServerProcess, free_port
-from tests.bench.conftest import EchoServer
+from tests.bench.conftest import EchoServer, MetricsServer
 
 
 @pytest.mark.parametrize("model", ["cnn", "resnet101"])  # the issue's two: c=32 and c=8
@@ -86,3 +92,34 @@ def test_the_comparison_gives_median_ratios_and_cpu_per_request() -> None:
     assert comparison.ratio("v1") == 1.0
     assert comparison.cpu_ms_per_request("grpc") == pytest.approx(10.0)
     assert comparison.client_cpu_ms_per_request("v1") == pytest.approx(1.0)
+
+
+def _failures(count: int) -> str:
+    return (
+        "# TYPE torchgate_grpc_requests_total counter\n"
+        'torchgate_grpc_requests_total{model="cnn",method="ModelInfer",code="RESOURCE_EXHAUSTED"}'
+        f" {count}.0\n"
+    )
+
+
+def test_rounds_alternate_and_grpc_failures_come_from_the_servers_count(
+    metrics_server: MetricsServer,
+) -> None:
+    """Each round runs every protocol once, in order; a gRPC slice's failures are what the
+    server counted during it (its load generator saw HTTP 200s), and its CPU is the slice's."""
+    metrics_server.text = _failures(5)  # failures from before the bench: not this slice's
+    order: list[str] = []
+
+    def driver(target: LoadTarget, plan: LoadPlan) -> LoadResult:
+        order.append(target.url)
+        metrics_server.cpu += 2.0
+        if target.url == "grpc":
+            metrics_server.text = _failures(5 + 3 * order.count("grpc"))  # 3 fail per slice
+        return _load(100)
+
+    targets = {"v1": LoadTarget("v1"), "grpc": LoadTarget("grpc")}
+    plan = LoadPlan(concurrency=1, duration_s=2.0)
+    comparison = alternate(targets, metrics_server, driver, plan, 2, lambda r: r[-1])  # type: ignore[arg-type]
+    assert order == ["v1", "grpc", "v1", "grpc"]
+    assert comparison.results["grpc"].errors == 3 and comparison.results["v1"].errors == 0
+    assert comparison.cpu_s == {"v1": 4.0, "grpc": 4.0}
