@@ -85,6 +85,9 @@ async def test_steps_run_once_and_a_failed_one_is_logged(caplog: pytest.LogCaptu
     assert "already gone" in caplog.text
 
 
+REFUSED_IN_THE_STOP = grpc.StatusCode.CANCELLED
+
+
 async def test_once_draining_readiness_is_503_and_grpc_refuses_new_calls(
     settings_factory: Callable[..., Settings],
 ) -> None:
@@ -114,4 +117,10 @@ async def test_once_draining_readiness_is_503_and_grpc_refuses_new_calls(
         ):
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await call(request, timeout=10)
-            assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
+            # refused; one that reaches grpc's core as its stop begins is cancelled by it
+            # instead (seen once in CI): not served either way
+            assert refused.value.code() in (grpc.StatusCode.UNAVAILABLE, REFUSED_IN_THE_STOP)
+        await asyncio.sleep(0.2)  # the stop has begun in grpc's core: no race left
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.ServerReady(pb.ServerReadyRequest(), timeout=10)
+        assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
