@@ -14,6 +14,7 @@ fails the whole batch at once, since nothing smaller could run either.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -176,11 +177,11 @@ class DynamicBatcher:
                     if remaining <= 0:
                         break
                 self._wakeup.clear()
-                try:  # not wait_for: on 3.11 it can swallow a cancellation (stop() would hang)
+                # not wait_for: on 3.11 it can swallow a cancellation (stop() would hang); a
+                # timeout comes back round, where the first item's deadline has now passed
+                with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(remaining):
                         await self._wakeup.wait()
-                except TimeoutError:
-                    break
             batch = self._take_batch()
             self._refill_target = 0  # this batch's clients are answered by its own finish
             if batch:

@@ -217,16 +217,19 @@ async def test_a_partial_batch_keeps_filling_while_the_device_is_busy(executor) 
     await batcher.stop()
 
 
-async def _closed_loop(batcher: DynamicBatcher, clients: int, seconds: float) -> None:
+async def _closed_loop(
+    batcher: DynamicBatcher, clients: int, seconds: float, spread_s: float = 0.0
+) -> None:
     """Each client sends its next item 2 ms after the previous one is answered (the network
-    round trip and decoding, in a real server); they start 7 ms apart, as real ones do."""
+    round trip and decoding, in a real server), plus ``spread_s`` times its number (decoding
+    queued behind other clients'); they start 7 ms apart, as real ones do."""
     end = asyncio.get_running_loop().time() + seconds
 
     async def client(value: float) -> None:
         await asyncio.sleep(0.007 * value)
         while asyncio.get_running_loop().time() < end:
             assert await batcher.submit(_samples(value)) == [2.0 * value]
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(0.002 + spread_s * value)
 
     await asyncio.gather(*(client(float(i)) for i in range(clients)))
 
@@ -250,6 +253,28 @@ async def test_closed_loop_clients_share_one_batch_instead_of_alternating(
     await batcher.stop()
     settled = model.batches[3:]
     assert settled and sorted(settled)[len(settled) // 2] == clients  # the median batch
+
+
+async def test_returning_clients_that_trickle_in_past_the_delay_still_share_a_batch(
+    executor,
+) -> None:
+    """All eight clients were in the batch that just finished; they come back over 2-16 ms,
+    longer than the 5 ms delay that starts with the first one back: the batch waits for
+    them (up to half a forward, 15 ms here), not only for the first one's delay."""
+    model = FakeModel()
+    forward = model.__call__
+
+    def slow(batch: list[Inputs]) -> list[float]:
+        threading.Event().wait(0.03)
+        return forward(batch)
+
+    batcher = _batcher(slow, executor, max_batch_size=16, max_delay_s=0.005)
+    await _closed_loop(batcher, 8, seconds=1.0, spread_s=0.002)
+    await batcher.stop()
+    settled = model.batches[3:]
+    # 8 and 7 alternate (the last client is back after the 15 ms cap); closing at the first
+    # one's delay gave 8 and 3
+    assert settled and sum(settled) / len(settled) >= 7
 
 
 async def test_an_open_loop_item_waits_at_most_half_a_forward_after_the_device_frees(
