@@ -58,6 +58,26 @@ class RawResult:
     max_batch_size: int = 0
     rule: str = "serial"  # serial (CPU: forward and decode share the cores) | min (CUDA)
 
+    def raw_up_to(self, batch_size: int) -> float | None:
+        """The raw rate over batches of at most ``batch_size``: what a load that keeps that
+        many images in flight could reach at best (None: no such batch was measured)."""
+        rates = [
+            float(trial["images_per_s"])
+            for trial in self.trials
+            if int(trial["batch_size"]) <= batch_size
+        ]
+        if not rates:
+            return None
+        return with_decode(
+            max(rates), self.decode_ms_per_image / 1000, self.decode_images_per_s, self.rule
+        )
+
+
+def with_decode(forward: float, decode_s: float, decode_rate: float, rule: str) -> float:
+    """A forward rate with decoding as the server does both: on the CPU they share the cores
+    (serial), on CUDA they overlap and the slower one bounds the rate (min)."""
+    return min(forward, decode_rate) if rule == "min" else 1.0 / (1.0 / forward + decode_s)
+
 
 def batch_sizes(device: torch.device, pretrained: bool, max_batch_size: int) -> list[int]:
     """On CUDA the sizes the server runs (it pads each batch up to one of them); on the CPU a
@@ -127,7 +147,7 @@ def measure(
         raise RuntimeError(f"no forward variant could run {model}: {skipped}")
     best = max(trials, key=lambda trial: trial.images_per_s)
     forward = best.images_per_s
-    raw = min(forward, decode_rate) if cuda else 1.0 / (1.0 / forward + decode_s)
+    raw = with_decode(forward, decode_s, decode_rate, "min" if cuda else "serial")
     return RawResult(
         model=model,
         torch_version=torch.__version__,

@@ -29,6 +29,16 @@ def served_over_raw(scenario: ScenarioResult, result: BenchResult) -> float | No
     return _ratio(scenario.predict.images_per_s, raw)
 
 
+def served_over_reachable_raw(scenario: ScenarioResult, result: BenchResult) -> float | None:
+    """Served over raw at the batches this load can form (at most concurrency x images per
+    request); None when that is raw's own best batch, which the plain ratio already uses."""
+    raw = result.raw
+    in_flight = result.config.concurrency * max(1, result.config.images_per_request)
+    if raw is None or in_flight >= raw.best_batch_size:
+        return None
+    return _ratio(scenario.predict.images_per_s, raw.raw_up_to(in_flight))
+
+
 def served_over_healthz(scenario: ScenarioResult) -> float | None:
     """Predict requests/s over no-op requests/s: how far the model is from the HTTP ceiling.
     The median of the alternating rounds when there are some (see runner.HEALTHZ_ROUNDS)."""
@@ -105,6 +115,7 @@ def to_document(result: BenchResult, machine: dict[str, object]) -> dict[str, An
             "healthz": s.healthz.to_dict() if s.healthz is not None else None,
             "healthz_server_cpu_ms_per_request": _healthz_cpu_ms(s),
             "served_over_raw": served_over_raw(s, result),
+            "served_over_reachable_raw": served_over_reachable_raw(s, result),
             "served_over_healthz": served_over_healthz(s),
             "paired_rates": [list(pair) for pair in s.paired_rates],
         }
@@ -189,6 +200,10 @@ def _served_table(result: BenchResult) -> Table:
     labels += ["errors / requests", "mean batch size (server)", "mean forward ms (server)"]
     labels += ["mean queue wait ms (server)", "server CPU ms / request", "server cores busy"]
     labels += ["cold start s", "server RSS MiB", "served / raw"]
+    reachable = [served_over_reachable_raw(s, result) for s in result.scenarios]
+    if any(ratio is not None for ratio in reachable):
+        in_flight = result.config.concurrency * max(1, result.config.images_per_request)
+        labels += [f"served / raw at batches <= {in_flight}"]
     columns = []
     for s in result.scenarios:
         rss = f"{s.rss_bytes / _MIB:,.0f}" + (f" ({s.processes} procs)" if s.processes > 1 else "")
@@ -205,6 +220,8 @@ def _served_table(result: BenchResult) -> Table:
                 _fmt(served_over_raw(s, result), 3),
             ]
         )
+        if any(ratio is not None for ratio in reachable):
+            columns[-1].append(_fmt(served_over_reachable_raw(s, result), 3))
     if any(s.healthz is not None for s in result.scenarios):
         labels += ["healthz requests/s", "healthz p50 ms", "healthz server CPU ms / request"]
         labels += ["served / healthz (req/s)", "  each round (predict, healthz)"]

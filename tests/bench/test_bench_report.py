@@ -105,3 +105,39 @@ def test_batching_gain_is_the_median_of_the_alternating_rounds() -> None:
     out = io.StringIO()
     render(result, MACHINE, Console(file=out, width=160))
     assert "median of alternating rounds 3.00 2.00 5.00" in out.getvalue()
+
+
+def _alexnet_at(concurrency: int) -> BenchResult:
+    """alexnet's raw trials on two cores: batch 16 beats batch 8, which beats 4."""
+    trials = [
+        {"variant": "eager", "threads": 2, "batch_size": size, "images_per_s": rate}
+        for size, rate in ((4, 125.0), (8, 200.0), (16, 250.0))
+    ]
+    raw = RawResult(
+        "alexnet", "2.x", 2, 2.0, "eager", 2, 16, 250.0, 1 / (1 / 250 + 0.002), trials=trials
+    )
+    return BenchResult(
+        BenchConfig("alexnet", concurrency=concurrency), "wrk", 4470, "photo.jpg", raw,
+        [_scenario("batching on", 200)],
+    )  # fmt: skip
+
+
+def test_raw_at_the_batches_a_load_can_form_is_reported_beside_the_plain_ratio() -> None:
+    """Eight clients never form raw's best batch of 16: the second ratio compares against
+    the best batch of at most 8 (decoding added the same way)."""
+    result = _alexnet_at(8)
+    assert result.raw is not None
+    assert result.raw.raw_up_to(8) == 1 / (1 / 200 + 0.002)
+    assert result.raw.raw_up_to(2) is None  # no batch that small was measured
+    (scenario,) = to_document(result, MACHINE)["scenarios"]
+    assert scenario["served_over_raw"] == 100 / (1 / (1 / 250 + 0.002))
+    assert scenario["served_over_reachable_raw"] == 100 / (1 / (1 / 200 + 0.002))
+    output = io.StringIO()
+    render(result, MACHINE, Console(file=output, width=200))
+    assert "served / raw at batches <= 8" in output.getvalue()
+    # with 16 in flight raw's best batch is reachable: one ratio, no second row
+    wide = _alexnet_at(16)
+    assert to_document(wide, MACHINE)["scenarios"][0]["served_over_reachable_raw"] is None
+    output = io.StringIO()
+    render(wide, MACHINE, Console(file=output, width=200))
+    assert "served / raw at batches" not in output.getvalue()
