@@ -17,13 +17,16 @@ pytestmark = pytest.mark.anyio
 class FakeModel:
     """Doubles its input; records batch sizes; can fail on a marked item or block."""
 
-    def __init__(self) -> None:
+    def __init__(self, seconds: float = 0.0) -> None:
         self.batches: list[int] = []
         self.gate = threading.Event()
         self.gate.set()
+        self.seconds = seconds  # each forward's duration, whatever the batch size
 
     def __call__(self, batch: list[Inputs]) -> list[float]:
         self.gate.wait(10)
+        if self.seconds:
+            threading.Event().wait(self.seconds)
         stacked = torch.stack([inputs[0] for inputs in batch])
         if (stacked < 0).any():
             raise RuntimeError("negative input")
@@ -241,14 +244,8 @@ async def test_closed_loop_clients_share_one_batch_instead_of_alternating(
     """Eight clients of a slow model: while one batch runs the other clients queue; when it
     finishes, the queued batch waits for the clients just answered instead of leaving at
     half size, so batches of eight form, not two alternating batches of four."""
-    model = FakeModel()
-    forward = model.__call__
-
-    def slow(batch: list[Inputs]) -> list[float]:
-        threading.Event().wait(0.03)  # a forward of 30 ms whatever the batch size
-        return forward(batch)
-
-    batcher = _batcher(slow, executor, max_batch_size=16, max_delay_s=0.01)
+    model = FakeModel(seconds=0.03)
+    batcher = _batcher(model, executor, max_batch_size=16, max_delay_s=0.01)
     await _closed_loop(batcher, clients, seconds=1.0)
     await batcher.stop()
     settled = model.batches[3:]
@@ -261,14 +258,8 @@ async def test_returning_clients_that_trickle_in_past_the_delay_still_share_a_ba
     """All eight clients were in the batch that just finished; they come back over 2-16 ms,
     longer than the 5 ms delay that starts with the first one back: the batch waits for
     them (up to half a forward, 15 ms here), not only for the first one's delay."""
-    model = FakeModel()
-    forward = model.__call__
-
-    def slow(batch: list[Inputs]) -> list[float]:
-        threading.Event().wait(0.03)
-        return forward(batch)
-
-    batcher = _batcher(slow, executor, max_batch_size=16, max_delay_s=0.005)
+    model = FakeModel(seconds=0.03)
+    batcher = _batcher(model, executor, max_batch_size=16, max_delay_s=0.005)
     await _closed_loop(batcher, 8, seconds=1.0, spread_s=0.002)
     await batcher.stop()
     settled = model.batches[3:]
@@ -282,14 +273,8 @@ async def test_an_open_loop_item_waits_at_most_half_a_forward_after_the_device_f
 ) -> None:
     """A client that does not come back costs the queued batch at most the linger: the
     delay, or half the last forward if longer (here 60 ms forwards, a 10 ms delay)."""
-    model = FakeModel()
-    forward = model.__call__
-
-    def slow(batch: list[Inputs]) -> list[float]:
-        threading.Event().wait(0.06)
-        return forward(batch)
-
-    batcher = _batcher(slow, executor, max_batch_size=16, max_delay_s=0.01)
+    model = FakeModel(seconds=0.06)
+    batcher = _batcher(model, executor, max_batch_size=16, max_delay_s=0.01)
     assert await batcher.submit(_samples(0)) == [0.0]  # the forward time is now known
     loop = asyncio.get_running_loop()
     first = asyncio.create_task(batcher.submit(_samples(1, 2, 3)))
