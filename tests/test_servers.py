@@ -27,6 +27,7 @@ from app.bench.images import garment_png
 from app.errors import ConfigurationError
 from app.servers import run_granian
 from tests.conftest import ADMIN_TOKEN, REPO_ROOT, admin_headers, free_port, serve_process
+from tests.helpers.workers import fresh_client, reinitialize_everywhere
 
 PNG = garment_png().data
 RAW = {"content-type": "image/png"}
@@ -42,12 +43,6 @@ def _env(grpc_port: int, **extra: str) -> dict[str, str]:
         "TORCHGATE_GRPC_PORT": str(grpc_port),
         **extra,
     }
-
-
-def _fresh(base: str) -> httpx.Client:
-    """No kept-alive connections: with several workers each request may reach another one."""
-    no_keepalive = httpx.Limits(max_keepalive_connections=0)
-    return httpx.Client(base_url=base, timeout=60, limits=no_keepalive)
 
 
 def _grpc_infer(grpc_port: int) -> service_pb2.ModelInferResponse:
@@ -157,24 +152,14 @@ def test_granian_workers_share_one_version_and_one_metrics(tmp_path: Path) -> No
     args = (*GRANIAN, "--workers", str(workers))
     with serve_process(env, tmp_path / "server.log", args=args) as (port, process):
         base = f"http://127.0.0.1:{port}"
-        with _fresh(base) as client:
+        with fresh_client(base) as client:
 
             def every_worker_applies_a_reload() -> bool:
                 answer = client.post("/admin/models/cnn/reload", headers=admin_headers())
                 return answer.status_code == 200 and len(answer.json()["processes"]) == workers
 
             _wait_for(every_worker_applies_a_reload)
-            answer = client.post(
-                "/admin/models/cnn/reinitialize",
-                json={"scheme": "normal", "std": 0.5, "seed": 1},
-                headers=admin_headers(),
-            )
-            assert answer.status_code == 200
-            body = answer.json()
-            assert body["converged"] is True
-            assert {p["parameters_sha256"] for p in body["processes"]} == {
-                body["parameters_sha256"]
-            }
+            body = reinitialize_everywhere(client, workers)
             answered_by = set()
             for _ in range(60):
                 predicted = client.post("/v1/models/cnn/predict", content=PNG, headers=RAW)

@@ -12,13 +12,13 @@ import time
 from collections.abc import Iterator
 
 import grpc
-import httpx
 import numpy as np
 import pytest
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from app.bench.images import garment_png
 from tests.conftest import ADMIN_TOKEN, admin_headers, free_port, serve_process
+from tests.helpers.workers import fresh_client, reinitialize_everywhere
 
 WORKERS = 3
 PNG = garment_png().data
@@ -44,14 +44,10 @@ def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
         yield base, _wait_for_all_workers(base)
 
 
-def _fresh(base: str) -> httpx.Client:
-    return httpx.Client(base_url=base, timeout=60, limits=httpx.Limits(max_keepalive_connections=0))
-
-
 def _wait_for_all_workers(base: str) -> str:
     """Until a reload lists every worker (each one loaded and caught up); its checksum."""
     deadline = time.monotonic() + 120
-    with _fresh(base) as client:
+    with fresh_client(base) as client:
         while time.monotonic() < deadline:
             answer = client.post("/admin/models/cnn/reload", headers=admin_headers())
             if answer.status_code == 200 and len(answer.json()["processes"]) == WORKERS:
@@ -61,7 +57,7 @@ def _wait_for_all_workers(base: str) -> str:
 
 
 def _check_every_answer(base: str, version: int, sha256: str) -> None:
-    with _fresh(base) as client:
+    with fresh_client(base) as client:
         for _ in range(300):
             answer = client.post(
                 "/v1/models/cnn/predict", content=PNG, headers={"content-type": "image/png"}
@@ -86,21 +82,12 @@ def _check_every_answer(base: str, version: int, sha256: str) -> None:
 
 def test_a_seeded_reinitialize_reaches_every_worker(workers: tuple[str, str]) -> None:
     base = workers[0]
-    with _fresh(base) as client:
-        answer = client.post(
-            "/admin/models/cnn/reinitialize",
-            json={"scheme": "normal", "std": 0.5, "seed": 1},
-            headers=admin_headers(),
-        )
-    assert answer.status_code == 200
-    body = answer.json()
-    assert body["converged"] is True
-    assert len(body["processes"]) == WORKERS
-    assert {p["parameters_sha256"] for p in body["processes"]} == {body["parameters_sha256"]}
+    with fresh_client(base) as client:
+        body = reinitialize_everywhere(client, WORKERS)
     assert {p["parameters_version"] for p in body["processes"]} == {body["parameters_version"]}
     _check_every_answer(base, body["parameters_version"], body["parameters_sha256"])
 
-    with _fresh(base) as client:
+    with fresh_client(base) as client:
         again = client.post(
             "/admin/models/cnn/reinitialize",
             json={"scheme": "normal", "std": 0.5, "seed": 1},
@@ -112,7 +99,7 @@ def test_a_seeded_reinitialize_reaches_every_worker(workers: tuple[str, str]) ->
 
 def test_a_reload_reaches_every_worker(workers: tuple[str, str]) -> None:
     base, source_sha256 = workers
-    with _fresh(base) as client:
+    with fresh_client(base) as client:
         client.post("/admin/models/cnn/reinitialize", json={"seed": 4}, headers=admin_headers())
         answer = client.post("/admin/models/cnn/reload", headers=admin_headers())
     assert answer.status_code == 200
@@ -126,7 +113,7 @@ def test_a_job_started_on_one_worker_answers_from_every_worker(
     workers: tuple[str, str],
 ) -> None:
     base = workers[0]
-    with _fresh(base) as client:
+    with fresh_client(base) as client:
         started = client.post("/admin/models/lstm/evaluate", headers=admin_headers())
         assert started.status_code == 202
         job_id = started.json()["job_id"]

@@ -1,0 +1,31 @@
+"""Talking to a server that runs several worker processes behind one port."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.conftest import admin_headers
+
+
+def fresh_client(base: str) -> httpx.Client:
+    """No kept-alive connections: with several workers each request may reach another one."""
+    no_keepalive = httpx.Limits(max_keepalive_connections=0)
+    return httpx.Client(base_url=base, timeout=60, limits=no_keepalive)
+
+
+def reinitialize_everywhere(client: httpx.Client, processes: int) -> dict[str, Any]:
+    """A seeded reinitialize of the cnn through whichever worker answers; checks that all
+    ``processes`` applied it and hold the same parameters, and returns the answer."""
+    answer = client.post(
+        "/admin/models/cnn/reinitialize",
+        json={"scheme": "normal", "std": 0.5, "seed": 1},
+        headers=admin_headers(),
+    )
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["converged"] is True
+    assert len(body["processes"]) == processes
+    assert {p["parameters_sha256"] for p in body["processes"]} == {body["parameters_sha256"]}
+    return body
