@@ -28,7 +28,7 @@ from app.serving.jobs import Jobs
 from app.serving.registry import ModelRegistry
 from app.serving.store import open_store
 from app.serving.sync import ParameterSync
-from app.tracing import RequestIdMiddleware
+from app.tracing import RequestIdMiddleware, skip_unused_record_fields
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.torch_threads_per_worker(os.cpu_count() or 1, cuda=device.type == "cuda")
     )
     sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
+    skip_unused_record_fields()  # in every worker process: each builds its own app
     metrics = Metrics(device)
 
     @asynccontextmanager

@@ -110,6 +110,17 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+def skip_unused_record_fields() -> None:
+    """Stop ``logging`` from looking up, for every record, what neither format prints: the
+    caller's file and line (a walk up the stack), the thread and the process. The logging
+    HOWTO's own optimization; one access line per request made it about 4% of the cnn's
+    requests per second."""
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+
+
 def log_config(level: str, log_format: LogFormat) -> dict[str, Any]:
     """A ``logging.config.dictConfig`` for the app and uvicorn (which applies it in each worker
     process): app records to stderr, access records to stdout, all stamped with the request id."""

@@ -14,11 +14,13 @@ from app.config import Settings
 from app.errors import install_error_handlers
 from app.tracing import (
     NO_REQUEST,
+    TEXT_FORMAT,
     JsonFormatter,
     RequestIdFilter,
     RequestIdMiddleware,
     current_request_id,
     log_config,
+    skip_unused_record_fields,
 )
 
 pytestmark = pytest.mark.anyio
@@ -136,6 +138,26 @@ def test_log_config_stamps_both_formats() -> None:
         assert all(h["filters"] == ["id"] for h in config["handlers"].values())
     text = logging.Formatter(log_config("info", "text")["formatters"]["text"]["format"])
     assert "[-]: 127.0.0.1:5000" in text.format(_access_record())
+
+
+def test_records_skip_only_what_neither_format_prints(
+    records, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for flag in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
+        monkeypatch.setattr(logging, flag, getattr(logging, flag))  # restored afterwards
+    skip_unused_record_fields()
+    logger.addHandler(records)
+    try:
+        logger.warning("lean %s", "record")
+    finally:
+        logger.removeHandler(records)
+    (record,) = records.records
+    assert (record.lineno, record.thread, record.process) == (0, None, None)  # not looked up
+    skipped = ("pathname", "filename", "lineno", "funcName", "module", "thread", "process")
+    assert not any(f"%({field})" in TEXT_FORMAT for field in skipped)
+    text = logging.Formatter(TEXT_FORMAT).format(record)
+    assert text.endswith("WARNING tests.tracing [-]: lean record")
+    assert json.loads(JsonFormatter().format(record))["message"] == "lean record"
 
 
 def test_log_format_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
