@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from app.config import Settings
 from app.errors import install_error_handlers
 from app.tracing import (
+    LOG_RECORD_LOOKUPS,
     NO_REQUEST,
     TEXT_FORMAT,
     JsonFormatter,
@@ -143,8 +144,9 @@ def test_log_config_stamps_both_formats() -> None:
 def test_records_skip_only_what_neither_format_prints(
     records, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for flag in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
-        monkeypatch.setattr(logging, flag, getattr(logging, flag))  # restored afterwards
+    for flag in ("_srcfile", *LOG_RECORD_LOOKUPS):
+        if hasattr(logging, flag):
+            monkeypatch.setattr(logging, flag, getattr(logging, flag))  # restored afterwards
     skip_unused_record_fields()
     logger.addHandler(records)
     try:
@@ -153,7 +155,9 @@ def test_records_skip_only_what_neither_format_prints(
         logger.removeHandler(records)
     (record,) = records.records
     assert (record.lineno, record.thread, record.process) == (0, None, None)  # not looked up
+    assert getattr(record, "taskName", None) is None
     skipped = ("pathname", "filename", "lineno", "funcName", "module", "thread", "process")
+    skipped += ("taskName", "processName", "threadName")
     assert not any(f"%({field})" in TEXT_FORMAT for field in skipped)
     text = logging.Formatter(TEXT_FORMAT).format(record)
     assert text.endswith("WARNING tests.tracing [-]: lean record")
