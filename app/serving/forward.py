@@ -199,8 +199,9 @@ class ModelForward:
         """Eager at once, the TorchScript graph once traced and checked (about a second for
         resnet101, which would otherwise hold up readiness and every parameter swap)."""
         generation = self._next_generation()
-        layout = self._channels_last
-        self.graph = build_graph(self.module, "eager", layout, example, self.classifier)
+        self.graph = build_graph(
+            self.module, "eager", self._channels_last, example, self.classifier
+        )
 
         def trace() -> ServingGraph | None:
             with self._autocast_context():
