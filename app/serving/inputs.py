@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
 from PIL import Image
 
 from app.errors import InvalidInput
+from app.serving import plain_png
 from app.serving.images import finish_decoding, open_image
 from app.zoo import FASHION_SIDE
 
@@ -40,6 +42,10 @@ class ImageNetInput:
 
     def from_image(self, data: bytes, max_pixels: int) -> torch.Tensor:
         return self.from_opened(open_image(data, max_pixels))
+
+    def from_plain_png(self, data: bytes, max_pixels: int) -> torch.Tensor | None:
+        """No shortcut: a photo's decode is small next to its resize and forward."""
+        return None
 
     def from_opened(self, image: Image.Image) -> torch.Tensor:
         return self.transform(finish_decoding(image, "RGB"))
@@ -82,21 +88,40 @@ class FashionInput:
         )
 
     def from_image(self, data: bytes, max_pixels: int) -> torch.Tensor:
-        return self.from_opened(open_image(data, max_pixels))
+        sample = self.from_plain_png(data, max_pixels)
+        return self.from_opened(open_image(data, max_pixels)) if sample is None else sample
+
+    def from_plain_png(self, data: bytes, max_pixels: int) -> torch.Tensor | None:
+        """The sample when ``data`` is a plain greyscale PNG libspng decodes (app/serving/
+        plain_png.py), else None: then Pillow decodes it through ``from_opened``."""
+        pixels = plain_png.decode(data, max_pixels)
+        return None if pixels is None else self._from_pixels(pixels)
 
     def example(self, batch: int) -> tuple[torch.Tensor, ...]:
         side = (FASHION_SIDE, FASHION_SIDE)
         return (torch.randn(batch, *side) if self.sequence else torch.randn(batch, 1, *side),)
 
     def from_opened(self, image: Image.Image) -> torch.Tensor:
-        image = finish_decoding(image, "L")
-        if image.size != (FASHION_SIDE, FASHION_SIDE):
-            image = image.resize((FASHION_SIDE, FASHION_SIDE), Image.Resampling.BILINEAR)
-        pixels = np.array(image, dtype=np.float32)  # a copy of its own: scaled in place
-        pixels *= 1.0 / (255.0 * self.std)
-        pixels -= self.mean / self.std
+        return self._from_pixels(np.asarray(finish_decoding(image, "L")))
+
+    @cached_property
+    def _normalized(self) -> np.ndarray:
+        """Each of the 256 grey levels normalized as in training (float32 [256]): one lookup
+        per image instead of a float copy and two passes over it."""
+        levels = np.arange(256, dtype=np.float32)
+        levels *= 1.0 / (255.0 * self.std)
+        levels -= self.mean / self.std
+        return levels
+
+    def _from_pixels(self, pixels: np.ndarray) -> torch.Tensor:
+        """uint8 [H, W] grey levels -> the model's normalized float32 sample."""
+        if pixels.shape != (FASHION_SIDE, FASHION_SIDE):
+            image = Image.fromarray(pixels)  # uint8 [H, W]: mode L
+            resized = image.resize((FASHION_SIDE, FASHION_SIDE), Image.Resampling.BILINEAR)
+            pixels = np.asarray(resized)
+        normalized = self._normalized[pixels]  # a new array, writable
         # numpy's view, not Tensor.unsqueeze: a torch call would give up the event loop's GIL
-        return torch.from_numpy(pixels if self.sequence else pixels[np.newaxis])
+        return torch.from_numpy(normalized if self.sequence else normalized[np.newaxis])
 
     def from_array(self, array: np.ndarray) -> list[torch.Tensor]:
         if self.sequence:

@@ -185,11 +185,16 @@ class ModelRuntime:
     async def decode_images(self, blobs: Sequence[bytes]) -> list[torch.Tensor]:
         """Decode and preprocess, keeping order. Headers are checked here (cheap); tiny images
         (28x28 uploads) are decoded inline, since a thread hop costs more than their decode,
-        and everything larger goes to the decode pool, one task per image."""
+        plain greyscale PNGs by libspng, and everything larger goes to the decode pool, one
+        task per image."""
         codec = self._require_codec()
         loop = asyncio.get_running_loop()
         results: list[torch.Tensor | asyncio.Future[torch.Tensor]] = []
         for blob in blobs:
+            sample = codec.from_plain_png(blob, min(self.max_image_pixels, INLINE_DECODE_PIXELS))
+            if sample is not None:
+                results.append(sample)
+                continue
             image = open_image(blob, self.max_image_pixels)
             if image.width * image.height <= INLINE_DECODE_PIXELS:
                 results.append(codec.from_opened(image))

@@ -32,6 +32,7 @@ MODULES = (
     "grpc",
     "google.protobuf",
     "PIL",
+    "pyspng",
     "pytest",
 )
 
