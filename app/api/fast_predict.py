@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
@@ -44,6 +44,18 @@ def _query_top_k(query: bytes) -> tuple[bool, str | None]:
     if len(pairs) != 1 or pairs[0][0] != "top_k" or not pairs[0][1].isdigit():
         return False, None
     return True, pairs[0][1]
+
+
+async def _read_body(receive: Receive) -> bytes:
+    """The whole body, as starlette's ``Request.body`` reads it, without building a Request."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 class RawPredictRoute(BaseRoute):
@@ -84,7 +96,7 @@ class RawPredictRoute(BaseRoute):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         runtime, top_k = scope[_CHOSEN]
-        body = await Request(scope, receive).body()
+        body = await _read_body(receive)
         samples = await runtime.decode_images([body])
         response = await predict_response(runtime, scope["path_params"]["name"], samples, top_k)
         await response(scope, receive, send)

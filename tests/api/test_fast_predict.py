@@ -126,6 +126,19 @@ async def test_streamed_body_over_the_limit_is_413(
         assert "4,000 bytes" in response.json()["detail"]
 
 
+async def test_a_body_streamed_in_pieces_gets_the_same_answer(client, taken) -> None:
+    data = garment()
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for start in range(0, len(data), 40):
+            yield data[start : start + 40]
+
+    streamed = await client.post(PREDICT, content=pieces(), headers={"content-type": "image/png"})
+    whole = await client.post(PREDICT, **_raw(data))
+    assert taken == ["cnn", "cnn"]
+    assert streamed.status_code == 200 and streamed.json() == whole.json()
+
+
 async def test_metrics_name_the_route_template(client, taken) -> None:
     for _ in range(3):
         assert (await client.post(PREDICT, **_raw(garment()))).status_code == 200
