@@ -4,6 +4,8 @@ import zlib
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from app.serving import plain_png
@@ -98,6 +100,18 @@ def test_damaged_files_go_to_pillow_which_gives_the_error() -> None:
         assert plain_png.decode(damaged, LIMIT) is None
 
 
+def test_pixel_data_that_pillow_would_refuse_goes_to_pillow() -> None:
+    """libspng, as pyspng calls it, skips the zlib checksum and tolerates extra data."""
+    chunks = png_chunks(grey_png())
+    idat = next(i for i, (kind, _) in enumerate(chunks) if kind == b"IDAT")
+    rows = zlib.decompress(chunks[idat][1])
+    stream = bytearray(zlib.compress(rows))
+    stream[-1] ^= 0xFF  # the adler-32 at the end of the stream
+    for pixel_data in (bytes(stream), zlib.compress(rows + b"\x00" * 29)):
+        damaged = png_from_chunks([*chunks[:idat], (b"IDAT", pixel_data), *chunks[idat + 1 :]])
+        assert plain_png.decode(damaged, LIMIT) is None
+
+
 def test_the_pixel_and_size_bounds_send_big_files_to_pillow() -> None:
     assert plain_png.decode(grey_png((65, 64)), LIMIT) is None
     assert plain_png.decode(grey_png((28, 28)), 28 * 28 - 1) is None
@@ -108,3 +122,36 @@ def test_the_pixel_and_size_bounds_send_big_files_to_pillow() -> None:
 def test_without_pyspng_every_file_goes_to_pillow(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(plain_png, "pyspng", None)
     assert plain_png.decode(grey_png(), LIMIT) is None
+
+
+def _with_valid_checksums(data: bytes) -> bytes:
+    """``data`` re-chunked with every checksum recomputed, so libspng reads past them."""
+    try:
+        return png_from_chunks(png_chunks(data))
+    except struct.error:
+        return data
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**16),
+    flips=st.lists(st.tuples(st.integers(8, 400), st.integers(1, 255)), max_size=6),
+    cut=st.integers(0, 400),
+    fix_checksums=st.booleans(),
+)
+def test_damaged_pngs_never_raise_and_agree_with_pillow(
+    seed: int, flips: list[tuple[int, int]], cut: int, fix_checksums: bool
+) -> None:
+    """Untrusted bytes reach libspng: whatever they are, ``decode`` never raises, and returns
+    None or exactly the pixels Pillow reads from the same file (never an image where Pillow
+    would refuse the file)."""
+    data = bytearray(grey_png((int(seed % 40) + 1, 28), seed=seed))
+    for offset, mask in flips:
+        if offset < len(data):
+            data[offset] ^= mask
+    damaged = bytes(data[: max(cut, 8)] if cut < len(data) else data)
+    if fix_checksums:
+        damaged = _with_valid_checksums(damaged)
+    pixels = plain_png.decode(damaged, LIMIT)
+    if pixels is not None:  # then Pillow, which checks everything, reads the same pixels
+        assert np.array_equal(pixels, pillow_pixels(damaged))
