@@ -87,7 +87,7 @@ def serve(
         "log_config": log_config(log_level, settings.log_format),
         "access_log": settings.access_log,
         "loop": "uvloop",
-        "http": "httptools",
+        "http": "app.write_coalescing:CoalescingHttpToolsProtocol",  # httptools
         "timeout_graceful_shutdown": 30,
     }
     host = host or settings.host

@@ -291,13 +291,12 @@ class RealServer:
 REAL_SERVER_MAX_UPLOAD_BYTES = 4_000_000
 
 
-@pytest.fixture(scope="session")
-def real_server(
-    weights_dir: Path, tmp_path_factory: pytest.TempPathFactory
+@contextmanager
+def real_server_process(
+    weights_dir: Path, directory: Path, grpc_server: str = "uvicorn"
 ) -> Iterator[RealServer]:
     """``python -m app serve`` with alexnet (random weights), cnn, lstm and gan, over HTTP and
-    gRPC, with a 4 MB message limit."""
-    directory = tmp_path_factory.mktemp("real-server")
+    gRPC (served by ``grpc_server``), with a 4 MB message limit."""
     grpc_port = free_port()
     env = {
         "TORCHGATE_MODELS": "alexnet,cnn,lstm,gan",
@@ -309,11 +308,21 @@ def real_server(
         "TORCHGATE_DEVICE": "cpu",
         "TORCHGATE_LOG_FORMAT": "json",
         "TORCHGATE_GRPC_PORT": str(grpc_port),
+        "TORCHGATE_GRPC_SERVER": grpc_server,
         "TORCHGATE_MAX_UPLOAD_BYTES": str(REAL_SERVER_MAX_UPLOAD_BYTES),
     }
     log = directory / "server.log"
     with serve_process(env, log) as (port, _):
         yield RealServer(f"http://127.0.0.1:{port}", f"127.0.0.1:{grpc_port}", log)
+
+
+@pytest.fixture(scope="session")
+def real_server(
+    weights_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RealServer]:
+    """One real server (the default gRPC server), booted once for the modules that share it."""
+    with real_server_process(weights_dir, tmp_path_factory.mktemp("real-server")) as server:
+        yield server
 
 
 def require_binary(name: str, package: str) -> str:

@@ -88,11 +88,12 @@ async def test_steps_run_once_and_a_failed_one_is_logged(caplog: pytest.LogCaptu
 REFUSED_IN_THE_STOP = grpc.StatusCode.CANCELLED
 
 
+@pytest.mark.parametrize("grpc_server", ["uvicorn", "grpcio"])
 async def test_once_draining_readiness_is_503_and_grpc_refuses_new_calls(
-    settings_factory: Callable[..., Settings],
+    settings_factory: Callable[..., Settings], grpc_server: str
 ) -> None:
     grpc_port = free_port()
-    app = create_app(settings_factory(grpc_port=grpc_port))
+    app = create_app(settings_factory(grpc_port=grpc_port, grpc_server=grpc_server))
     async with (
         LifespanManager(app, startup_timeout=60, shutdown_timeout=60) as manager,
         httpx.AsyncClient(

@@ -33,6 +33,7 @@ MODULES = (
     "google.protobuf",
     "PIL",
     "pyspng",
+    "zttp",
     "pytest",
 )
 

@@ -30,7 +30,7 @@ pure=(
 # app.errors and the gRPC adapter import grpc at start-up; the generated code in
 # app/api/grpc/proto refuses runtimes older than the ones that generated it
 binary=(pydantic-core==2.50.5 httptools==0.9.0 orjson==3.13.0 grpcio==1.85.3 protobuf==6.33.6
-  pyspng==0.1.4)
+  pyspng==0.1.4 zttp==0.0.35)
 platforms=()
 for n in 17 24 27 28 31 34 35; do platforms+=(--platform "manylinux_2_${n}_x86_64"); done
 python3 -m pip download -q --no-deps --only-binary=:all: -d "$DEST" "${pure[@]}"

@@ -79,12 +79,12 @@ class InferenceServicer(GRPCInferenceServiceServicer):
             logger.exception("unhandled error in gRPC %s", method)
             code, details = grpc.StatusCode.INTERNAL, "internal server error"
         else:
-            self._finish(method, model, context, grpc.StatusCode.OK, started)
+            self.finish(method, model, context, grpc.StatusCode.OK, started)
             return response
-        self._finish(method, model, context, code, started)
+        self.finish(method, model, context, code, started)
         await context.abort(code, details)  # raises: the status goes out with the trailers
 
-    def _finish(
+    def finish(
         self,
         method: str,
         model: str,
@@ -92,6 +92,7 @@ class InferenceServicer(GRPCInferenceServiceServicer):
         code: grpc.StatusCode,
         started: float,
     ) -> None:
+        """Count, time and log one call (also one refused before its method ran)."""
         self._observe(model, method, code, time.perf_counter() - started)
         if self._settings.access_log:
             access_logger.info('%s - "gRPC %s %s" %s', context.peer(), method, model, code.name)
