@@ -43,9 +43,9 @@ class Settings(BaseSettings):
     # in the same process and event loop as HTTP; 8001 as in Triton, 0 turns it off. With
     # --workers N every worker binds it (SO_REUSEPORT) and the kernel spreads the connections.
     grpc_port: int = Field(default=8001, ge=0, le=65535)
-    # What serves that port: uvicorn's HTTP/2 (zttp) on the event loop itself, or grpcio's
-    # grpc.aio server (a poller thread of its own). README "gRPC" has the measured figures.
-    grpc_server: Literal["uvicorn", "grpcio"] = "uvicorn"
+    # What serves that port: HTTP/2 from zttp (a compiled codec) on the event loop itself, or
+    # grpcio's grpc.aio server (a poller thread of its own). README "gRPC" has the figures.
+    grpc_server: Literal["zttp", "grpcio"] = "zttp"
     device: str = "auto"
     models: Annotated[tuple[str, ...], NoDecode] = ALL_MODELS
     weights_dir: Path = Field(default_factory=default_weights_dir)

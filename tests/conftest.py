@@ -293,7 +293,7 @@ REAL_SERVER_MAX_UPLOAD_BYTES = 4_000_000
 
 @contextmanager
 def real_server_process(
-    weights_dir: Path, directory: Path, grpc_server: str = "uvicorn"
+    weights_dir: Path, directory: Path, grpc_server: str = "zttp"
 ) -> Iterator[RealServer]:
     """``python -m app serve`` with alexnet (random weights), cnn, lstm and gan, over HTTP and
     gRPC (served by ``grpc_server``), with a 4 MB message limit."""

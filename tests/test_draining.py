@@ -88,7 +88,7 @@ async def test_steps_run_once_and_a_failed_one_is_logged(caplog: pytest.LogCaptu
 REFUSED_IN_THE_STOP = grpc.StatusCode.CANCELLED
 
 
-@pytest.mark.parametrize("grpc_server", ["uvicorn", "grpcio"])
+@pytest.mark.parametrize("grpc_server", ["zttp", "grpcio"])
 async def test_once_draining_readiness_is_503_and_grpc_refuses_new_calls(
     settings_factory: Callable[..., Settings], grpc_server: str
 ) -> None:

@@ -240,6 +240,10 @@ async def infer_v2(
     else:
         results = await _generator_outputs(runtime, tensors, signature, limit)
     # numpy, not torch.stack: this runs on the event loop (see app/serving/heads.py)
-    stacked = np.stack([result.tensor.numpy() for result in results]).astype(np.float32, copy=False)
+    if len(results) == 1:  # the common case, without stack's generality
+        stacked = results[0].tensor.numpy()[np.newaxis]
+    else:
+        stacked = np.stack([result.tensor.numpy() for result in results])
+    stacked = stacked.astype(np.float32, copy=False)
     encoded = [_encode(output, stacked, runtime.labels, top_k) for output in requested]
     return encoded, oldest_version(results)

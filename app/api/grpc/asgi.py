@@ -1,8 +1,9 @@
 """gRPC's wire protocol as an ASGI app: one unary call per HTTP/2 stream, answered by the servicer.
 
-uvicorn's HTTP/2 (zttp, a compiled HTTP/2 codec) hands each stream to this app on the event loop
-itself. grpc.aio instead runs a poller thread that takes the GIL for every event and wakes the
-loop through a socket, three or four thread crossings per call (README "Throughput").
+``h2_protocol`` hands each stream to this app on the event loop itself (any ASGI server with
+HTTP/2 and response trailers could too). grpc.aio instead runs a poller thread that takes the
+GIL for every event and wakes the loop through a socket, three or four thread crossings per
+call (README "gRPC").
 
 What the wire carries (grpc's PROTOCOL-HTTP2.md): a POST to ``/<service>/<method>`` with
 ``content-type: application/grpc[+proto]``; the body is length-prefixed messages, each a
@@ -16,7 +17,7 @@ import asyncio
 import struct
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, NoReturn
 from urllib.parse import quote
 
@@ -68,13 +69,12 @@ class CallContext:
         self._peer = f"ipv4:{client[0]}:{client[1]}" if client else "unknown"
         self.trailing: tuple[tuple[str, str], ...] = ()
 
-    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
-        """The client's metadata: its headers but the pseudo, reserved and binary ones."""
-        return tuple(
-            (name.decode("latin-1"), value.decode("latin-1"))
-            for name, value in self._metadata
-            if not name.startswith((b":", b"grpc-")) and not name.endswith(b"-bin")
-        )
+    def invocation_metadata(self) -> Iterator[tuple[str, str]]:
+        """The client's metadata: its headers but the pseudo, reserved and binary ones
+        (decoded as they are read: the servicer looks for one key)."""
+        for name, value in self._metadata:
+            if not name.startswith((b":", b"grpc-")) and not name.endswith(b"-bin"):
+                yield name.decode("latin-1"), value.decode("latin-1")
 
     def set_trailing_metadata(self, metadata: tuple[tuple[str, str], ...]) -> None:
         self.trailing = metadata

@@ -1,4 +1,5 @@
-"""Run the gRPC service in the app's event loop, next to uvicorn, for the app's lifespan.
+"""Run the gRPC service in the app's event loop, next to uvicorn, for the app's lifespan: on
+zttp's HTTP/2 (``h2_server``, the default) or grpcio's grpc.aio (TORCHGATE_GRPC_SERVER=grpcio).
 
 One process or many: with ``--workers N`` every worker binds the same port with SO_REUSEPORT
 (grpc's ``grpc.so_reuseport``) and the kernel spreads connections between them; a single
@@ -60,14 +61,18 @@ async def start_grpc_server(
         return None
     limit = settings.max_upload_bytes  # the same bound as an HTTP body
     servicer = InferenceServicer(registry, settings, metrics)
-    if settings.grpc_server == "uvicorn":
-        server = GrpcH2Server(GrpcAsgiApp(servicer, limit), _listen(settings))
+    if settings.grpc_server == "zttp":
+        server = GrpcH2Server(GrpcAsgiApp(servicer, limit), _listen(settings), limit)
         await server.start()
-        logger.info(
-            "Open Inference Protocol over gRPC on %s (uvicorn, HTTP/2)",
-            _address(settings.host, settings.grpc_port),
-        )
+        address = _address(settings.host, settings.grpc_port)
+        logger.info("Open Inference Protocol over gRPC on %s (HTTP/2 on the event loop)", address)
         return server
+    return await _start_grpcio(settings, servicer, limit)
+
+
+async def _start_grpcio(
+    settings: Settings, servicer: InferenceServicer, limit: int
+) -> grpc.aio.Server:
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", limit),
@@ -85,7 +90,7 @@ async def start_grpc_server(
             "TORCHGATE_GRPC_PORT to a free port, or to 0 to turn gRPC off."
         ) from exc
     await server.start()
-    logger.info("Open Inference Protocol over gRPC on %s", address)
+    logger.info("Open Inference Protocol over gRPC on %s (grpcio)", address)
     return server
 
 

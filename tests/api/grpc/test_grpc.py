@@ -1,6 +1,7 @@
 """A real ``python -m app serve`` on its gRPC port, driven by tritonclient.grpc (and, where a
 request must be one the client would never build, by the raw stub of Triton's own .proto):
-every test runs against each gRPC server (uvicorn's HTTP/2, the default, and grpcio's)."""
+every test runs against each gRPC server (zttp's HTTP/2 on the event loop, the default, and
+grpcio's)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from tests.conftest import (
 FASHION_INPUTS = {"cnn": (1, 28, 28), "lstm": (28, 28)}
 
 
-@pytest.fixture(scope="module", params=["uvicorn", "grpcio"])
+@pytest.fixture(scope="module", params=["zttp", "grpcio"])
 def real_server(
     request: pytest.FixtureRequest, weights_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RealServer]:
