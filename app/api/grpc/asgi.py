@@ -66,7 +66,7 @@ class CallContext:
 
     def __init__(self, headers: Iterable[tuple[bytes, bytes]], client: Any) -> None:
         self._metadata = headers
-        self._peer = f"ipv4:{client[0]}:{client[1]}" if client else "unknown"
+        self._peer = _peer(client)
         self.trailing: tuple[tuple[str, str], ...] = ()
 
     def invocation_metadata(self) -> Iterator[tuple[str, str]]:
@@ -84,6 +84,14 @@ class CallContext:
 
     async def abort(self, code: grpc.StatusCode, details: str = "") -> NoReturn:
         raise CallEnded(code, details, counted=True)
+
+
+def _peer(client: Any) -> str:
+    """The client's address as grpcio names it: ``ipv4:1.2.3.4:5``, ``ipv6:[::1]:5``."""
+    if not client:
+        return "unknown"
+    host, port = client[0], client[1]
+    return f"ipv6:[{host}]:{port}" if ":" in host else f"ipv4:{host}:{port}"
 
 
 def _timeout_s(value: bytes) -> float:

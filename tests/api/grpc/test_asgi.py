@@ -246,6 +246,14 @@ async def test_a_client_that_goes_away_cancels_the_call() -> None:
     assert sent[-1]["headers"][0] == (b"grpc-status", b"1")  # CANCELLED
 
 
+@pytest.mark.parametrize(
+    ("client", "peer"),
+    [(("10.0.0.1", 7), "ipv4:10.0.0.1:7"), (("::1", 8, 0, 0), "ipv6:[::1]:8"), (None, "unknown")],
+)
+def test_the_peer_is_named_as_grpcio_names_it(client: Any, peer: str) -> None:
+    assert CallContext([], client).peer() == peer
+
+
 def test_call_ended_carries_code_and_details() -> None:
     ended = CallEnded(grpc.StatusCode.NOT_FOUND, "gone")
     assert (ended.code, ended.details, ended.counted) == (grpc.StatusCode.NOT_FOUND, "gone", False)
