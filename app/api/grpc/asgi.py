@@ -86,6 +86,12 @@ class CallContext:
         raise CallEnded(code, details, counted=True)
 
 
+def _method(scope: Scope) -> str:
+    """The call's method as a metric label: a known name, else ``unknown``."""
+    method = scope["path"].rpartition("/")[2]
+    return method if method in _REQUESTS else "unknown"
+
+
 def _peer(client: Any) -> str:
     """The client's address as grpcio names it: ``ipv4:1.2.3.4:5``, ``ipv6:[::1]:5``."""
     if not client:
@@ -179,10 +185,11 @@ class GrpcAsgiApp:
                 )
         except CallEnded as ended:
             if not ended.counted:  # refused before the servicer saw it
-                method = scope["path"].rpartition("/")[2]  # a metric label: known names only
-                method = method if method in _REQUESTS else "unknown"
-                self._servicer.finish(method, "", context, ended.code, started)
+                self._servicer.finish(_method(scope), "", context, ended.code, started)
             await _finish(send, b"", ended.code, ended.details, context.trailing)
+        except asyncio.CancelledError:  # the client reset the call, or the server's grace ended
+            self._servicer.finish(_method(scope), "", context, grpc.StatusCode.CANCELLED, started)
+            raise
         else:
             framed = PREFIX.pack(False, len(message)) + message
             await _finish(send, framed, grpc.StatusCode.OK, "", context.trailing)

@@ -160,9 +160,9 @@ class GrpcH2Protocol(asyncio.Protocol):
                 if message.get("body"):
                     answer["body"].append(message["body"])
                 if not answer["trailers"]:
-                    self._respond(stream_id, answer, None)
+                    self._respond(stream_id, answer, None, more_body)
             elif kind == "http.response.trailers":
-                self._respond(stream_id, answer, message["headers"])
+                self._respond(stream_id, answer, message["headers"], more_body)
 
         try:
             await self._app(scope, receive, send)
@@ -171,7 +171,9 @@ class GrpcH2Protocol(asyncio.Protocol):
                 del self._calls[stream_id]
             self._close_if_done()
 
-    def _respond(self, stream_id: int, answer: dict[str, Any], trailers: Any) -> None:
+    def _respond(self, stream_id: int, answer: dict[str, Any], trailers: Any, unread: bool) -> None:
+        """Send the answer; ``unread``: the client is still sending a request refused early,
+        so ask it to stop (RST_STREAM NO_ERROR after a complete answer, RFC 9113 8.1)."""
         if stream_id not in self._calls or self._transport.is_closing():
             return  # reset by the client, or the connection is gone
         stream = self._conn.stream(stream_id)
@@ -180,6 +182,8 @@ class GrpcH2Protocol(asyncio.Protocol):
             for chunk in answer["body"]:
                 stream.send_data(chunk)
             stream.end_message(trailers)
+            if unread:
+                stream.reset(zttp.H2ErrorCode.NO_ERROR)
         except zttp.LocalProtocolError as exc:  # the stream closed under us
             logger.info("gRPC: could not answer stream %d: %s", stream_id, exc)
         self._flush()

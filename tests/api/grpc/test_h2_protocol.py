@@ -94,6 +94,8 @@ async def test_an_answer_larger_than_the_flow_control_window_arrives_whole(serve
 
 
 async def test_a_message_over_the_limit_is_refused_while_it_streams_in(served: Any) -> None:
+    """Refused once it outgrows the limit, then the stream is reset (NO_ERROR) so the client
+    stops sending: it still sees the refusal, and the connection serves on."""
     _, _, target = served
     async with grpc.aio.insecure_channel(target) as channel:
         stub = GRPCInferenceServiceStub(channel)
@@ -117,6 +119,7 @@ async def test_a_cancelled_call_cancels_its_task_and_the_connection_serves_on(
                 break
             await asyncio.sleep(0.02)
         assert servicer.cancelled == 1
+        assert servicer.finished == [grpc.StatusCode.CANCELLED]  # counted as grpcio would
         assert (await stub.ServerLive(pb.ServerLiveRequest())).live
 
 
