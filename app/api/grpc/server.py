@@ -2,8 +2,9 @@
 zttp's HTTP/2 (``h2_server``, the default) or grpcio's grpc.aio (TORCHGATE_GRPC_SERVER=grpcio).
 
 One process or many: with ``--workers N`` every worker binds the same port with SO_REUSEPORT
-(grpc's ``grpc.so_reuseport``) and the kernel spreads connections between them; a single
-worker binds it exclusively, so a port already taken fails the start instead of sharing it.
+(``_listen``, or grpc's ``grpc.so_reuseport``) and the kernel spreads connections between them;
+a single worker binds it exclusively, so a port already taken fails the start instead of
+sharing it.
 """
 
 from __future__ import annotations
