@@ -153,6 +153,7 @@ class GrpcAsgiApp:
     def __init__(self, servicer: InferenceServicer, max_message_bytes: int) -> None:
         self._servicer = servicer
         self._limit = max_message_bytes
+        self.most_body_bytes = PREFIX.size + max_message_bytes  # one framed message
         self._draining = False
         self._handlers: dict[bytes, tuple[type[Message], Handler]] = {
             f"/{SERVICE}/{name}".encode(): (request, getattr(servicer, name))
@@ -221,7 +222,7 @@ class GrpcAsgiApp:
     async def _read_body(self, receive: Receive) -> bytes:
         """The request body, refused once it outgrows one message of the size limit."""
         parts: list[bytes] = []
-        size, most = 0, PREFIX.size + self._limit
+        size, most = 0, self.most_body_bytes
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":

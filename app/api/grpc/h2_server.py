@@ -11,7 +11,7 @@ import asyncio
 import logging
 import socket
 
-from app.api.grpc.asgi import PREFIX, GrpcAsgiApp
+from app.api.grpc.asgi import GrpcAsgiApp
 from app.api.grpc.h2_protocol import GrpcH2Protocol
 
 BACKLOG = 2048  # as uvicorn's HTTP port
@@ -21,19 +21,18 @@ logger = logging.getLogger(__name__)
 class GrpcH2Server:
     """Listens on ``sock`` until ``stop``; calls in flight get the grace period to finish."""
 
-    def __init__(self, app: GrpcAsgiApp, sock: socket.socket, max_message_bytes: int) -> None:
+    def __init__(self, app: GrpcAsgiApp, sock: socket.socket) -> None:
         self._app = app
         self._sock = sock
-        self._most_body = PREFIX.size + max_message_bytes  # one framed message
         self._connections: set[GrpcH2Protocol] = set()
         self._calls: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        app, most, connections, calls = self._app, self._most_body, self._connections, self._calls
+        app, connections, calls = self._app, self._connections, self._calls
         self._server = await loop.create_server(
-            lambda: GrpcH2Protocol(app, most, connections, calls, loop),
+            lambda: GrpcH2Protocol(app, app.most_body_bytes, connections, calls, loop),
             sock=self._sock,
             backlog=BACKLOG,
         )

@@ -63,7 +63,7 @@ async def start_grpc_server(
     limit = settings.max_upload_bytes  # the same bound as an HTTP body
     servicer = InferenceServicer(registry, settings, metrics)
     if settings.grpc_server == "zttp":
-        server = GrpcH2Server(GrpcAsgiApp(servicer, limit), _listen(settings), limit)
+        server = GrpcH2Server(GrpcAsgiApp(servicer, limit), _listen(settings))
         await server.start()
         address = _address(settings.host, settings.grpc_port)
         logger.info("Open Inference Protocol over gRPC on %s (HTTP/2 on the event loop)", address)

@@ -58,7 +58,7 @@ async def served() -> AsyncIterator[tuple[GrpcH2Server, SlowServicer, str]]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.setblocking(False)
-    server = GrpcH2Server(GrpcAsgiApp(servicer, LIMIT), sock, LIMIT)  # type: ignore[arg-type]
+    server = GrpcH2Server(GrpcAsgiApp(servicer, LIMIT), sock)  # type: ignore[arg-type]
     await server.start()
     try:
         yield server, servicer, f"127.0.0.1:{sock.getsockname()[1]}"
