@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ALL_MODELS: tuple[str, ...] = ("alexnet", "vgg16", "resnet101", "cnn", "lstm", "gan")
 
-GraphMode = Literal["auto", "eager", "aot", "script", "compile"]
+GraphMode = Literal["auto", "eager", "aot", "script", "script-onednn", "compile"]
 
 
 def default_weights_dir() -> Path:

@@ -122,7 +122,7 @@ SPECS: dict[str, ModelSpec] = {
             net_module="app.nets.cnn",
             input_shape=(1, FASHION_SIDE, FASHION_SIDE),
             dataset="fashion-mnist",
-            cpu_graph="script",
+            cpu_graph="script-onednn",
             channels_last=True,
             cpu_threads=1,
         ),

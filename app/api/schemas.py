@@ -48,7 +48,7 @@ class ModelInfo(BaseModel):
     batching: BatchingInfo | None = None
     graph: str | None = Field(
         default=None,
-        description="Serving form: eager, aot, script or compile (+ channels_last).",
+        description="Serving form: eager, aot, script, script-onednn or compile (+ channels_last).",
     )
     graph_pending: bool = Field(
         default=False,

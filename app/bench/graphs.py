@@ -25,7 +25,7 @@ from torch import nn
 
 from app.config import ALL_MODELS
 
-MODES = ("eager", "aot", "aot-frozen", "script", "compile")
+MODES = ("eager", "aot", "aot-frozen", "script", "script-onednn", "compile")
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ def measure(
 
 def _table(rows: list[GraphRow]) -> str:
     lines = [
-        f"{'model':<10}{'mode':<9}{'thr':>4}{'build s':>9}{'pkg MB':>8}  ms per batch (vs eager)"
+        f"{'model':<10}{'mode':<14}{'thr':>4}{'build s':>9}{'pkg MB':>8}  ms per batch (vs eager)"
     ]
     eager = {r.model: r.ms_per_batch for r in rows if r.mode == "eager"}
     for r in rows:
@@ -155,7 +155,7 @@ def _table(rows: list[GraphRow]) -> str:
             ratio = eager.get(r.model, {}).get(batch)
             cells.append(f"b{batch}: {ms:.2f}" + (f" ({ms / ratio:.2f}x)" if ratio else ""))
         lines.append(
-            f"{r.model:<10}{r.mode:<9}{r.threads:>4}{r.build_s:>9.1f}{size:>8}  "
+            f"{r.model:<10}{r.mode:<14}{r.threads:>4}{r.build_s:>9.1f}{size:>8}  "
             + ", ".join(cells)
             + f"  diff {r.max_difference:.1e}"
         )
@@ -166,7 +166,7 @@ def bench_graphs(
     models: Annotated[str, typer.Option(help="Comma-separated models.")] = ",".join(ALL_MODELS),
     modes: Annotated[
         str, typer.Option(help=f"Comma-separated, of {', '.join(MODES)}.")
-    ] = "eager,aot,script",
+    ] = "eager,aot,script,script-onednn",
     seconds: Annotated[float, typer.Option(min=0.1, help="Timing per batch size.")] = 2.0,
     checkpoint_dir: Annotated[Path, typer.Option(help="The Fashion-MNIST checkpoints.")] = Path(
         "models"

@@ -19,7 +19,7 @@ from torch import nn
 from app.serving.aot import CompiledGraph
 from app.serving.aot_builds import GraphBuilder, GraphTarget, PackagePlan, obtain_graph, verified
 from app.serving.faults import DeviceFault, DeviceLost, device_fault, device_responds
-from app.serving.graphs import ServingGraph, build_graph
+from app.serving.graphs import TRACED_MODES, ServingGraph, build_graph
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class ModelForward:
         self.graph = ServingGraph("eager", False, module)
         # The "aot" mode's packages (set by the registry before prepare; None: serve eager).
         self.packages: PackagePlan | None = None
-        # Where the "script" mode traces after readiness (None: trace before, in prepare).
+        # Where the TorchScript modes trace after readiness (None: trace before, in prepare).
         self.background: Background | None = None
         self._max_batch = 1
         self._generation = 0  # bumped by every rebuild: a build for older weights is dropped
@@ -169,7 +169,7 @@ class ModelForward:
             return
         example = tuple(t.to(self.device) for t in self._example(1))
         background = self.background
-        if self._graph_mode == "script" and background is not None:
+        if self._graph_mode in TRACED_MODES and background is not None:
             self._trace_later(example, background, wait or background.wait)
             return
         with self._autocast_context():
@@ -207,13 +207,14 @@ class ModelForward:
             with self._autocast_context():
                 graph = build_graph(
                     self.module,
-                    "script",
+                    self._graph_mode,
                     self._channels_last,
                     example,
                     self.classifier,
                     convert_module=False,  # eager already has the layout; it is serving
                 )
-            return graph if graph.mode == "script" else None  # else build_graph logged why
+            # else build_graph logged why it serves eager
+            return graph if graph.mode == self._graph_mode else None
 
         self._schedule(generation, trace, background.builder, background.on_worker, wait)
 

@@ -25,6 +25,7 @@ from app.serving.batching import BatchObserver
 from app.serving.compiled_cache import PackageCache
 from app.serving.faults import DeviceLost
 from app.serving.forward import Background
+from app.serving.graphs import TRACED_MODES
 from app.serving.loading import WeightsLocation, load_model
 from app.serving.runtime import BatchingConfig, GraphChoice, ModelRuntime
 from app.zoo import ModelSpec, get_spec
@@ -159,7 +160,7 @@ class ModelRegistry:
         def key(entry: ModelEntry) -> tuple[bool, bool, int]:
             spec = entry.spec
             size = int(spec.pretrained.meta.get("num_params", 0)) if spec.pretrained else 0
-            traced_at_load = wait and self._graph_for(spec).mode == "script"
+            traced_at_load = wait and self._graph_for(spec).mode in TRACED_MODES
             return spec.pretrained is None, not traced_at_load, -size
 
         return sorted(self.entries.values(), key=key)
@@ -219,7 +220,7 @@ class ModelRegistry:
             half_dtype=getattr(torch, settings.half_dtype),
             observer=self._observer(spec.name),
         )
-        if graph.mode == "script":
+        if graph.mode in TRACED_MODES:
             runtime.forward.background = Background(
                 self._graph_builder, on_worker=self._worker.submit, wait=settings.wait_for_graphs
             )

@@ -51,14 +51,15 @@ async def test_known_but_disabled_model_is_404(alexnet_client) -> None:
 async def test_a_traced_graph_replaces_eager_after_readiness(
     settings_factory: Callable[..., Settings],
 ) -> None:
-    """The cnn serves eager as soon as it is ready; its TorchScript graph (the CPU default)
-    is traced in the background and swapped in, and /v1/models says which one answers."""
+    """The cnn serves eager as soon as it is ready; its TorchScript graph (the CPU default,
+    with oneDNN's inference passes) is traced in the background and swapped in, and
+    /v1/models says which one answers."""
     async with running_app(settings_factory(models=("cnn",))) as client:
         body = (await client.get("/v1/models/cnn")).json()
-        assert body["graph"].split(" + ")[0] in ("eager", "script")  # the swap may be done
+        assert body["graph"].split(" + ")[0] in ("eager", "script-onednn")  # may be swapped
         for _ in range(300):
             if not body["graph_pending"]:
                 break
             await anyio.sleep(0.05)
             body = (await client.get("/v1/models/cnn")).json()
-    assert not body["graph_pending"] and body["graph"].startswith("script")
+    assert not body["graph_pending"] and body["graph"] == "script-onednn + channels_last"

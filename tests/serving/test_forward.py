@@ -95,9 +95,9 @@ def trace_gate(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     gate = threading.Event()
     real = graphs._trace_and_freeze
 
-    def gated(module: nn.Module, example: tuple[torch.Tensor, ...]) -> object:
+    def gated(module: nn.Module, example: tuple[torch.Tensor, ...], onednn: bool) -> object:
         assert gate.wait(30)
-        return real(module, example)
+        return real(module, example, onednn)
 
     monkeypatch.setattr(graphs, "_trace_and_freeze", gated)
     return gate
