@@ -18,6 +18,7 @@ from app.api import ui as ui_api
 from app.api.body_limit import BodySizeLimitMiddleware
 from app.api.fast_predict import RawPredictRoute
 from app.api.grpc.server import start_grpc_server, stop_grpc_server
+from app.api.hot_path import HotPredict, ServingAPI
 from app.config import Settings
 from app.draining import Drain
 from app.errors import install_error_handlers
@@ -92,7 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             store.close()
             metrics.close()
 
-    app = FastAPI(
+    app = ServingAPI(
         title="torchgate",
         version=__version__,
         summary="Serve PyTorch models over HTTP, with token-protected admin operations.",
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.admin_enabled and settings.admin_port is None:
         app.include_router(admin_router)
     app.router.routes.insert(0, RawPredictRoute())  # before the predict route it speeds up
+    app.hot_predict = HotPredict(app, metrics, settings.max_upload_bytes)
     _add_common(app, settings)
     return app
 

@@ -172,24 +172,27 @@ class Metrics:
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-def _model_label(scope: Scope) -> str:
-    name = scope.get("path_params", {}).get("name")
+def model_label(name: str | None) -> str:
+    """A model name as a label value: bounded to the known models."""
     if name is None:
         return ""
     return name if name in SPECS else "unknown"
 
 
-class MetricsMiddleware:
-    """Counts and times every HTTP request by route template (bounded label values)."""
+def _model_label(scope: Scope) -> str:
+    return model_label(scope.get("path_params", {}).get("name"))
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
+
+class RequestObserver:
+    """Counts and times HTTP requests, for the middleware and the hot path (api/hot_path.py)."""
+
+    def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
         # labels() hashes and locks on every call; the label sets are few and bounded (route
         # templates, model names, status codes), so their children are looked up once.
         self._children: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}
 
-    def _observe(self, model: str, template: str, method: str, status: int, seconds: float) -> None:
+    def observe(self, model: str, template: str, method: str, status: int, seconds: float) -> None:
         key = (model, template, method, status)
         children = self._children.get(key)
         if children is None:
@@ -201,6 +204,14 @@ class MetricsMiddleware:
             self._children[key] = children
         children[0].inc()
         children[1].observe(seconds)
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request by route template (bounded label values)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self._observer = RequestObserver(metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -222,4 +233,4 @@ class MetricsMiddleware:
             template = getattr(route, "path", "unmatched")
             elapsed = time.perf_counter() - started
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-            self._observe(_model_label(scope), template, method, status, elapsed)
+            self._observer.observe(_model_label(scope), template, method, status, elapsed)

@@ -47,6 +47,18 @@ def adopt_request_id(incoming: str | None) -> str:
     return request_id
 
 
+def adopt_scope_request_id(scope: Scope) -> str:
+    """Make the HTTP request's ``X-Request-ID`` (if valid) or a fresh one the current one."""
+    request_id = _incoming_id(scope) or os.urandom(16).hex()
+    _request_id.set(request_id)
+    return request_id
+
+
+def request_id_header(request_id: str) -> tuple[bytes, bytes]:
+    """The response header that echoes ``request_id``, as an ASGI raw header."""
+    return _HEADER_KEY, request_id.encode("ascii")
+
+
 def _incoming_id(scope: Scope) -> str | None:
     for key, value in scope["headers"]:
         if key == _HEADER_KEY:
@@ -67,9 +79,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_id(scope) or os.urandom(16).hex()
-        _request_id.set(request_id)
-        header = (_HEADER_KEY, request_id.encode("ascii"))
+        header = request_id_header(adopt_scope_request_id(scope))
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

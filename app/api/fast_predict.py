@@ -17,6 +17,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl
 
 from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
@@ -96,7 +97,12 @@ class RawPredictRoute(BaseRoute):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         runtime, top_k = scope[_CHOSEN]
+        response = await self.answer(runtime, scope["path_params"]["name"], top_k, receive)
+        await response(scope, receive, send)
+
+    @staticmethod
+    async def answer(runtime: ModelRuntime, name: str, top_k: int, receive: Receive) -> Response:
+        """Read the body, decode it and classify it: the answer, or the exception to answer."""
         body = await _read_body(receive)
         samples = await runtime.decode_images([body])
-        response = await predict_response(runtime, scope["path_params"]["name"], samples, top_k)
-        await response(scope, receive, send)
+        return await predict_response(runtime, name, samples, top_k)

@@ -36,15 +36,16 @@ async def client(settings_factory: Callable[..., Settings]) -> AsyncIterator[htt
 
 @pytest.fixture
 def taken(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Names of the models whose requests the fast path took on."""
+    """Names of the models whose requests the fast path took on (in front of the middleware
+    stack, app/api/hot_path.py, or as the router's first route)."""
     calls: list[str] = []
-    real = fast_predict.RawPredictRoute.handle
+    real = fast_predict.RawPredictRoute.answer
 
-    async def spy(self, scope, receive, send):  # type: ignore[no-untyped-def]
-        calls.append(scope["path_params"]["name"])
-        await real(self, scope, receive, send)
+    async def spy(runtime, name, top_k, receive):  # type: ignore[no-untyped-def]
+        calls.append(name)
+        return await real(runtime, name, top_k, receive)
 
-    monkeypatch.setattr(fast_predict.RawPredictRoute, "handle", spy)
+    monkeypatch.setattr(fast_predict.RawPredictRoute, "answer", staticmethod(spy))
     return calls
 
 
