@@ -61,12 +61,14 @@ def test_h2load_sends_the_very_message_as_grpc_calls(
 def test_failed_calls_are_counted_from_the_servers_metrics(
     metrics_server: MetricsServer,
 ) -> None:
-    """h2load sees a failed gRPC call as an HTTP 200; the server's counter knows better."""
+    """h2load sees a failed gRPC call as an HTTP 200; the server's counter knows better. The
+    calls h2load itself resets when its time is up (CANCELLED) are not failures."""
     metrics_server.text = (
         "# TYPE torchgate_grpc_requests_total counter\n"
         'torchgate_grpc_requests_total{model="cnn",method="ModelInfer",code="OK"} 90.0\n'
         'torchgate_grpc_requests_total{model="cnn",method="ModelInfer",code="NOT_FOUND"} 3.0\n'
         'torchgate_grpc_requests_total{model="cnn",method="ServerLive",code="UNAVAILABLE"} 5.0\n'
         'torchgate_grpc_requests_total{model="x",method="ModelInfer",code="INVALID_ARGUMENT"} 4.0\n'
+        'torchgate_grpc_requests_total{model="cnn",method="ModelInfer",code="CANCELLED"} 12.0\n'
     )
     assert failed_calls(metrics_server) == 7  # type: ignore[arg-type]
