@@ -122,7 +122,12 @@ async def alexnet_client(
         yield client
 
 
-async def hang_up(app: Callable[..., Any], path: str, content_type: bytes) -> list[dict]:
+async def hang_up(
+    app: Callable[..., Any],
+    path: str,
+    content_type: bytes,
+    more_headers: tuple[tuple[bytes, bytes], ...] = (),
+) -> list[dict]:
     """POST ``path`` to the ASGI ``app`` from a client that disconnects before sending its
     body; returns the messages the app sent back."""
     sent: list[dict] = []
@@ -143,7 +148,7 @@ async def hang_up(app: Callable[..., Any], path: str, content_type: bytes) -> li
         "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"content-type", content_type)],
+        "headers": [(b"content-type", content_type), *more_headers],
         "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 80),
     }

@@ -4,7 +4,7 @@ Why: for a small model at thousands of requests per second the server's cost is 
 request, and the event loop's time is what the forward worker waits for (both take the GIL).
 FastAPI's stack crosses about ten layers per request, four of which wrap ``send``; py-spy put
 them at a quarter of the loop's time per predict, and answering the fast path's requests before
-them served 1.27x as many requests per second side by side (README, "Throughput").
+them served 1.30x and 1.38x as many requests per second side by side (README, "Throughput").
 
 It takes the requests the fast path (app/api/fast_predict.py) takes, when their
 ``Content-Length`` is within the upload limit, and does for them what the stack's layers do:

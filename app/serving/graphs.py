@@ -22,7 +22,7 @@ GRAPH_MODES = ("eager", "aot", "script", "script-onednn", "compile")
 # The TorchScript modes: traced once the model serves eager, rebuilt after a parameter swap.
 # "script-onednn" adds torch.jit.optimize_for_inference to the frozen graph: batch norm folded
 # into the convolutions, and the convolutions on oneDNN's blocked layout with their weights
-# packed once (the cnn's batch of 16: 1.1 ms against 1.8 ms frozen, on one core).
+# packed once (the cnn's batch of 16: 1.1-1.4 ms against 1.6-1.8 ms frozen, on one core).
 TRACED_MODES = ("script", "script-onednn")
 MAX_PROBABILITY_DIFF = 1e-4
 

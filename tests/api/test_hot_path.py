@@ -14,7 +14,7 @@ import app.api.hot_path as hot_path
 from app.config import Settings
 from app.serving.runtime import ModelRuntime
 from tests.api.test_fast_predict import PREDICT, garment
-from tests.conftest import running_app
+from tests.conftest import hang_up, running_app
 
 pytestmark = pytest.mark.anyio
 
@@ -127,29 +127,8 @@ async def test_an_oversized_or_undeclared_body_goes_through_the_stack(client, ro
 
 
 async def test_a_client_gone_before_its_body_is_499(client) -> None:
-    sent: list[dict] = []
-
-    async def receive() -> dict:
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": PREDICT,
-        "raw_path": PREDICT.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-        "headers": [(b"content-type", b"image/png"), (b"content-length", b"100")],
-    }
-    await client._transport.app(scope, receive, send)  # type: ignore[attr-defined]
+    app = client._transport.app  # type: ignore[attr-defined]
+    sent = await hang_up(app, PREDICT, b"image/png", ((b"content-length", b"100"),))
     assert sent[0]["status"] == 499
 
 
