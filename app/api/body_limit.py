@@ -7,6 +7,17 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
+def declared_length(scope: Scope) -> int | None:
+    """The request's ``Content-Length`` (None: absent, as for a chunked body, or not a number)."""
+    for key, value in scope["headers"]:
+        if key == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
 class BodySizeLimitMiddleware:
     """413 before reading when the declared length is too big, and as soon as the streamed
     bytes pass the limit (chunked uploads declare nothing)."""
@@ -25,15 +36,10 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for key, value in scope["headers"]:
-            if key == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = 0
-                if declared > self.max_bytes:
-                    await self._refuse(scope, send)
-                    return
+        declared = declared_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            await self._refuse(scope, send)
+            return
         received = 0
 
         async def limited_receive() -> Message:

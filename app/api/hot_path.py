@@ -24,18 +24,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from app.api.body_limit import declared_length
 from app.api.fast_predict import RawPredictRoute
 from app.metrics import Metrics, RequestObserver, model_label
 from app.tracing import HEADER, adopt_scope_request_id, request_id_header
 
 _TELEMETRY_CHECK_S = 1.0  # how long the answer to "is OpenTelemetry on?" is reused
-
-
-def _declared_length(scope: Scope) -> int | None:
-    for key, value in scope["headers"]:
-        if key == b"content-length":
-            return int(value) if value.isdigit() else None
-    return None
 
 
 class HotPredict:
@@ -66,8 +60,8 @@ class HotPredict:
         chosen = self._route.choose(scope)
         if chosen is None:
             return False
-        declared = _declared_length(scope)
-        if declared is None or declared > self._max_body_bytes:
+        declared = declared_length(scope)
+        if declared is None or not 0 <= declared <= self._max_body_bytes:
             return False  # chunked or too large: the stack's body limit answers
         name, runtime, top_k = chosen
         started = time.perf_counter()

@@ -13,7 +13,7 @@ import app.api.fast_predict as fast_predict
 import app.api.hot_path as hot_path
 from app.config import Settings
 from app.serving.runtime import ModelRuntime
-from tests.api.test_fast_predict import PREDICT, garment
+from tests.api.test_fast_predict import PREDICT, _raw, garment
 from tests.conftest import hang_up, running_app
 
 pytestmark = pytest.mark.anyio
@@ -38,10 +38,6 @@ def routed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(fast_predict.RawPredictRoute, "handle", spy)
     return calls
-
-
-def _raw(data: bytes) -> dict[str, object]:
-    return {"content": data, "headers": {"content-type": "image/png"}}
 
 
 def _count(metrics: str, code: str) -> float:
