@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -98,6 +99,25 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class TextFormatter(logging.Formatter):
+    """``logging.Formatter`` with its default time stamp made once a second, not per record
+    (``time.strftime`` was about a sixth of an access line's cost)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._second = -1
+        self._stamp = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        if second != self._second:
+            self._stamp = time.strftime(self.default_time_format, self.converter(second))
+            self._second = second
+        return self.default_msec_format % (self._stamp, record.msecs)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line; uvicorn's access records get their fields split out."""
 
@@ -143,7 +163,7 @@ def log_config(level: str, log_format: LogFormat) -> dict[str, Any]:
         "disable_existing_loggers": False,
         "filters": {"id": {"()": RequestIdFilter}},
         "formatters": {
-            "text": {"format": TEXT_FORMAT},
+            "text": {"class": f"{__name__}.TextFormatter", "format": TEXT_FORMAT},
             "json": {"()": JsonFormatter},
         },
         "handlers": {

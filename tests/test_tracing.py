@@ -19,6 +19,7 @@ from app.tracing import (
     JsonFormatter,
     RequestIdFilter,
     RequestIdMiddleware,
+    TextFormatter,
     current_request_id,
     log_config,
     skip_unused_record_fields,
@@ -139,6 +140,16 @@ def test_log_config_stamps_both_formats() -> None:
         assert all(h["filters"] == ["id"] for h in config["handlers"].values())
     text = logging.Formatter(log_config("info", "text")["formatters"]["text"]["format"])
     assert "[-]: 127.0.0.1:5000" in text.format(_access_record())
+
+
+def test_the_text_time_stamp_is_the_standard_one_across_seconds() -> None:
+    standard, cached = logging.Formatter(TEXT_FORMAT), TextFormatter(TEXT_FORMAT)
+    record = _access_record()
+    for created in (1_700_000_000.0, 1_700_000_000.999, 1_700_000_001.5, 1_699_999_999.25):
+        record.created, record.msecs = created, (created - int(created)) * 1000
+        assert cached.format(record) == standard.format(record)
+    dated = TextFormatter("%(asctime)s", datefmt="%H:%M")
+    assert dated.format(record) == logging.Formatter("%(asctime)s", datefmt="%H:%M").format(record)
 
 
 def test_records_skip_only_what_neither_format_prints(

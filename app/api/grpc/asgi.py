@@ -62,12 +62,13 @@ class CallEnded(Exception):
 class CallContext:
     """What the servicer asks of a call (a subset of ``grpc.aio.ServicerContext``)."""
 
-    __slots__ = ("_metadata", "_peer", "trailing")
+    __slots__ = ("_metadata", "_peer", "model", "trailing")
 
     def __init__(self, headers: Iterable[tuple[bytes, bytes]], client: Any) -> None:
         self._metadata = headers
         self._peer = _peer(client)
         self.trailing: tuple[tuple[str, str], ...] = ()
+        self.model = ""  # the model the request names, once it is parsed (for the metrics)
 
     def invocation_metadata(self) -> Iterator[tuple[str, str]]:
         """The client's metadata: its headers but the pseudo, reserved and binary ones
@@ -84,6 +85,16 @@ class CallContext:
 
     async def abort(self, code: grpc.StatusCode, details: str = "") -> NoReturn:
         raise CallEnded(code, details, counted=True)
+
+
+def _model_of(request: Message) -> str:
+    """The model a request names: ModelInfer's ``model_name``, ModelReady's and
+    ModelMetadata's ``name``; none for the server's own methods."""
+    fields = request.DESCRIPTOR.fields_by_name
+    for field in ("model_name", "name"):
+        if field in fields:
+            return str(getattr(request, field))
+    return ""
 
 
 def _method(scope: Scope) -> str:
@@ -185,11 +196,12 @@ class GrpcAsgiApp:
                     counted=True,  # as OK: grpcio's server also fails it after the method
                 )
         except CallEnded as ended:
-            if not ended.counted:  # refused before the servicer saw it
-                self._servicer.finish(_method(scope), "", context, ended.code, started)
+            if not ended.counted:  # refused before the servicer saw it, or its deadline passed
+                self._servicer.finish(_method(scope), context.model, context, ended.code, started)
             await _finish(send, b"", ended.code, ended.details, context.trailing)
         except asyncio.CancelledError:  # the client reset the call, or the server's grace ended
-            self._servicer.finish(_method(scope), "", context, grpc.StatusCode.CANCELLED, started)
+            code = grpc.StatusCode.CANCELLED
+            self._servicer.finish(_method(scope), context.model, context, code, started)
             raise
         else:
             framed = PREFIX.pack(False, len(message)) + message
@@ -210,6 +222,7 @@ class GrpcAsgiApp:
             request = request_type.FromString(payload)
         except DecodeError as exc:
             raise CallEnded(grpc.StatusCode.INTERNAL, f"cannot parse the request: {exc}") from exc
+        context.model = _model_of(request)
         timeout = headers.get(b"grpc-timeout")
         if timeout is None:
             return await handler(request, context)

@@ -29,6 +29,7 @@ class FakeServicer:
         self.delay_s, self.answer_bytes = delay_s, answer_bytes
         self.seen: list[Any] = []
         self.finished: list[tuple[str, grpc.StatusCode]] = []
+        self.models: list[str] = []  # the model label of each finished call
 
     async def ServerLive(self, request: pb.ServerLiveRequest, context: CallContext) -> Any:
         self.seen.append((request, context.invocation_metadata(), context.peer()))
@@ -50,6 +51,7 @@ class FakeServicer:
 
     def finish(self, method: str, model: str, context: Any, code: Any, started: float) -> None:
         self.finished.append((method, code))
+        self.models.append(model)
 
 
 def frame(message: bytes, compressed: bool = False) -> bytes:
@@ -193,11 +195,28 @@ async def test_the_servicers_abort_becomes_the_status_and_is_counted_once() -> N
     assert servicer.finished == []  # the servicer counts its own aborts (the real one does)
 
 
-async def test_a_deadline_ends_the_call() -> None:
-    app = GrpcAsgiApp(FakeServicer(delay_s=5), LIMIT)  # type: ignore[arg-type]
+async def test_a_deadline_ends_the_call_and_is_counted_under_its_model() -> None:
+    servicer = FakeServicer(delay_s=5)
+    app = GrpcAsgiApp(servicer, LIMIT)  # type: ignore[arg-type]
     request = frame(pb.ModelInferRequest(model_name="cnn").SerializeToString())
     answer = await call(app, INFER, [request], {b"grpc-timeout": b"50m"})
     assert status(answer) is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert servicer.finished == [("ModelInfer", grpc.StatusCode.DEADLINE_EXCEEDED)]
+    assert servicer.models == ["cnn"]
+
+
+async def test_a_call_cancelled_in_its_method_is_counted_under_its_model() -> None:
+    servicer = FakeServicer(delay_s=5)
+    app = GrpcAsgiApp(servicer, LIMIT)  # type: ignore[arg-type]
+    request = frame(pb.ModelInferRequest(model_name="cnn").SerializeToString())
+    task = asyncio.create_task(call(app, INFER, [request]))
+    while not servicer.seen:  # the method is running
+        await asyncio.sleep(0.01)
+    task.cancel()  # what the server does when the client resets the stream
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert servicer.finished == [("ModelInfer", grpc.StatusCode.CANCELLED)]
+    assert servicer.models == ["cnn"]
 
 
 async def test_an_answer_over_the_limit_is_refused() -> None:
@@ -225,7 +244,8 @@ async def test_what_is_not_grpc_gets_415(method: str, content_type: bytes) -> No
 
 
 async def test_a_client_that_goes_away_cancels_the_call() -> None:
-    app = GrpcAsgiApp(FakeServicer(), LIMIT)  # type: ignore[arg-type]
+    servicer = FakeServicer()
+    app = GrpcAsgiApp(servicer, LIMIT)  # type: ignore[arg-type]
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
@@ -244,6 +264,7 @@ async def test_a_client_that_goes_away_cancels_the_call() -> None:
     }
     await app(scope, receive, send)
     assert sent[-1]["headers"][0] == (b"grpc-status", b"1")  # CANCELLED
+    assert servicer.models == [""]  # nothing was read that could name a model
 
 
 @pytest.mark.parametrize(
