@@ -171,6 +171,16 @@ class GrpcAsgiApp:
             for name, request in _REQUESTS.items()
         }
 
+    def refusal(
+        self, path: str, headers: Iterable[tuple[bytes, bytes]], client: Any, details: str
+    ) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
+        """Count a call the connection refuses before this app reads it (RESOURCE_EXHAUSTED),
+        and give its answer's headers and trailers."""
+        code = grpc.StatusCode.RESOURCE_EXHAUSTED
+        context = CallContext(headers, client)
+        self._servicer.finish(_method({"path": path}), "", context, code, time.perf_counter())
+        return _HEADERS, _trailers(code, details)
+
     def drain(self) -> None:
         """From now on answer UNAVAILABLE: a client retries on another replica."""
         self._draining = True
@@ -252,6 +262,16 @@ class GrpcAsgiApp:
                 return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
+def _trailers(
+    code: grpc.StatusCode, details: str, metadata: tuple[tuple[str, str], ...] = ()
+) -> list[tuple[bytes, bytes]]:
+    trailers = [(b"grpc-status", str(code.value[0]).encode())]
+    if details:  # percent-encoded, as the protocol asks
+        trailers.append((b"grpc-message", quote(details, safe=" ").encode()))
+    trailers.extend((name.encode(), value.encode()) for name, value in metadata)
+    return trailers
+
+
 async def _finish(
     send: Send,
     framed: bytes,
@@ -259,10 +279,7 @@ async def _finish(
     details: str,
     metadata: tuple[tuple[str, str], ...],
 ) -> None:
-    trailers = [(b"grpc-status", str(code.value[0]).encode())]
-    if details:  # percent-encoded, as the protocol asks
-        trailers.append((b"grpc-message", quote(details, safe=" ").encode()))
-    trailers.extend((name.encode(), value.encode()) for name, value in metadata)
+    trailers = _trailers(code, details, metadata)
     start = {"type": "http.response.start", "status": 200, "headers": _HEADERS, "trailers": True}
     await send(start)
     await send({"type": "http.response.body", "body": framed})

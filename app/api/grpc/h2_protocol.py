@@ -7,6 +7,12 @@ one message and trailers. So this protocol collects a stream's body, runs the AS
 (``GrpcAsgiApp``) once the body is complete, with a receive that hands it over at once, and
 sends the answer's frames together. zttp keeps the connection's state: SETTINGS, PING,
 flow-control windows, stream resets and GOAWAY.
+
+zttp caps a connection at 128 open streams (it refuses more with REFUSED_STREAM) and grants
+flow-control credit as data arrives, so unfinished requests could hold 128 times the message
+limit per connection (2.5 GiB at the default 20 MiB). The bytes held for them are bounded
+instead (``UNFINISHED_MESSAGES`` messages' worth): a stream whose data would pass the bound is
+answered RESOURCE_EXHAUSTED at once and reset, like a message over the limit.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ from app.api.grpc.asgi import GrpcAsgiApp
 from app.write_coalescing import CoalescingTransport
 
 logger = logging.getLogger(__name__)
+# Unfinished requests one connection may hold, in messages of the size limit: concurrent
+# uploads of large tensors pass, a client that opens streams and never ends them does not.
+UNFINISHED_MESSAGES = 4
 
 
 class _Call:
@@ -35,6 +44,13 @@ class _Call:
         self.body: list[bytes] = []
         self.size = 0
         self.task: asyncio.Task[None] | None = None
+
+
+def _header_list(call: _Call) -> list[tuple[bytes, bytes]]:
+    """The request's headers as ASGI lists them (names in lower case)."""
+    if isinstance(call.headers, zttp.HeaderBlock):
+        return call.headers.to_list(lowercase_names=True)
+    return [(name.lower(), value) for name, value in call.headers]
 
 
 class GrpcH2Protocol(asyncio.Protocol):
@@ -56,6 +72,8 @@ class GrpcH2Protocol(asyncio.Protocol):
         self._loop = loop
         self._conn = zttp.Connection(zttp.SERVER, protocol=zttp.HTTP2)
         self._calls: dict[int, _Call] = {}
+        self._unfinished_bytes = 0  # body bytes held for calls not yet answered
+        self._most_unfinished = UNFINISHED_MESSAGES * most_body_bytes
         self._transport: Any = None
         self._client: Any = None
         self._closing = False
@@ -96,8 +114,12 @@ class GrpcH2Protocol(asyncio.Protocol):
             if isinstance(event, zttp.Data):
                 call = calls.get(event.stream_id)
                 if call is not None and call.task is None:
+                    if self._unfinished_bytes + len(event.data) > self._most_unfinished:
+                        self._refuse(event.stream_id, call)
+                        continue
                     call.body.append(event.data)
                     call.size += len(event.data)
+                    self._unfinished_bytes += len(event.data)
                     if call.size > self._most:  # answered now: the rest is not kept
                         self._answer(event.stream_id, call, more_body=True)
             elif isinstance(event, zttp.Request):
@@ -112,10 +134,13 @@ class GrpcH2Protocol(asyncio.Protocol):
                 call = calls.pop(event.stream_id, None)
                 if call is not None and call.task is not None:
                     call.task.cancel()
+                elif call is not None:  # given up while its body was coming in
+                    self._unfinished_bytes -= call.size
             elif isinstance(event, zttp.GoAway):
                 self.shutdown()
 
     def _answer(self, stream_id: int, call: _Call, more_body: bool) -> None:
+        self._unfinished_bytes -= call.size  # the body is the call's now
         task = self._loop.create_task(self._run(stream_id, call, more_body))
         call.task = task
         self._in_flight.add(task)
@@ -124,11 +149,7 @@ class GrpcH2Protocol(asyncio.Protocol):
     async def _run(self, stream_id: int, call: _Call, more_body: bool) -> None:
         body = b"".join(call.body) if len(call.body) != 1 else call.body[0]
         call.body = []
-        headers = (
-            call.headers.to_list(lowercase_names=True)
-            if isinstance(call.headers, zttp.HeaderBlock)
-            else [(name.lower(), value) for name, value in call.headers]
-        )
+        headers = _header_list(call)
         path = call.path.decode("latin-1")
         scope = {
             "type": "http",
@@ -170,6 +191,26 @@ class GrpcH2Protocol(asyncio.Protocol):
             if self._calls.get(stream_id) is call:
                 del self._calls[stream_id]
             self._close_if_done()
+
+    def _refuse(self, stream_id: int, call: _Call) -> None:
+        """Answer a call whose data would pass the connection's bound on unfinished requests:
+        RESOURCE_EXHAUSTED, counted and logged as any call, then reset (NO_ERROR) so the
+        client stops sending; what it sent is dropped."""
+        del self._calls[stream_id]
+        self._unfinished_bytes -= call.size
+        details = (
+            "too many bytes in unfinished requests on this connection (at most "
+            f"{self._most_unfinished}); finish or cancel calls before starting more"
+        )
+        path = call.path.decode("latin-1")
+        headers, trailers = self._app.refusal(path, _header_list(call), self._client, details)
+        stream = self._conn.stream(stream_id)
+        try:
+            stream.send_response(200, headers)
+            stream.end_message(trailers)
+            stream.reset(zttp.H2ErrorCode.NO_ERROR)
+        except zttp.LocalProtocolError as exc:  # the stream closed under us
+            logger.info("gRPC: could not refuse stream %d: %s", stream_id, exc)
 
     def _respond(self, stream_id: int, answer: dict[str, Any], trailers: Any, unread: bool) -> None:
         """Send the answer; ``unread``: the client is still sending a request refused early,

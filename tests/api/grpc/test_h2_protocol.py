@@ -11,8 +11,10 @@ from typing import Any
 
 import grpc
 import pytest
+import zttp
 
 from app.api.grpc.asgi import CallContext, GrpcAsgiApp
+from app.api.grpc.h2_protocol import UNFINISHED_MESSAGES
 from app.api.grpc.h2_server import GrpcH2Server
 from app.api.grpc.proto import inference_pb2 as pb
 from app.api.grpc.proto.inference_pb2_grpc import GRPCInferenceServiceStub
@@ -121,6 +123,57 @@ async def test_a_cancelled_call_cancels_its_task_and_the_connection_serves_on(
         assert servicer.cancelled == 1
         assert servicer.finished == [grpc.StatusCode.CANCELLED]  # counted as grpcio would
         assert (await stub.ServerLive(pb.ServerLiveRequest())).live
+
+
+async def test_unfinished_requests_are_bounded_per_connection(served: Any) -> None:
+    """Six calls each send 3 MB without ending (18 MB, against four messages of the 4 MB limit):
+    one that would pass the bound is answered RESOURCE_EXHAUSTED and reset, the others keep
+    their place, and the connection still answers a new call."""
+    _, servicer, target = served
+    host, port = target.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    client = zttp.Connection(zttp.CLIENT, protocol=zttp.HTTP2)
+    client.initiate_connection()
+    headers = [(b"host", b"x"), (b"content-type", b"application/grpc"), (b"te", b"trailers")]
+    infer = b"/inference.GRPCInferenceService/ModelInfer"
+    streams = [client.send_request(b"POST", infer, b"2", headers) for _ in range(6)]
+    for _ in range(3):
+        for stream in streams:
+            stream.send_data(b"\0" * 1_000_000)
+    ended: dict[int, dict[bytes, bytes]] = {}
+    reset: dict[int, int] = {}
+    live: int | None = None
+
+    async def exchange() -> None:
+        writer.write(client.data_to_send())
+        await writer.drain()
+        client.receive_data(await reader.read(1 << 20))
+        while (event := client.next_event()) is not zttp.NEED_DATA:
+            if isinstance(event, zttp.EndOfMessage):
+                ended[event.stream_id] = dict(event.trailers)
+            elif isinstance(event, zttp.RstStream):
+                reset[event.stream_id] = event.error_code
+
+    async with asyncio.timeout(30):
+        while not ended or any(s.pending_bytes for s in streams if s.stream_id not in ended):
+            await exchange()
+        live_stream = client.send_request(b"POST", b"/inference.GRPCInferenceService/ServerLive",
+                                          b"2", headers)  # fmt: skip
+        live = live_stream.stream_id
+        live_stream.send_data(b"\0\0\0\0\0")  # an empty ServerLiveRequest, framed
+        live_stream.end_message()
+        while live not in ended:
+            await exchange()
+    writer.close()
+    refused = [trailers for sid, trailers in ended.items() if sid != live]
+    assert 1 <= len(refused) <= 2
+    for trailers in refused:
+        assert trailers[b"grpc-status"] == b"8"  # RESOURCE_EXHAUSTED
+        assert b"unfinished requests on this connection" in trailers[b"grpc-message"]
+        assert f"{UNFINISHED_MESSAGES * (LIMIT + 5)}".encode() in trailers[b"grpc-message"]
+    assert all(reset.get(sid) == 0 for sid in ended if sid != live)  # NO_ERROR: stop sending
+    assert ended[live][b"grpc-status"] == b"0"
+    assert servicer.finished.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == len(refused)
 
 
 @pytest.mark.parametrize(
