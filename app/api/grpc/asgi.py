@@ -63,6 +63,9 @@ class CallContext:
     """What the servicer asks of a call (a subset of ``grpc.aio.ServicerContext``)."""
 
     __slots__ = ("_metadata", "_peer", "model", "trailing")
+    # GrpcAsgiApp counts a call cancelled in its method itself, knowing whether the client
+    # went away or the deadline passed (the servicer counts grpcio's)
+    app_counts_cancelled_calls = True
 
     def __init__(self, headers: Iterable[tuple[bytes, bytes]], client: Any) -> None:
         self._metadata = headers

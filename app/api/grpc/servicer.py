@@ -7,6 +7,7 @@ codes with app/errors.py's table, and counts and times the call.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable
@@ -44,6 +45,13 @@ def _request_id(context: grpc.aio.ServicerContext) -> str | None:
     return None
 
 
+def _ended_early(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+    """The status grpcio gives a call whose method it cancelled."""
+    remaining = context.time_remaining()
+    past_deadline = remaining is not None and remaining <= 0
+    return grpc.StatusCode.DEADLINE_EXCEEDED if past_deadline else grpc.StatusCode.CANCELLED
+
+
 class InferenceServicer(GRPCInferenceServiceServicer):
     def __init__(self, registry: ModelRegistry, settings: Settings, metrics: Metrics) -> None:
         self._registry = registry
@@ -73,6 +81,10 @@ class InferenceServicer(GRPCInferenceServiceServicer):
         context.set_trailing_metadata(((GRPC_METADATA_KEY, request_id),))
         try:
             response = await work
+        except asyncio.CancelledError:  # the client cancelled, or the deadline passed
+            if not getattr(context, "app_counts_cancelled_calls", False):
+                self.finish(method, model, context, _ended_early(context), started)
+            raise
         except TorchgateError as exc:
             code, details = grpc_status(exc), exc.detail
         except Exception:
