@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     max_batch_size: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
     max_batch_delay_ms: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    # Request bytes the process holds at once, all requests together (app/api/upload_budget.py)
+    max_upload_bytes_in_flight: int = Field(default=512 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(default=40_000_000, gt=0)
     max_images_per_request: int = Field(default=64, gt=0)
     max_tensor_elements: int = Field(default=16_777_216, gt=0)

@@ -19,6 +19,7 @@ from app.api.body_limit import BodySizeLimitMiddleware
 from app.api.fast_predict import RawPredictRoute
 from app.api.grpc.server import start_grpc_server, stop_grpc_server
 from app.api.hot_path import HotPredict, ServingAPI
+from app.api.upload_budget import UploadBudget
 from app.config import Settings
 from app.draining import Drain
 from app.errors import install_error_handlers
@@ -110,14 +111,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.admin_enabled and settings.admin_port is None:
         app.include_router(admin_router)
     app.router.routes.insert(0, RawPredictRoute())  # before the predict route it speeds up
-    app.hot_predict = HotPredict(app, metrics, settings.max_upload_bytes)
+    app.state.upload_budget = UploadBudget(settings.max_upload_bytes_in_flight)
+    app.hot_predict = HotPredict(app, metrics, settings.max_upload_bytes, app.state.upload_budget)
     _add_common(app, settings)
     return app
 
 
 def _add_common(app: FastAPI, settings: Settings) -> None:
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_upload_bytes,
+        budget=app.state.upload_budget,  # one per process: the admin app shares the main one's
+    )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(RequestIdMiddleware)  # outermost: even a refused upload gets an id
 

@@ -109,6 +109,7 @@ async def running_app(settings: Settings, ready: bool = True) -> AsyncIterator[h
         async with httpx.AsyncClient(
             transport=transport, base_url="http://testserver", timeout=120
         ) as client:
+            client.app_state = app.state  # type: ignore[attr-defined]  # what tests inspect
             if ready:
                 await wait_ready(client)
             yield client

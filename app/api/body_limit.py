@@ -1,10 +1,13 @@
-"""Refuse oversized request bodies early: by Content-Length, and while streaming."""
+"""Refuse oversized request bodies early (by Content-Length, and while streaming), and bodies
+the process's upload budget cannot hold now (app/api/upload_budget.py)."""
 
 from __future__ import annotations
 
 import orjson
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.api.upload_budget import UploadBudget
 
 
 def declared_length(scope: Scope) -> int | None:
@@ -20,11 +23,15 @@ def declared_length(scope: Scope) -> int | None:
 
 class BodySizeLimitMiddleware:
     """413 before reading when the declared length is too big, and as soon as the streamed
-    bytes pass the limit (chunked uploads declare nothing)."""
+    bytes pass the limit (chunked uploads declare nothing). When the route starts reading, the
+    body's bytes are taken from ``budget`` (all declared ones at once, else chunk by chunk) and
+    given back once the request is answered; what does not fit raises ``Overloaded`` into the
+    route, whose error handler answers 503."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, budget: UploadBudget | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.budget = budget or UploadBudget(max_bytes=1 << 62)
 
     def _detail(self) -> str:
         return (
@@ -40,18 +47,28 @@ class BodySizeLimitMiddleware:
         if declared is not None and declared > self.max_bytes:
             await self._refuse(scope, send)
             return
-        received = 0
+        received = taken = 0
+        budget = self.budget
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, taken
+            if declared is not None and not taken and declared:
+                budget.take(declared)
+                taken = declared
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     raise HTTPException(413, self._detail())
+                if received > taken:  # chunked, or more than declared (the server refuses)
+                    budget.take(received - taken)
+                    taken = received
             return message
 
-        await self.app(scope, limited_receive, send)
+        try:
+            await self.app(scope, limited_receive, send)
+        finally:
+            budget.give_back(taken)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         key = "error" if scope["path"].startswith("/v2") else "detail"  # v2 speaks KServe

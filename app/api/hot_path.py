@@ -26,6 +26,7 @@ from starlette.types import Receive, Scope, Send
 
 from app.api.body_limit import declared_length
 from app.api.fast_predict import RawPredictRoute
+from app.api.upload_budget import UploadBudget
 from app.metrics import Metrics, RequestObserver, model_label
 from app.tracing import HEADER, adopt_scope_request_id, request_id_header
 
@@ -35,11 +36,14 @@ _TELEMETRY_CHECK_S = 1.0  # how long the answer to "is OpenTelemetry on?" is reu
 class HotPredict:
     """Answers ``POST /v1/models/{name}/predict`` with a raw image body, or declines it."""
 
-    def __init__(self, app: FastAPI, metrics: Metrics, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: FastAPI, metrics: Metrics, max_body_bytes: int, budget: UploadBudget
+    ) -> None:
         self._app = app
         self._route = RawPredictRoute()
         self._observer = RequestObserver(metrics)
         self._max_body_bytes = max_body_bytes
+        self._budget = budget
         self._telemetry_checked = float("-inf")
         self._telemetry_on = False
 
@@ -68,9 +72,11 @@ class HotPredict:
         request_id = adopt_scope_request_id(scope)
         scope["route"] = self._route
         scope["path_params"] = {"name": name}
-        status = 500
+        status, taken = 500, 0
         try:
             try:
+                self._budget.take(declared)
+                taken = declared
                 response = await self._route.answer(runtime, name, top_k, receive)
                 response.raw_headers.append(request_id_header(request_id))
             except Exception as exc:
@@ -80,6 +86,7 @@ class HotPredict:
             status = response.status_code
             await response(scope, receive, send)
         finally:
+            self._budget.give_back(taken)
             seconds = time.perf_counter() - started
             self._observer.observe(model_label(name), self._route.path, "POST", status, seconds)
         return True
