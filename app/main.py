@@ -79,7 +79,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ]
         try:
             # gRPC answers at once, like /healthz; ServerReady waits for the models like /readyz
-            grpc_server = await start_grpc_server(settings, registry, metrics)
+            grpc_server = await start_grpc_server(
+                settings, registry, metrics, app.state.upload_budget
+            )
             drain.on_start(lambda: stop_grpc_server(grpc_server))
             with drain.on_server_signals():  # HTTP and gRPC stop taking work at one moment
                 yield

@@ -26,6 +26,7 @@ from google.protobuf.message import DecodeError, Message
 
 from app.api.grpc.proto import inference_pb2 as pb
 from app.api.grpc.servicer import SERVICE, InferenceServicer
+from app.api.upload_budget import UploadBudget
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -164,9 +165,17 @@ def _unframe(body: bytes, encoding: bytes | None, limit: int) -> bytes:
 class GrpcAsgiApp:
     """Answers ``inference.GRPCInferenceService`` over ASGI with ``servicer``."""
 
-    def __init__(self, servicer: InferenceServicer, max_message_bytes: int) -> None:
+    def __init__(
+        self,
+        servicer: InferenceServicer,
+        max_message_bytes: int,
+        budget: UploadBudget | None = None,
+    ) -> None:
         self._servicer = servicer
         self._limit = max_message_bytes
+        # the process's bound on request bytes held at once, shared with HTTP (the server
+        # takes from it as each call's body arrives)
+        self.budget = budget or UploadBudget(1 << 62)
         self.most_body_bytes = PREFIX.size + max_message_bytes  # one framed message
         self._draining = False
         self._handlers: dict[bytes, tuple[type[Message], Handler]] = {

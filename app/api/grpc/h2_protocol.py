@@ -11,8 +11,10 @@ flow-control windows, stream resets and GOAWAY.
 zttp caps a connection at 128 open streams (it refuses more with REFUSED_STREAM) and grants
 flow-control credit as data arrives, so unfinished requests could hold 128 times the message
 limit per connection (2.5 GiB at the default 20 MiB). The bytes held for them are bounded
-instead (``UNFINISHED_MESSAGES`` messages' worth): a stream whose data would pass the bound is
-answered RESOURCE_EXHAUSTED at once and reset, like a message over the limit.
+instead (``UNFINISHED_MESSAGES`` messages' worth), and every byte of a request is also taken
+from the process's upload budget (app/api/upload_budget.py, shared with HTTP) until its call is
+answered: a stream whose data would pass either bound is answered RESOURCE_EXHAUSTED at once and
+reset, like a message over the limit.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 import zttp
 
 from app.api.grpc.asgi import GrpcAsgiApp
+from app.errors import Overloaded
 from app.write_coalescing import CoalescingTransport
 
 logger = logging.getLogger(__name__)
@@ -91,7 +94,9 @@ class GrpcH2Protocol(asyncio.Protocol):
         self._connections.discard(self)
         for call in self._calls.values():
             if call.task is not None:
-                call.task.cancel()
+                call.task.cancel()  # its task gives its bytes back
+            else:
+                self._app.budget.give_back(call.size)
         self._calls.clear()
 
     def data_received(self, data: bytes) -> None:
@@ -114,8 +119,9 @@ class GrpcH2Protocol(asyncio.Protocol):
             if isinstance(event, zttp.Data):
                 call = calls.get(event.stream_id)
                 if call is not None and call.task is None:
-                    if self._unfinished_bytes + len(event.data) > self._most_unfinished:
-                        self._refuse(event.stream_id, call)
+                    refusal = self._over_bounds(len(event.data))
+                    if refusal is not None:
+                        self._refuse(event.stream_id, call, refusal)
                         continue
                     call.body.append(event.data)
                     call.size += len(event.data)
@@ -136,6 +142,7 @@ class GrpcH2Protocol(asyncio.Protocol):
                     call.task.cancel()
                 elif call is not None:  # given up while its body was coming in
                     self._unfinished_bytes -= call.size
+                    self._app.budget.give_back(call.size)
             elif isinstance(event, zttp.GoAway):
                 self.shutdown()
 
@@ -188,20 +195,31 @@ class GrpcH2Protocol(asyncio.Protocol):
         try:
             await self._app(scope, receive, send)
         finally:
+            self._app.budget.give_back(call.size)
             if self._calls.get(stream_id) is call:
                 del self._calls[stream_id]
             self._close_if_done()
 
-    def _refuse(self, stream_id: int, call: _Call) -> None:
-        """Answer a call whose data would pass the connection's bound on unfinished requests:
-        RESOURCE_EXHAUSTED, counted and logged as any call, then reset (NO_ERROR) so the
-        client stops sending; what it sent is dropped."""
+    def _over_bounds(self, size: int) -> str | None:
+        """Take ``size`` more request bytes from both bounds, or say why they do not fit."""
+        if self._unfinished_bytes + size > self._most_unfinished:
+            return (
+                "too many bytes in unfinished requests on this connection (at most "
+                f"{self._most_unfinished}); finish or cancel calls before starting more"
+            )
+        try:
+            self._app.budget.take(size)
+        except Overloaded as exc:
+            return exc.detail
+        return None
+
+    def _refuse(self, stream_id: int, call: _Call, details: str) -> None:
+        """Answer a call whose data would pass a bound: RESOURCE_EXHAUSTED, counted and
+        logged as any call, then reset (NO_ERROR) so the client stops sending; what it sent is
+        dropped."""
         del self._calls[stream_id]
         self._unfinished_bytes -= call.size
-        details = (
-            "too many bytes in unfinished requests on this connection (at most "
-            f"{self._most_unfinished}); finish or cancel calls before starting more"
-        )
+        self._app.budget.give_back(call.size)
         path = call.path.decode("latin-1")
         headers, trailers = self._app.refusal(path, _header_list(call), self._client, details)
         stream = self._conn.stream(stream_id)

@@ -18,6 +18,7 @@ from app.api.grpc.asgi import GrpcAsgiApp
 from app.api.grpc.h2_server import GrpcH2Server
 from app.api.grpc.proto.inference_pb2_grpc import add_GRPCInferenceServiceServicer_to_server
 from app.api.grpc.servicer import InferenceServicer
+from app.api.upload_budget import UploadBudget
 from app.config import Settings
 from app.errors import ConfigurationError
 from app.metrics import Metrics
@@ -55,15 +56,19 @@ def _listen(settings: Settings) -> socket.socket:
 
 
 async def start_grpc_server(
-    settings: Settings, registry: ModelRegistry, metrics: Metrics
+    settings: Settings,
+    registry: ModelRegistry,
+    metrics: Metrics,
+    budget: UploadBudget | None = None,
 ) -> GrpcServer | None:
-    """The started server on TORCHGATE_HOST:TORCHGATE_GRPC_PORT, or None when the port is 0."""
+    """The started server on TORCHGATE_HOST:TORCHGATE_GRPC_PORT, or None when the port is 0.
+    ``budget``: the process's bound on request bytes held at once (the zttp server's)."""
     if not settings.grpc_port:
         return None
     limit = settings.max_upload_bytes  # the same bound as an HTTP body
     servicer = InferenceServicer(registry, settings, metrics)
     if settings.grpc_server == "zttp":
-        server = GrpcH2Server(GrpcAsgiApp(servicer, limit), _listen(settings))
+        server = GrpcH2Server(GrpcAsgiApp(servicer, limit, budget), _listen(settings))
         await server.start()
         address = _address(settings.host, settings.grpc_port)
         logger.info("Open Inference Protocol over gRPC on %s (HTTP/2 on the event loop)", address)

@@ -18,6 +18,7 @@ from app.api.grpc.h2_protocol import UNFINISHED_MESSAGES
 from app.api.grpc.h2_server import GrpcH2Server
 from app.api.grpc.proto import inference_pb2 as pb
 from app.api.grpc.proto.inference_pb2_grpc import GRPCInferenceServiceStub
+from app.api.upload_budget import UploadBudget
 
 pytestmark = pytest.mark.anyio
 LIMIT = 4_000_000
@@ -125,55 +126,114 @@ async def test_a_cancelled_call_cancels_its_task_and_the_connection_serves_on(
         assert (await stub.ServerLive(pb.ServerLiveRequest())).live
 
 
+HEADERS = [(b"host", b"x"), (b"content-type", b"application/grpc"), (b"te", b"trailers")]
+INFER_PATH = b"/inference.GRPCInferenceService/ModelInfer"
+
+
+class RawClient:
+    """HTTP/2 by hand (zttp's client side), to send request bodies that never end."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.conn = zttp.Connection(zttp.CLIENT, protocol=zttp.HTTP2)
+        self.conn.initiate_connection()
+        self.ended: dict[int, dict[bytes, bytes]] = {}  # stream id -> trailers
+        self.reset: dict[int, int] = {}  # stream id -> error code
+
+    @classmethod
+    async def connect(cls, target: str) -> RawClient:
+        host, port = target.split(":")
+        return cls(*await asyncio.open_connection(host, int(port)))
+
+    def open(self, path: bytes = INFER_PATH) -> Any:
+        return self.conn.send_request(b"POST", path, b"2", HEADERS)
+
+    async def exchange(self) -> None:
+        self.writer.write(self.conn.data_to_send())
+        await self.writer.drain()
+        self.conn.receive_data(await self.reader.read(1 << 20))
+        while (event := self.conn.next_event()) is not zttp.NEED_DATA:
+            if isinstance(event, zttp.EndOfMessage):
+                self.ended[event.stream_id] = dict(event.trailers)
+            elif isinstance(event, zttp.RstStream):
+                self.reset[event.stream_id] = event.error_code
+
+    async def send_all(self, streams: list[Any]) -> None:
+        """Exchange frames until every stream has sent its data or been answered."""
+        while any(s.pending_bytes for s in streams if s.stream_id not in self.ended):
+            await self.exchange()
+        self.writer.write(self.conn.data_to_send())  # what the last credit let out
+        await self.writer.drain()
+
+    async def live(self) -> bytes:
+        """A ServerLive call on this connection: its grpc-status."""
+        stream = self.open(b"/inference.GRPCInferenceService/ServerLive")
+        stream.send_data(b"\0\0\0\0\0")  # an empty ServerLiveRequest, framed
+        stream.end_message()
+        while stream.stream_id not in self.ended:
+            await self.exchange()
+        return self.ended[stream.stream_id][b"grpc-status"]
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 async def test_unfinished_requests_are_bounded_per_connection(served: Any) -> None:
     """Six calls each send 3 MB without ending (18 MB, against four messages of the 4 MB limit):
     one that would pass the bound is answered RESOURCE_EXHAUSTED and reset, the others keep
     their place, and the connection still answers a new call."""
     _, servicer, target = served
-    host, port = target.split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    client = zttp.Connection(zttp.CLIENT, protocol=zttp.HTTP2)
-    client.initiate_connection()
-    headers = [(b"host", b"x"), (b"content-type", b"application/grpc"), (b"te", b"trailers")]
-    infer = b"/inference.GRPCInferenceService/ModelInfer"
-    streams = [client.send_request(b"POST", infer, b"2", headers) for _ in range(6)]
+    client = await RawClient.connect(target)
+    streams = [client.open() for _ in range(6)]
     for _ in range(3):
         for stream in streams:
             stream.send_data(b"\0" * 1_000_000)
-    ended: dict[int, dict[bytes, bytes]] = {}
-    reset: dict[int, int] = {}
-    live: int | None = None
-
-    async def exchange() -> None:
-        writer.write(client.data_to_send())
-        await writer.drain()
-        client.receive_data(await reader.read(1 << 20))
-        while (event := client.next_event()) is not zttp.NEED_DATA:
-            if isinstance(event, zttp.EndOfMessage):
-                ended[event.stream_id] = dict(event.trailers)
-            elif isinstance(event, zttp.RstStream):
-                reset[event.stream_id] = event.error_code
-
     async with asyncio.timeout(30):
-        while not ended or any(s.pending_bytes for s in streams if s.stream_id not in ended):
-            await exchange()
-        live_stream = client.send_request(b"POST", b"/inference.GRPCInferenceService/ServerLive",
-                                          b"2", headers)  # fmt: skip
-        live = live_stream.stream_id
-        live_stream.send_data(b"\0\0\0\0\0")  # an empty ServerLiveRequest, framed
-        live_stream.end_message()
-        while live not in ended:
-            await exchange()
-    writer.close()
-    refused = [trailers for sid, trailers in ended.items() if sid != live]
+        while not client.ended:
+            await client.exchange()
+        await client.send_all(streams)
+        assert await client.live() == b"0"
+    client.close()
+    refused = [client.ended[s.stream_id] for s in streams if s.stream_id in client.ended]
     assert 1 <= len(refused) <= 2
     for trailers in refused:
         assert trailers[b"grpc-status"] == b"8"  # RESOURCE_EXHAUSTED
         assert b"unfinished requests on this connection" in trailers[b"grpc-message"]
         assert f"{UNFINISHED_MESSAGES * (LIMIT + 5)}".encode() in trailers[b"grpc-message"]
-    assert all(reset.get(sid) == 0 for sid in ended if sid != live)  # NO_ERROR: stop sending
-    assert ended[live][b"grpc-status"] == b"0"
+    assert all(client.reset.get(s.stream_id) == 0 for s in streams if s.stream_id in client.ended)
     assert servicer.finished.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == len(refused)
+
+
+async def test_request_bytes_come_from_the_process_budget_and_go_back(served: Any) -> None:
+    """Two connections each hold 3 MB of an unfinished call against a 5 MB budget: the second
+    is refused with the budget's reason; once the first connection closes and the calls are
+    answered, every byte is back."""
+    server, _, target = served
+    budget = server._app.budget = UploadBudget(5_000_000)
+    first, second = await RawClient.connect(target), await RawClient.connect(target)
+    held, refused = first.open(), second.open()
+    for _ in range(3):
+        held.send_data(b"\0" * 1_000_000)
+        refused.send_data(b"\0" * 1_000_000)
+    async with asyncio.timeout(30):
+        await first.send_all([held])
+        while budget.held < 3_000_000:  # sent; arriving
+            await asyncio.sleep(0.01)
+        assert budget.held == 3_000_000
+        while refused.stream_id not in second.ended:
+            await second.exchange()
+        trailers = second.ended[refused.stream_id]
+        assert trailers[b"grpc-status"] == b"8"
+        assert b"TORCHGATE_MAX_UPLOAD_BYTES_IN_FLIGHT" in trailers[b"grpc-message"]
+        assert await second.live() == b"0"  # small calls still fit
+        first.close()
+        while budget.held:
+            await asyncio.sleep(0.01)
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = GRPCInferenceServiceStub(channel)
+            assert (await stub.ModelInfer(_infer(0, 10))).model_name == "x" * 10
+    second.close()
+    assert budget.held == 0
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import torch
 
 from app.api.grpc.h2_server import GrpcH2Server
 from app.api.grpc.server import start_grpc_server, stop_grpc_server
+from app.api.upload_budget import UploadBudget
 from app.config import Settings
 from app.errors import ConfigurationError
 from app.metrics import Metrics
@@ -26,11 +27,14 @@ async def test_the_setting_picks_the_server(
 ) -> None:
     settings = settings_factory(grpc_port=free_port(), grpc_server=choice, models=())
     metrics = Metrics(torch.device("cpu"))
+    budget = UploadBudget(1_000)
     server = await start_grpc_server(
-        settings, ModelRegistry(settings, torch.device("cpu"), metrics), metrics
+        settings, ModelRegistry(settings, torch.device("cpu"), metrics), metrics, budget
     )
     try:
         assert isinstance(server, kind)
+        if isinstance(server, GrpcH2Server):  # the process's budget, shared with HTTP
+            assert server._app.budget is budget
     finally:
         await stop_grpc_server(server)
 
