@@ -8,6 +8,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.upload_budget import UploadBudget
+from app.errors import Overloaded
 
 
 def declared_length(scope: Scope) -> int | None:
@@ -25,8 +26,9 @@ class BodySizeLimitMiddleware:
     """413 before reading when the declared length is too big, and as soon as the streamed
     bytes pass the limit (chunked uploads declare nothing). When the route starts reading, the
     body's bytes are taken from ``budget`` (all declared ones at once, else chunk by chunk) and
-    given back once the request is answered; what does not fit raises ``Overloaded`` into the
-    route, whose error handler answers 503."""
+    given back once the request is answered; what does not fit raises a 503 ``HTTPException``
+    into the route (FastAPI passes those on from a body it parses: anything else it would answer
+    400 "error parsing the body"), answered by the app's error handler."""
 
     def __init__(self, app: ASGIApp, max_bytes: int, budget: UploadBudget | None = None) -> None:
         self.app = app
@@ -50,10 +52,16 @@ class BodySizeLimitMiddleware:
         received = taken = 0
         budget = self.budget
 
+        def take(size: int) -> None:
+            try:
+                budget.take(size)
+            except Overloaded as exc:
+                raise HTTPException(503, exc.detail, exc.headers) from exc
+
         async def limited_receive() -> Message:
             nonlocal received, taken
             if declared is not None and not taken and declared:
-                budget.take(declared)
+                take(declared)
                 taken = declared
             message = await receive()
             if message["type"] == "http.request":
@@ -61,7 +69,7 @@ class BodySizeLimitMiddleware:
                 if received > self.max_bytes:
                     raise HTTPException(413, self._detail())
                 if received > taken:  # chunked, or more than declared (the server refuses)
-                    budget.take(received - taken)
+                    take(received - taken)
                     taken = received
             return message
 

@@ -14,7 +14,7 @@ from app.api.upload_budget import UploadBudget
 from app.config import Settings
 from app.errors import Overloaded
 from tests.api.test_fast_predict import PREDICT, garment
-from tests.conftest import running_app
+from tests.conftest import admin_headers, running_app
 
 pytestmark = pytest.mark.anyio
 LIMIT, IN_FLIGHT, HELD = 4_000, 5_000, 3_000
@@ -70,6 +70,11 @@ async def test_bodies_that_do_not_fit_beside_a_slow_upload_get_503(client) -> No
             content=b'{"inputs": []}' + b" " * 2_500,
             headers={"content-type": "application/json"},
         ),
+        await client.post(  # a body FastAPI parses itself: still 503, not its 400
+            "/admin/models/cnn/reinitialize",
+            content=b'{"seed": 2}' + b" " * 2_500,
+            headers={"content-type": "application/json", **admin_headers()},
+        ),
     ]
     for response in refused:
         assert response.status_code == 503
@@ -78,6 +83,7 @@ async def test_bodies_that_do_not_fit_beside_a_slow_upload_get_503(client) -> No
     assert "TORCHGATE_MAX_UPLOAD_BYTES_IN_FLIGHT" in refused[0].json()["detail"]
     assert refused[1].json()["detail"] == refused[0].json()["detail"]
     assert "TORCHGATE_MAX_UPLOAD_BYTES_IN_FLIGHT" in refused[2].json()["error"]  # v2's key
+    assert refused[3].json()["detail"] == refused[0].json()["detail"]
 
     async def chunked() -> AsyncIterator[bytes]:
         for _ in range(3):
