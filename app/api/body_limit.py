@@ -30,10 +30,10 @@ class BodySizeLimitMiddleware:
     into the route (FastAPI passes those on from a body it parses: anything else it would answer
     400 "error parsing the body"), answered by the app's error handler."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, budget: UploadBudget | None = None) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, budget: UploadBudget) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.budget = budget or UploadBudget(max_bytes=1 << 62)
+        self.budget = budget
 
     def _detail(self) -> str:
         return (
@@ -60,7 +60,7 @@ class BodySizeLimitMiddleware:
 
         async def limited_receive() -> Message:
             nonlocal received, taken
-            if declared is not None and not taken and declared:
+            if declared and not taken:
                 take(declared)
                 taken = declared
             message = await receive()

@@ -101,9 +101,9 @@ def _model_of(request: Message) -> str:
     return ""
 
 
-def _method(scope: Scope) -> str:
+def _method(path: str) -> str:
     """The call's method as a metric label: a known name, else ``unknown``."""
-    method = scope["path"].rpartition("/")[2]
+    method = path.rpartition("/")[2]
     return method if method in _REQUESTS else "unknown"
 
 
@@ -190,7 +190,7 @@ class GrpcAsgiApp:
         and give its answer's headers and trailers."""
         code = grpc.StatusCode.RESOURCE_EXHAUSTED
         context = CallContext(headers, client)
-        self._servicer.finish(_method({"path": path}), "", context, code, time.perf_counter())
+        self._servicer.finish(_method(path), "", context, code, time.perf_counter())
         return _HEADERS, _trailers(code, details)
 
     def drain(self) -> None:
@@ -219,11 +219,13 @@ class GrpcAsgiApp:
                 )
         except CallEnded as ended:
             if not ended.counted:  # refused before the servicer saw it, or its deadline passed
-                self._servicer.finish(_method(scope), context.model, context, ended.code, started)
+                self._servicer.finish(
+                    _method(scope["path"]), context.model, context, ended.code, started
+                )
             await _finish(send, b"", ended.code, ended.details, context.trailing)
         except asyncio.CancelledError:  # the client reset the call, or the server's grace ended
             code = grpc.StatusCode.CANCELLED
-            self._servicer.finish(_method(scope), context.model, context, code, started)
+            self._servicer.finish(_method(scope["path"]), context.model, context, code, started)
             raise
         else:
             framed = PREFIX.pack(False, len(message)) + message
