@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -31,11 +30,6 @@ cli.command("bench-graphs")(bench_graphs)
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-class HttpServer(StrEnum):
-    UVICORN = "uvicorn"
-    GRANIAN = "granian"
-
-
 @cli.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address [TORCHGATE_HOST].")] = None,
@@ -48,9 +42,6 @@ def serve(
         typer.Option(min=1, help="Worker processes [TORCHGATE_WORKERS]; each loads every model."),
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
-    server: Annotated[
-        HttpServer | None, typer.Option(help="HTTP server: uvicorn or granian [TORCHGATE_SERVER].")
-    ] = None,
 ) -> None:
     """Start the HTTP server (and gRPC, TORCHGATE_GRPC_PORT) with the enabled models."""
     import logging.config
@@ -69,8 +60,6 @@ def serve(
         os.environ["TORCHGATE_HOST"] = host
     if grpc_port is not None:
         os.environ["TORCHGATE_GRPC_PORT"] = str(grpc_port)
-    if server is not None:
-        os.environ["TORCHGATE_SERVER"] = server.value
     settings = Settings()
     # Every line carries its request's X-Request-ID; TORCHGATE_LOG_FORMAT=json for collectors.
     logging.config.dictConfig(log_config(log_level, settings.log_format))
@@ -87,14 +76,11 @@ def serve(
         "log_config": log_config(log_level, settings.log_format),
         "access_log": settings.access_log,
         "loop": "uvloop",
-        "http": "app.write_coalescing:CoalescingHttpToolsProtocol",  # httptools
+        "http": "httptools",
         "timeout_graceful_shutdown": 30,
     }
     host = host or settings.host
     port = settings.port if port is None else port
-    if settings.server == "granian":
-        _serve_with_granian(settings, host, port, log_level)
-        return
     if settings.admin_enabled and settings.admin_port is not None:
         if settings.workers > 1:
             typer.echo("error: TORCHGATE_ADMIN_PORT needs a single worker process.", err=True)
@@ -111,25 +97,6 @@ def serve(
             workers=settings.workers,
             **options,
         )
-
-
-def _serve_with_granian(settings: Settings, host: str, port: int, log_level: str) -> None:
-    """The same app, store and metrics set-up under granian (app/servers.py)."""
-    from app.errors import ConfigurationError
-    from app.metrics_multiprocess import multiprocess_metrics
-    from app.servers import run_granian
-    from app.serving.store.scope import run_scoped_store
-    from app.tracing import log_config
-
-    if settings.admin_enabled and settings.admin_port is not None:
-        typer.echo("error: TORCHGATE_ADMIN_PORT needs TORCHGATE_SERVER=uvicorn.", err=True)
-        raise typer.Exit(2)
-    try:
-        with run_scoped_store(settings), multiprocess_metrics(settings.workers):
-            run_granian(settings, host, port, log_level, log_config(log_level, settings.log_format))
-    except ConfigurationError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
 
 
 def _serve_with_admin_listener(

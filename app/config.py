@@ -82,9 +82,6 @@ class Settings(BaseSettings):
     channels_last: bool | None = None
     load_concurrency: int = Field(default=2, ge=1)
     workers: int = Field(default=1, ge=1)
-    # The HTTP server of ``serve``: uvicorn (httptools, uvloop) or granian (Rust; the
-    # ``granian`` extra). README "Choosing the HTTP server" has the measured figures.
-    server: Literal["uvicorn", "granian"] = "uvicorn"
     access_log: bool = True
     log_format: Literal["text", "json"] = "text"
     torch_threads: int | None = Field(default=None, ge=1)

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-SIGNALS = (signal.SIGTERM, signal.SIGINT)  # the ones uvicorn (and granian) stop on
+SIGNALS = (signal.SIGTERM, signal.SIGINT)  # the ones uvicorn stops on
 logger = logging.getLogger(__name__)
 
 Step = Callable[[], Awaitable[None]]

@@ -15,22 +15,20 @@ from fastapi import FastAPI
 from app import __version__
 from app.api import admin_router, public_router
 from app.api import ui as ui_api
-from app.api.body_limit import BodySizeLimitMiddleware
-from app.api.fast_predict import RawPredictRoute
 from app.api.grpc.server import start_grpc_server, stop_grpc_server
-from app.api.hot_path import HotPredict, ServingAPI
+from app.api.http_errors import install_error_handlers
+from app.api.middleware import ServingMiddleware
 from app.api.upload_budget import UploadBudget
 from app.config import Settings
 from app.draining import Drain
-from app.errors import install_error_handlers
-from app.metrics import Metrics, MetricsMiddleware
+from app.metrics import Metrics
 from app.serving.devices import configure_backends, configure_threads, resolve_device
 from app.serving.evaluations import Evaluator
 from app.serving.jobs import Jobs
 from app.serving.registry import ModelRegistry
 from app.serving.store import open_store
 from app.serving.sync import ParameterSync
-from app.tracing import RequestIdMiddleware, skip_unused_record_fields
+from app.tracing import skip_unused_record_fields
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             store.close()
             metrics.close()
 
-    app = ServingAPI(
+    app = FastAPI(
         title="torchgate",
         version=__version__,
         summary="Serve PyTorch models over HTTP, with token-protected admin operations.",
@@ -112,9 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ui_api.docs_router)
     if settings.admin_enabled and settings.admin_port is None:
         app.include_router(admin_router)
-    app.router.routes.insert(0, RawPredictRoute())  # before the predict route it speeds up
     app.state.upload_budget = UploadBudget(settings.max_upload_bytes_in_flight)
-    app.hot_predict = HotPredict(app, metrics, settings.max_upload_bytes, app.state.upload_budget)
     _add_common(app, settings)
     return app
 
@@ -122,12 +118,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def _add_common(app: FastAPI, settings: Settings) -> None:
     install_error_handlers(app)
     app.add_middleware(
-        BodySizeLimitMiddleware,
-        max_bytes=settings.max_upload_bytes,
+        ServingMiddleware,
+        metrics=app.state.metrics,
+        max_body_bytes=settings.max_upload_bytes,
         budget=app.state.upload_budget,  # one per process: the admin app shares the main one's
     )
-    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
-    app.add_middleware(RequestIdMiddleware)  # outermost: even a refused upload gets an id
 
 
 def create_admin_app(main_app: FastAPI) -> FastAPI:

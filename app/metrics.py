@@ -7,7 +7,6 @@ shared files, and a scrape merges the files of all of them.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterable, Mapping
 
 import torch
@@ -23,7 +22,6 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.zoo import SPECS
 
@@ -169,68 +167,8 @@ class Metrics:
             multiprocess.mark_process_dead(os.getpid())
 
 
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-
-
 def model_label(name: str | None) -> str:
     """A model name as a label value: bounded to the known models."""
     if name is None:
         return ""
     return name if name in SPECS else "unknown"
-
-
-def _model_label(scope: Scope) -> str:
-    return model_label(scope.get("path_params", {}).get("name"))
-
-
-class RequestObserver:
-    """Counts and times HTTP requests, for the middleware and the hot path (api/hot_path.py)."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self._metrics = metrics
-        # labels() hashes and locks on every call; the label sets are few and bounded (route
-        # templates, model names, status codes), so their children are looked up once.
-        self._children: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}
-
-    def observe(self, model: str, template: str, method: str, status: int, seconds: float) -> None:
-        key = (model, template, method, status)
-        children = self._children.get(key)
-        if children is None:
-            metrics = self._metrics
-            children = (
-                metrics.requests.labels(model, template, method, str(status)),
-                metrics.latency.labels(model, template),
-            )
-            self._children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
-
-
-class MetricsMiddleware:
-    """Counts and times every HTTP request by route template (bounded label values)."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self._observer = RequestObserver(metrics)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_with_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_status)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path", "unmatched")
-            elapsed = time.perf_counter() - started
-            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-            self._observer.observe(_model_label(scope), template, method, status, elapsed)

@@ -1,10 +1,10 @@
-"""Request tracing: an ``X-Request-ID`` on every response and on every log line of its request.
+"""Request tracing: a request id on every log line of its request, and the logging set-up.
 
-The id lives in a context variable. Under uvicorn each request runs in its own task, whose
-context copy dies with it, so the middleware sets the variable and never has to reset it; that
-keeps the id visible to the framework's outermost error handler, which runs after this
-middleware has returned. Records logged in worker threads (forward, decode) carry no id: one
-batch serves many requests.
+The id lives in a context variable. Under uvicorn and grpc.aio each request runs in its own
+task, whose context copy dies with it, so an adapter sets the variable and never has to reset
+it; that keeps the id visible to the framework's outermost error handler, which runs after the
+HTTP middleware (app/api/middleware.py) has returned. Records logged in worker threads
+(forward, decode) carry no id: one batch serves many requests.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HEADER = "X-Request-ID"
 GRPC_METADATA_KEY = HEADER.lower()  # gRPC metadata keys are lower case
@@ -27,9 +26,7 @@ NO_REQUEST = "-"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 LogFormat = Literal["text", "json"]
 
-_HEADER_KEY = HEADER.lower().encode()
 _ID_PATTERN = r"[\x21-\x7e]{1,128}"  # visible ASCII: safe in headers, metadata and log lines
-_VALID_ID = re.compile(_ID_PATTERN.encode())
 _VALID_TEXT_ID = re.compile(_ID_PATTERN)
 _request_id: ContextVar[str] = ContextVar("request_id", default=NO_REQUEST)
 
@@ -40,54 +37,12 @@ def current_request_id() -> str:
 
 
 def adopt_request_id(incoming: str | None) -> str:
-    """Make the client's id (if valid) or a fresh one the current request's, for a protocol
-    without the middleware (gRPC, whose handlers each run in a task of their own)."""
+    """Make the client's id (if valid) or a fresh one the current request's (each request
+    runs in a task of its own, whose context copy dies with it: nothing to reset)."""
     valid = incoming is not None and _VALID_TEXT_ID.fullmatch(incoming) is not None
     request_id = incoming if valid and incoming is not None else os.urandom(16).hex()
     _request_id.set(request_id)
     return request_id
-
-
-def adopt_scope_request_id(scope: Scope) -> str:
-    """Make the HTTP request's ``X-Request-ID`` (if valid) or a fresh one the current one."""
-    request_id = _incoming_id(scope) or os.urandom(16).hex()
-    _request_id.set(request_id)
-    return request_id
-
-
-def request_id_header(request_id: str) -> tuple[bytes, bytes]:
-    """The response header that echoes ``request_id``, as an ASGI raw header."""
-    return _HEADER_KEY, request_id.encode("ascii")
-
-
-def _incoming_id(scope: Scope) -> str | None:
-    for key, value in scope["headers"]:
-        if key == _HEADER_KEY:
-            return value.decode("ascii") if _VALID_ID.fullmatch(value) else None
-    return None
-
-
-class RequestIdMiddleware:
-    """Echo the client's ``X-Request-ID`` (visible ASCII, at most 128 characters) or make one.
-
-    A pure ASGI middleware: no task or stream per request, a header scan and one wrapped send.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        header = request_id_header(adopt_scope_request_id(scope))
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", ()), header]}
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
 
 
 class RequestIdFilter(logging.Filter):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from app.api.deps import RegistryDep, SyncDep, device_failure
+from app.api.responses import FastJSONResponse
 from app.api.schemas import HealthResponse
-from app.responses import FastJSONResponse
 
 router = APIRouter(tags=["health"])
 

@@ -8,7 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from app.api.deps import RegistryDep, SettingsDep
+from app.api.http_errors import INFERENCE_ERROR_STATUSES
 from app.api.parsing import read_predict_payload, resolve_top_k
+from app.api.responses import FastJSONResponse
 from app.api.schemas import (
     ErrorResponse,
     GenerateRequest,
@@ -24,8 +26,6 @@ from app.api.v1_adapter import (
     generator,
     predict_response,
 )
-from app.errors import INFERENCE_ERROR_STATUSES
-from app.responses import FastJSONResponse
 from app.serving.heads import generate as generate_images
 
 router = APIRouter(prefix="/v1", tags=["inference"])

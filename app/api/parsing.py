@@ -84,7 +84,7 @@ async def _read_json(request: Request, settings: Settings) -> PredictPayload:
 async def read_predict_payload(request: Request, settings: Settings) -> PredictPayload:
     """Dispatch on Content-Type: multipart/form-data, application/json, or a raw image body
     (``image/*`` or ``application/octet-stream``: one image, no multipart parsing, the
-    cheapest path for small images, which api/fast_predict.py takes before this route)."""
+    cheapest form for small images)."""
     media = media_type(request.headers.get("content-type", ""))
     if media == "multipart/form-data":
         return await _read_multipart(request, settings.max_images_per_request)

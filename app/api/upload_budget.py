@@ -3,10 +3,10 @@
 Why: each body may be up to TORCHGATE_MAX_UPLOAD_BYTES (20 MiB) and is read whole before it is
 decoded, so clients that start many large uploads (or send them slowly) would make the process
 hold that many times 20 MiB, with nothing to stop it short of the kernel's OOM killer. A
-request takes its declared ``Content-Length`` from the budget before its body is read (a
-chunked one takes each chunk as it arrives) and gives it back when it is answered; one that
-does not fit is answered 503 with ``Retry-After``, and the server serves on. The small bodies
-of ordinary traffic never come near the bound.
+request takes its body's bytes from the budget as they arrive (never what a header declares,
+which costs a client nothing to send) and gives them back when it is answered; one that does
+not fit is answered 503 with ``Retry-After``, and the server serves on. The small bodies of
+ordinary traffic never come near the bound.
 """
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
-"""The v1 REST adapter's steps that its routes (api/inference.py) and the raw-body fast path
-(api/fast_predict.py) share: which model may answer, and the answers' bodies and headers."""
+"""The v1 REST adapter's steps: which model may answer, and the answers' bodies and headers."""
 
 from __future__ import annotations
 
@@ -10,8 +9,8 @@ import numpy as np
 import torch
 
 from app.api.pngs import encode_grid, encode_png
+from app.api.responses import FastJSONResponse, version_headers
 from app.errors import BadRequest
-from app.responses import FastJSONResponse, version_headers
 from app.serving.heads import classify
 from app.serving.registry import ModelRegistry
 from app.serving.runtime import ModelRuntime

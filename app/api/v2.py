@@ -13,7 +13,9 @@ from fastapi import APIRouter, Request, Response
 
 from app.api import open_inference as oip
 from app.api.deps import RegistryDep, SettingsDep, device_failure
+from app.api.http_errors import INFERENCE_ERROR_STATUSES
 from app.api.payloads import check_json_depth
+from app.api.responses import FastJSONResponse, version_headers
 from app.api.v2_schemas import (
     ErrorV2Response,
     InferenceResponse,
@@ -27,8 +29,6 @@ from app.api.v2_schemas import (
 )
 from app.api.v2_tensors import decompress, encode_response, read_inputs, split_body
 from app.config import Settings
-from app.errors import INFERENCE_ERROR_STATUSES
-from app.responses import FastJSONResponse, version_headers
 from app.serving.registry import ModelRegistry
 from app.tracing import current_request_id
 

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from app import datasets
-from app.errors import BadRequest, InvalidInput, TorchgateError
+from app.errors import BadRequest, Conflict, InvalidInput, TorchgateError
 from app.evaluation import evaluate_classifier, evaluate_gan_consistency, evaluate_loader
 from app.imagenet import imagenet_classes
 from app.serving.imagenet_layouts import ImageNetFolder, scan_imagenet_folder
@@ -40,8 +40,8 @@ SUBSET_NOTE = (
 )
 
 
-class EvaluationInterrupted(TorchgateError):
-    status_code = 409
+class EvaluationInterrupted(Conflict):
+    """The parameters changed under a running evaluation: its figures would mix versions."""
 
 
 def _pinned(runtime: ModelRuntime) -> tuple[Callable[..., torch.Tensor], list[int]]:

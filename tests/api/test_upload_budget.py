@@ -1,6 +1,7 @@
-"""The process-wide bound on request bytes held at once: a body that does not fit while others
-are read is answered 503 with Retry-After on every path (the hot path, the stack, v2, chunked),
-and the bytes are given back once each request is answered."""
+"""The process-wide bound on request bytes held at once: taken as bytes arrive (never from a
+declared length), a body that does not fit while others are read is answered 503 with
+Retry-After on every route (raw, multipart, v2, a body FastAPI parses, chunked), and the bytes
+are given back once each request is answered."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ import pytest
 from app.api.upload_budget import UploadBudget
 from app.config import Settings
 from app.errors import Overloaded
-from tests.api.test_fast_predict import PREDICT, garment
 from tests.conftest import admin_headers, running_app
+from tests.helpers.images import garment_png
+
+PREDICT = "/v1/models/cnn/predict"
 
 pytestmark = pytest.mark.anyio
-LIMIT, IN_FLIGHT, HELD = 4_000, 5_000, 3_000
+LIMIT, IN_FLIGHT, HELD, SENT = 4_000, 5_000, 3_500, 3_000
 
 
 def test_the_budget_refuses_what_does_not_fit_but_never_a_request_alone() -> None:
@@ -45,12 +48,12 @@ def _budget(client: httpx.AsyncClient) -> UploadBudget:
 
 
 async def _slow_upload(client: httpx.AsyncClient, release: asyncio.Event) -> httpx.Response:
-    """A raw predict of HELD declared bytes whose body stops half-way until ``release``."""
+    """A raw predict of HELD declared bytes whose body stops after SENT until ``release``."""
 
     async def body() -> AsyncIterator[bytes]:
-        yield b"\0" * (HELD // 2)
+        yield b"\0" * SENT
         await release.wait()
-        yield b"\0" * (HELD - HELD // 2)
+        yield b"\0" * (HELD - SENT)
 
     headers = {"content-type": "image/png", "content-length": str(HELD)}
     return await client.post(PREDICT, content=body(), headers=headers)
@@ -59,11 +62,11 @@ async def _slow_upload(client: httpx.AsyncClient, release: asyncio.Event) -> htt
 async def test_bodies_that_do_not_fit_beside_a_slow_upload_get_503(client) -> None:
     release = asyncio.Event()
     slow = asyncio.create_task(_slow_upload(client, release))
-    while _budget(client).held < HELD:
+    while _budget(client).held < SENT:
         await asyncio.sleep(0.01)
     big = b"\x89PNG" + b"\0" * 2_500
     refused = [
-        await client.post(PREDICT, content=big, headers={"content-type": "image/png"}),  # hot
+        await client.post(PREDICT, content=big, headers={"content-type": "image/png"}),  # raw
         await client.post(PREDICT, files=[("file", ("g.png", big, "image/png"))]),  # stack
         await client.post(
             "/v2/models/cnn/infer",
@@ -80,10 +83,9 @@ async def test_bodies_that_do_not_fit_beside_a_slow_upload_get_503(client) -> No
         assert response.status_code == 503
         assert response.headers["retry-after"] == "1"
         assert "X-Request-ID" in response.headers
-    assert "TORCHGATE_MAX_UPLOAD_BYTES_IN_FLIGHT" in refused[0].json()["detail"]
-    assert refused[1].json()["detail"] == refused[0].json()["detail"]
+    for response in (refused[0], refused[1], refused[3]):
+        assert "TORCHGATE_MAX_UPLOAD_BYTES_IN_FLIGHT" in response.json()["detail"]
     assert "TORCHGATE_MAX_UPLOAD_BYTES_IN_FLIGHT" in refused[2].json()["error"]  # v2's key
-    assert refused[3].json()["detail"] == refused[0].json()["detail"]
 
     async def chunked() -> AsyncIterator[bytes]:
         for _ in range(3):
@@ -93,7 +95,7 @@ async def test_bodies_that_do_not_fit_beside_a_slow_upload_get_503(client) -> No
         PREDICT, content=chunked(), headers={"content-type": "image/png"}
     )  # no Content-Length: refused once its chunks pass what is left
     assert streamed.status_code == 503
-    small = await client.post(PREDICT, content=garment(), headers={"content-type": "image/png"})
+    small = await client.post(PREDICT, content=garment_png(), headers={"content-type": "image/png"})
     assert small.status_code == 200  # what fits is served meanwhile
     release.set()
     answered = await slow
@@ -101,6 +103,29 @@ async def test_bodies_that_do_not_fit_beside_a_slow_upload_get_503(client) -> No
     assert _budget(client).held == 0
     again = await client.post(PREDICT, files=[("file", ("g.png", big, "image/png"))])
     assert again.status_code != 503
+
+
+async def test_a_declared_length_takes_nothing_before_its_bytes_arrive(client) -> None:
+    """A client that declares a large body and sends none holds nothing of the budget."""
+
+    async def never() -> AsyncIterator[bytes]:
+        await asyncio.Event().wait()
+        yield b""
+
+    headers = {"content-type": "image/png", "content-length": str(LIMIT)}
+    stalled = [
+        asyncio.create_task(client.post(PREDICT, content=never(), headers=headers))
+        for _ in range(5)
+    ]
+    await asyncio.sleep(0.2)
+    assert _budget(client).held == 0
+    served = await client.post(
+        PREDICT, content=garment_png(), headers={"content-type": "image/png"}
+    )
+    assert served.status_code == 200
+    for task in stalled:
+        task.cancel()
+    await asyncio.gather(*stalled, return_exceptions=True)
 
 
 async def test_bytes_are_given_back_after_errors_and_hang_ups(client) -> None:
@@ -112,7 +137,7 @@ async def test_bytes_are_given_back_after_errors_and_hang_ups(client) -> None:
     assert too_big.status_code == 413
     release = asyncio.Event()
     slow = asyncio.create_task(_slow_upload(client, release))
-    while _budget(client).held < HELD:
+    while _budget(client).held < SENT:
         await asyncio.sleep(0.01)
     slow.cancel()  # the client goes away half-way through its body
     with pytest.raises(asyncio.CancelledError):

@@ -48,3 +48,14 @@ def grey_png(shape: tuple[int, int] = (28, 28), seed: int = 0) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def garment_png(shade: int = 90) -> bytes:
+    """A 28x28 greyscale PNG with a garment-like blob, the Fashion-MNIST models' input."""
+    image = Image.new("L", (28, 28), 0)
+    for x in range(6, 22):
+        for y in range(3, 26):
+            image.putpixel((x, y), (shade + 3 * x + y) % 256)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -19,9 +19,10 @@ from prometheus_client import Counter, Histogram
 from app.api import open_inference as oip
 from app.api.grpc.proto import inference_pb2 as pb
 from app.api.grpc.proto.inference_pb2_grpc import GRPCInferenceServiceServicer
+from app.api.grpc.status import grpc_status
 from app.api.grpc.tensors import parameters_of, read_inputs, write_outputs, write_parameters
 from app.config import Settings
-from app.errors import TorchgateError, grpc_status
+from app.errors import TorchgateError
 from app.metrics import Metrics
 from app.serving.registry import ModelRegistry
 from app.tracing import (

@@ -14,21 +14,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from app.errors import TorchgateError
+from app.errors import Conflict, Unavailable
 
 Operation = Literal["reinitialize", "reload"]
 INITIAL_VERSION = 1  # the parameters as loaded from their source, before any record
 
 
-class StoreUnavailable(TorchgateError):
+class StoreUnavailable(Unavailable):
     """The control store cannot be reached: parameter changes and jobs wait for it."""
 
-    status_code = 503
-    headers = {"Retry-After": "2"}  # noqa: RUF012
+    retry_after_s = 2
 
 
-class JobConflict(TorchgateError):
-    status_code = 409
+class JobConflict(Conflict):
+    """A job of this kind already runs for the model."""
 
 
 @dataclass(frozen=True)
