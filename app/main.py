@@ -13,8 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app import __version__
-from app.api import admin_router, public_router
-from app.api import ui as ui_api
+from app.api import ADMIN_ROUTER, PUBLIC_ROUTERS
 from app.api.grpc.server import start_grpc_server, stop_grpc_server
 from app.api.http_errors import install_error_handlers
 from app.api.middleware import ServingMiddleware
@@ -99,17 +98,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Serve PyTorch models over HTTP, with token-protected admin operations.",
         lifespan=lifespan,
-        docs_url=None,  # served by ui_api.docs_router from local assets: no CDN
+        docs_url=None,  # served by app/api/ui.py's docs_router from local assets: no CDN
         redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.admin_token = _admin_token(settings)
-    app.include_router(public_router)
-    app.include_router(ui_api.router)
-    app.include_router(ui_api.docs_router)
+    for router in PUBLIC_ROUTERS:
+        app.include_router(router)
     if settings.admin_enabled and settings.admin_port is None:
-        app.include_router(admin_router)
+        app.include_router(ADMIN_ROUTER)
     app.state.upload_budget = UploadBudget(settings.max_upload_bytes_in_flight)
     _add_common(app, settings)
     return app
@@ -131,6 +129,6 @@ def create_admin_app(main_app: FastAPI) -> FastAPI:
     settings: Settings = main_app.state.settings
     admin_app = FastAPI(title="torchgate admin", version=__version__)
     admin_app.state = main_app.state
-    admin_app.include_router(admin_router)
+    admin_app.include_router(ADMIN_ROUTER)
     _add_common(admin_app, settings)
     return admin_app

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import base64
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 
-from app.api.deps import RegistryDep, SettingsDep
+from app.api.deps import RegistryDep
 from app.api.http_errors import INFERENCE_ERROR_STATUSES
+from app.api.parameters import MODEL_NAME, TOP_K, serving_state
 from app.api.parsing import read_predict_payload, resolve_top_k
 from app.api.responses import FastJSONResponse
 from app.api.schemas import (
@@ -34,7 +35,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in INFERENCE_ERROR_STATUSES
 }
 
-_PREDICT_BODY = {
+_PREDICT_OPENAPI = {
+    "parameters": [MODEL_NAME, TOP_K],
     "requestBody": {
         "required": True,
         "content": {
@@ -52,7 +54,7 @@ _PREDICT_BODY = {
             "image/*": {"schema": {"type": "string", "format": "binary"}},
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
         },
-    }
+    },
 }
 
 
@@ -60,18 +62,15 @@ _PREDICT_BODY = {
     PREDICT_PATH.removeprefix("/v1"),
     response_model=PredictResponse,
     responses=_ERRORS,
-    openapi_extra=_PREDICT_BODY,
+    openapi_extra=_PREDICT_OPENAPI,
 )
-async def predict(
-    name: str,
-    request: Request,
-    registry: RegistryDep,
-    settings: SettingsDep,
-    top_k: Annotated[int | None, Query(ge=1, description="Labels per input (default 5).")] = None,
-) -> FastJSONResponse:
+async def predict(request: Request) -> FastJSONResponse:
     """Classify images (multipart files, base64 JSON or one raw image body) or a JSON tensor."""
+    name: str = request.path_params["name"]  # parameters read here: app/api/parameters.py
+    registry, settings = serving_state(request)
     runtime = classifier(registry, name)
     payload = await read_predict_payload(request, settings)
+    top_k = request.query_params.get("top_k")
     k = resolve_top_k(top_k, payload.top_k, num_classes=len(runtime.labels))
     if payload.images is not None:
         samples = await runtime.decode_images(payload.images)

@@ -12,8 +12,9 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from app.api import open_inference as oip
-from app.api.deps import RegistryDep, SettingsDep, device_failure
+from app.api.deps import RegistryDep, device_failure
 from app.api.http_errors import INFERENCE_ERROR_STATUSES
+from app.api.parameters import MODEL_NAME, MODEL_VERSION, serving_state
 from app.api.payloads import check_json_depth
 from app.api.responses import FastJSONResponse, version_headers
 from app.api.v2_schemas import (
@@ -28,7 +29,6 @@ from app.api.v2_schemas import (
     parse_inference_request,
 )
 from app.api.v2_tensors import decompress, encode_response, read_inputs, split_body
-from app.config import Settings
 from app.serving.registry import ModelRegistry
 from app.tracing import current_request_id
 
@@ -39,7 +39,8 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorV2Response} for code in INFERENCE_ERROR_STATUSES
 }
-_INFER_BODY = {
+_INFER_OPENAPI = {
+    "parameters": [MODEL_NAME],
     "requestBody": {
         "required": True,
         "content": {
@@ -50,7 +51,7 @@ _INFER_BODY = {
                 "Inference-Header-Content-Length gives the JSON's length.",
             },
         },
-    }
+    },
 }
 _INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
     **_ERRORS,
@@ -67,9 +68,11 @@ def _model_ready(name: str, version: str | None, registry: ModelRegistry) -> Fas
     return FastJSONResponse({"name": model, "ready": ready}, 200 if ready else 503)
 
 
-async def _infer(
-    name: str, version: str | None, request: Request, registry: ModelRegistry, settings: Settings
-) -> Response:
+async def _infer(request: Request) -> Response:
+    # parameters read here, declared for OpenAPI in app/api/parameters.py
+    name: str = request.path_params["name"]
+    version: str | None = request.path_params.get("version")
+    registry, settings = serving_state(request)
     runtime = oip.model_runtime(registry, name, version)
     headers = request.headers
     body = decompress(
@@ -167,23 +170,19 @@ async def get_model_version_ready(
     "/models/{name}/infer",
     response_model=InferenceResponse,
     responses=_INFER_RESPONSES,
-    openapi_extra=_INFER_BODY,
+    openapi_extra=_INFER_OPENAPI,
 )
-async def infer_tensors(
-    name: str, request: Request, registry: RegistryDep, settings: SettingsDep
-) -> Response:
+async def infer_tensors(request: Request) -> Response:
     """Run the model on JSON or binary tensors (the binary tensor data extension)."""
-    return await _infer(name, None, request, registry, settings)
+    return await _infer(request)
 
 
 @router.post(
     "/models/{name}/versions/{version}/infer",
     response_model=InferenceResponse,
     responses=_INFER_RESPONSES,
-    openapi_extra=_INFER_BODY,
+    openapi_extra={**_INFER_OPENAPI, "parameters": [MODEL_NAME, MODEL_VERSION]},
 )
-async def infer_version_tensors(
-    name: str, version: str, request: Request, registry: RegistryDep, settings: SettingsDep
-) -> Response:
+async def infer_version_tensors(request: Request) -> Response:
     """Inference on an explicit model version (every model has version 1)."""
-    return await _infer(name, version, request, registry, settings)
+    return await _infer(request)
