@@ -19,7 +19,7 @@ import httpx
 import pytest
 import torch
 
-from app.bench.images import garment_png
+from torchgate_bench.images import garment_png
 from tests.conftest import ADMIN_TOKEN, REPO_ROOT, serve_process
 
 CLIENTS = 16

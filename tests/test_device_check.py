@@ -1,4 +1,4 @@
-"""scripts/device: the step runner leaves nothing behind, the summary reads what steps wrote."""
+"""tools/device: the step runner leaves nothing behind, the summary reads what steps wrote."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.bench.images import garment_png
+from torchgate_bench.images import garment_png
 from tests.conftest import ADMIN_TOKEN, RedisServer, admin_headers, haproxy, serve_process
 
 PNG = garment_png().data

@@ -1,7 +1,7 @@
-"""``python -m app.bench``: the bench command on its own (same as ``python -m app bench``)."""
+"""``python -m torchgate_bench``: the bench command on its own (same as ``python -m torchgate_bench bench``)."""
 
 import typer
 
-from app.bench.cli import bench
+from torchgate_bench.cli import bench
 
 typer.run(bench)

@@ -1,4 +1,4 @@
-"""``python -m app bench``: the typer command; parsing and printing only, the work is in runner."""
+"""``python -m torchgate_bench bench``: the typer command; parsing and printing only, the work is in runner."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from app.bench.runner import BenchConfig
+    from torchgate_bench.runner import BenchConfig
 
 
 class Batching(StrEnum):
@@ -145,7 +145,7 @@ def bench(
         Peer | None,
         typer.Option(
             help="Instead: the cnn against this peer server in alternating rounds (c=32 unless "
-            "--concurrency; --duration per side and round); see app/bench/peers."
+            "--concurrency; --duration per side and round); see bench/torchgate_bench/peers."
         ),
     ] = None,
     rounds: Annotated[int, typer.Option(min=1, help="--peer: alternating rounds.")] = 5,
@@ -162,9 +162,9 @@ def bench(
     """Serve a model in a real server process, load it from another, and compare with raw."""
     from rich.console import Console
 
-    from app.bench.machine import describe_machine
-    from app.bench.report import render, to_document
-    from app.bench.runner import BenchConfig, run_bench
+    from torchgate_bench.machine import describe_machine
+    from torchgate_bench.report import render, to_document
+    from torchgate_bench.runner import BenchConfig, run_bench
 
     _exit_on_sigterm()
     logging.basicConfig(level="INFO", format="%(asctime)s %(name)s: %(message)s")
@@ -225,9 +225,9 @@ def bench(
 
 
 def _random_weights(config: BenchConfig) -> list[str]:
-    """The pretrained models this run serves with random stand-ins (app/bench/weights.py),
+    """The pretrained models this run serves with random stand-ins (bench/torchgate_bench/weights.py),
     which its output must say."""
-    from app.bench.weights import needs_pretrained_weights
+    from torchgate_bench.weights import needs_pretrained_weights
 
     if config.weights_dir is not None:
         return []
@@ -262,10 +262,10 @@ def _peers(
 ) -> None:
     from rich.console import Console
 
-    from app.bench.peers.configs import parse_grid
-    from app.bench.peers.report import render
-    from app.bench.peers.run import PeersOptions, run_peers
-    from app.bench.peers.servers import PEERS
+    from torchgate_bench.peers.configs import parse_grid
+    from torchgate_bench.peers.report import render
+    from torchgate_bench.peers.run import PeersOptions, run_peers
+    from torchgate_bench.peers.servers import PEERS
 
     try:
         parse_grid(grid, cores=1)
@@ -292,7 +292,7 @@ def _peers(
     except (RuntimeError, TimeoutError, OSError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    command = shlex.join(sys.orig_argv)  # as typed: python -m app bench --peer ...
+    command = shlex.join(sys.orig_argv)  # as typed: python -m torchgate_bench bench --peer ...
     document = {"command": command, **result.to_document()}
     if json_out is not None:
         json_out.write_text(json.dumps(document, indent=2) + "\n")
@@ -303,7 +303,7 @@ def _peers(
 
 
 def _exit_on_sigterm() -> None:
-    """``timeout`` (and scripts/device/check.sh) stop a run with SIGTERM: unwind, so that
+    """``timeout`` (and tools/device/check.sh) stop a run with SIGTERM: unwind, so that
     every server this run started is stopped by its context manager instead of living on in
     its own session (holding the GPU)."""
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
@@ -312,7 +312,7 @@ def _exit_on_sigterm() -> None:
 def _startup(
     config: BenchConfig, requests: int, json_output: bool, machine: dict[str, object]
 ) -> None:
-    from app.bench.startup import measure_startup
+    from torchgate_bench.startup import measure_startup
 
     result = measure_startup(
         config.checkpoint_dir,

@@ -1,4 +1,4 @@
-"""``python -m app bench-graphs``: eager vs AOTInductor vs TorchScript (vs torch.compile) per
+"""``python -m torchgate_bench bench-graphs``: eager vs AOTInductor vs TorchScript (vs torch.compile) per
 model on this machine: forward ms per batch at batch 1 and at the batch the server forms, the
 seconds each graph takes to build and the package size. The zoo's ``cpu_graph`` defaults come
 from this table (README, "Graph modes").

@@ -12,8 +12,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import grpc
 
-from app.bench.load import LoadPlan, LoadTarget
-from app.bench.loadgen import GRPC_SCHEME, Send
+from torchgate_bench.load import GRPC_SCHEME, LoadPlan, LoadTarget, Send
 
 
 @asynccontextmanager

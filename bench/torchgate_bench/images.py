@@ -9,7 +9,7 @@ import random
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from app.bench.payload import UploadFile
+from torchgate_bench.payload import UploadFile
 
 PHOTO_SIZE = (500, 375)
 FASHION_SIZE = (28, 28)

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from app.bench.latency import LatencySummary
+from torchgate_bench.latency import LatencySummary
+
+# A target whose url starts so is a gRPC server's address (``grpc://host:port``).
+GRPC_SCHEME = "grpc://"
+# One exchange of the Python load generator, over HTTP or gRPC: None when answered with
+# success, else the kind of failure ("status": answered with an error; "timeout" and
+# "transport": never answered).
+Send = Callable[[], Awaitable[str | None]]
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """A closed-loop load generator on asyncio: httpx for HTTP, grpc.aio for ``grpc://`` targets
-(app/bench/grpc_load.py), for machines without ``wrk`` and for gRPC.
+(bench/torchgate_bench/grpc_load.py), for machines without ``wrk`` and for gRPC.
 
-It runs as its own process (``python -m app.bench.loadgen ...``, one JSON document on stdout)
+It runs as its own process (``python -m torchgate_bench.loadgen ...``, one JSON document on stdout)
 so that its CPU time is never charged to the interpreter of the server it measures.
 """
 
@@ -15,20 +15,16 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import httpx
 
-from app.bench.latency import LatencySummary
-from app.bench.load import LoadPlan, LoadResult, LoadTarget
-
-# One exchange: None when answered with success, else the kind of failure ("status": answered
-# with an error; "timeout" and "transport": never answered).
-Send = Callable[[], Awaitable[str | None]]
-GRPC_SCHEME = "grpc://"
+from torchgate_bench.latency import LatencySummary
+from torchgate_bench.grpc_load import grpc_senders
+from torchgate_bench.load import GRPC_SCHEME, LoadPlan, LoadResult, LoadTarget, Send
 
 
 @dataclass
@@ -92,8 +88,6 @@ async def drive(target: LoadTarget, plan: LoadPlan) -> LoadResult:
     """Warm up (not counted), then measure for ``plan.duration_s``."""
     body = target.body_path.read_bytes() if target.body_path is not None else None
     if target.url.startswith(GRPC_SCHEME):
-        from app.bench.grpc_load import grpc_senders
-
         senders = grpc_senders(target, body or b"", plan)
     else:
         senders = _http_senders(target, body, plan)
@@ -168,7 +162,7 @@ def run_loadgen(target: LoadTarget, plan: LoadPlan, processes: int | None = None
             [
                 sys.executable,
                 "-m",
-                "app.bench.loadgen",
+                "torchgate_bench.loadgen",
                 *_arguments(target, replace(plan, concurrency=share)),
             ],
             stdout=subprocess.PIPE,
@@ -196,7 +190,7 @@ def run_loadgen(target: LoadTarget, plan: LoadPlan, processes: int | None = None
 
 
 def _parse(argv: list[str] | None) -> tuple[LoadTarget, LoadPlan]:
-    parser = argparse.ArgumentParser(prog="python -m app.bench.loadgen", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m torchgate_bench.loadgen", description=__doc__)
     parser.add_argument("--url", required=True)
     parser.add_argument("--method", default="GET")
     parser.add_argument("--body", type=Path, default=None, help="file whose bytes are sent")

@@ -21,10 +21,10 @@ import httpx
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.bench.load import LoadPlan, LoadResult, LoadTarget
-from app.bench.loadgen import GRPC_SCHEME
-from app.bench.payload import UploadFile
-from app.bench.server import ServerProcess
+from torchgate_bench.load import LoadPlan, LoadResult, LoadTarget
+from torchgate_bench.loadgen import GRPC_SCHEME
+from torchgate_bench.payload import UploadFile
+from torchgate_bench.server import ServerProcess
 
 PROTOCOLS = ("v1", "v2", "grpc")
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"

@@ -12,7 +12,7 @@ Two ceilings are measured, in the server's configuration (its environment's sett
 
 On CUDA the two run on different hardware at once, so raw = their minimum. On the CPU they
 share the cores, so raw = ``1 / (1/forward_images_per_s + decode_seconds_per_image)`` with the
-decode timed on one thread. It runs as its own process (``python -m app.bench.raw``) before
+decode timed on one thread. It runs as its own process (``python -m torchgate_bench.raw``) before
 the server starts, so the two never compete for the cores.
 """
 
@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from app.bench.timing import decode_ceiling, decode_seconds, forward_trials
+from torchgate_bench.timing import decode_ceiling, decode_seconds, forward_trials
 from app.config import Settings
 
 SMALL_BATCH_SIZES = (1, 8, 16, 32, 64)
@@ -188,7 +188,7 @@ def run_raw(
     command = [
         sys.executable,
         "-m",
-        "app.bench.raw",
+        "torchgate_bench.raw",
         f"--model={model}",
         f"--weights-dir={weights_dir}",
         f"--checkpoint-dir={checkpoint_dir}",
@@ -216,7 +216,7 @@ def run_raw(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m app.bench.raw", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m torchgate_bench.raw", description=__doc__)
     parser.add_argument("--model", required=True)
     parser.add_argument("--weights-dir", type=Path, required=True)
     parser.add_argument("--checkpoint-dir", type=Path, required=True)

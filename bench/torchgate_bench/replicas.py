@@ -1,4 +1,4 @@
-"""``python -m app bench-replicas``: what the shared control store costs, on real processes.
+"""``python -m torchgate_bench bench-replicas``: what the shared control store costs, on real processes.
 
 Two figures: how long an admin change takes to reach three replicas (through Redis, and
 through one SQLite file as containers on one host would share it), and whether configuring
@@ -29,10 +29,10 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from app.bench.images import garment_png
-from app.bench.latency import percentile
-from app.bench.load import LoadPlan, LoadResult, LoadTarget
-from app.bench.server import HOST, ServerProcess, free_port, process_tree
+from torchgate_bench.images import garment_png
+from torchgate_bench.latency import percentile
+from torchgate_bench.load import LoadPlan, LoadResult, LoadTarget
+from torchgate_bench.server import HOST, ServerProcess, free_port, process_tree
 
 logger = logging.getLogger(__name__)
 
@@ -258,7 +258,7 @@ def measure_throughput(
     redis_url: str, env: dict[str, str], config: ReplicasConfig, folder: Path, pids: list[int]
 ) -> tuple[str, list[ThroughputRound]]:
     """cnn predict on two single servers, with and without a shared store, in turns."""
-    from app.bench.runner import choose_driver  # imports torch: only when measuring
+    from torchgate_bench.runner import choose_driver  # imports torch: only when measuring
 
     tool, driver = choose_driver("auto", folder)
     body = folder / "garment.png"

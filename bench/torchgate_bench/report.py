@@ -10,9 +10,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from app.bench.load import LoadResult
-from app.bench.protocols import ProtocolComparison
-from app.bench.runner import BenchResult, ScenarioResult
+from torchgate_bench.load import LoadResult
+from torchgate_bench.protocols import ProtocolComparison
+from torchgate_bench.runner import BenchResult, ScenarioResult
 
 _MIB = 1024 * 1024
 

@@ -16,17 +16,17 @@ from pathlib import Path
 
 import httpx
 
-from app.bench import promdiff
-from app.bench.h2load import find_h2load, run_h2load
-from app.bench.images import input_file_for
-from app.bench.load import LoadPlan, LoadResult, LoadTarget
-from app.bench.loadgen import GRPC_SCHEME, run_loadgen
-from app.bench.payload import multipart_body, raw_body, write_body
-from app.bench.protocols import ProtocolComparison, alternate, build_requests, target_for
-from app.bench.raw import RawResult, run_raw
-from app.bench.server import ServerProcess
-from app.bench.weights import needs_pretrained_weights, write_random_weights
-from app.bench.wrk import find_wrk, run_wrk
+from torchgate_bench import promdiff
+from torchgate_bench.h2load import find_h2load, run_h2load
+from torchgate_bench.images import input_file_for
+from torchgate_bench.load import LoadPlan, LoadResult, LoadTarget
+from torchgate_bench.loadgen import GRPC_SCHEME, run_loadgen
+from torchgate_bench.payload import multipart_body, raw_body, write_body
+from torchgate_bench.protocols import ProtocolComparison, alternate, build_requests, target_for
+from torchgate_bench.raw import RawResult, run_raw
+from torchgate_bench.server import ServerProcess
+from torchgate_bench.weights import needs_pretrained_weights, write_random_weights
+from torchgate_bench.wrk import find_wrk, run_wrk
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""``python -m app.bench.soak``: bounded closed-loop load for minutes, watching memory grow.
+"""``python -m torchgate_bench.soak``: bounded closed-loop load for minutes, watching memory grow.
 
 A real server on loopback answers C clients that each send their next prediction as soon as
 the last one is answered. Every interval the resident memory of the server and all its
@@ -23,8 +23,8 @@ from typing import Annotated
 import httpx
 import typer
 
-from app.bench.images import garment_png
-from app.bench.server import ServerProcess, process_tree
+from torchgate_bench.images import garment_png
+from torchgate_bench.server import ServerProcess, process_tree
 
 GROWTH_GOAL = 0.05
 _MIB = 1024 * 1024

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import httpx
 
-from app.bench.images import garment_png, photo_jpeg
-from app.bench.load import LoadPlan, LoadTarget
-from app.bench.payload import raw_body, write_body
-from app.bench.runner import choose_driver
-from app.bench.server import ServerProcess
-from app.bench.weights import write_random_weights
+from torchgate_bench.images import garment_png, photo_jpeg
+from torchgate_bench.load import LoadPlan, LoadTarget
+from torchgate_bench.payload import raw_body, write_body
+from torchgate_bench.runner import choose_driver
+from torchgate_bench.server import ServerProcess
+from torchgate_bench.weights import write_random_weights
 from app.config import ALL_MODELS
 from app.serving.weights import pretrained_filename
 from app.zoo import SPECS

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from app.bench.server import free_port
+from torchgate_bench.server import free_port
 
 
 @dataclass

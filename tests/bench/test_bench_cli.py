@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import typer
 
-from app.bench.cli import _parse_env, _served_models
-from app.bench.runner import BenchConfig
+from torchgate_bench.cli import _parse_env, _served_models
+from torchgate_bench.runner import BenchConfig
 from app.config import ALL_MODELS
 from tests.conftest import REPO_ROOT
 
@@ -22,7 +22,7 @@ def test_env_pairs_are_parsed_and_checked() -> None:
 
 def test_bench_json_smoke(weights_dir: Path) -> None:
     command = [
-        sys.executable, "-m", "app.bench",
+        sys.executable, "-m", "torchgate_bench",
         "--model=alexnet", "--concurrency=4", "--duration=2", "--warmup=1",
         f"--weights-dir={weights_dir}", "--env=TORCHGATE_VERIFY_WEIGHTS=false",
         "--raw-budget=2", "--raw-threads=1", "--baseline-healthz", "--json",
@@ -57,7 +57,7 @@ def test_bench_json_smoke(weights_dir: Path) -> None:
 
 def test_batching_both_alternates_the_two_servers() -> None:
     command = [
-        sys.executable, "-m", "app.bench",
+        sys.executable, "-m", "torchgate_bench",
         "--model=cnn", "--concurrency=4", "--duration=3", "--warmup=0", "--upload=raw",
         "--batching=both", "--no-raw", "--json", "--served=one",
     ]  # fmt: skip

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from app.bench import graphs
-from app.bench.graphs import bench_graphs, measure
+from torchgate_bench import graphs
+from torchgate_bench.graphs import bench_graphs, measure
 from app.serving.graphs import MAX_PROBABILITY_DIFF
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

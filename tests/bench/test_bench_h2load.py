@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from app.bench.h2load import find_h2load, framed, parse_output, run_h2load
-from app.bench.load import LoadPlan, LoadTarget
-from app.bench.protocols import MODEL_INFER, failed_calls
+from torchgate_bench.h2load import find_h2load, framed, parse_output, run_h2load
+from torchgate_bench.load import LoadPlan, LoadTarget
+from torchgate_bench.protocols import MODEL_INFER, failed_calls
 from tests.bench.conftest import EchoServer, MetricsServer
 
 STDOUT = """\

@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 from torchvision.models import AlexNet_Weights
 
-from app.bench.images import garment_png, input_file_for, photo_jpeg
+from torchgate_bench.images import garment_png, input_file_for, photo_jpeg
 from app.serving.inputs import FashionInput, ImageNetInput
 
 

@@ -1,8 +1,8 @@
 import asyncio
 
-from app.bench.load import LoadPlan, LoadTarget
-from app.bench.loadgen import drive, generator_processes, run_loadgen
-from app.bench.server import free_port
+from torchgate_bench.load import LoadPlan, LoadTarget
+from torchgate_bench.loadgen import drive, generator_processes, run_loadgen
+from torchgate_bench.server import free_port
 from tests.bench.conftest import ToyServer
 
 

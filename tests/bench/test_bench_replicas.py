@@ -1,4 +1,4 @@
-"""``python -m app bench-replicas`` with tiny budgets: real Redis, real replicas, real load.
+"""``python -m torchgate_bench bench-replicas`` with tiny budgets: real Redis, real replicas, real load.
 
 The figures themselves are printed, not judged (a shared CI box is too noisy); what must hold
 is that every admin change reached all three replicas and nothing is left running or on disk.
@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from app.bench.replicas import (
+from torchgate_bench.replicas import (
     FanOutRow,
     ReplicasConfig,
     ReplicasResult,

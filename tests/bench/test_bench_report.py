@@ -4,12 +4,12 @@ import math
 
 from rich.console import Console
 
-from app.bench.latency import LatencySummary
-from app.bench.load import LoadResult
-from app.bench.promdiff import ServerStats
-from app.bench.raw import RawResult
-from app.bench.report import render, to_document
-from app.bench.runner import BenchConfig, BenchResult, ScenarioResult
+from torchgate_bench.latency import LatencySummary
+from torchgate_bench.load import LoadResult
+from torchgate_bench.promdiff import ServerStats
+from torchgate_bench.raw import RawResult
+from torchgate_bench.report import render, to_document
+from torchgate_bench.runner import BenchConfig, BenchResult, ScenarioResult
 
 MACHINE = {"nproc": 2, "load_average": [1.0, 1.0, 1.0], "torch_version": "2.x", "torch_threads": 2}
 
@@ -88,7 +88,7 @@ def test_healthz_ratio_is_the_median_of_the_alternating_rounds() -> None:
 
 
 def test_merged_slices_add_counts_and_keep_the_median_slices_latency() -> None:
-    from app.bench.runner import merge_results
+    from torchgate_bench.runner import merge_results
 
     slow, mid, fast = _load(100), _load(200), _load(300)
     mid = LoadResult("wrk", 200, 1, 2.0, LatencySummary(1, 2, 3, 1.5, 4), 1)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from app.bench.soak import SoakConfig, format_report, run_soak
+from torchgate_bench.soak import SoakConfig, format_report, run_soak
 from tests.conftest import REPO_ROOT
 
 

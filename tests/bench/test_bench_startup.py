@@ -1,4 +1,4 @@
-from app.bench.startup import StartupResult
+from torchgate_bench.startup import StartupResult
 
 
 def test_startup_ratios_are_relative_to_torch_alone() -> None:

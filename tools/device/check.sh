@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The CUDA check for a session whose task is lent a GPU machine (one H200, python3.12 with torch
 # and torchvision, no internet). There, from the repository root, with .whl carried (fill it
-# here with scripts/device/wheels.sh):
-#   bash scripts/device/check.sh
+# here with tools/device/wheels.sh):
+#   bash tools/device/check.sh
 # Rehearsal here, on the CPU with CPU-sized budgets (the same steps, so only CUDA is untried):
-#   TORCHGATE_DEVICE=cpu bash scripts/device/check.sh --rehearse
+#   TORCHGATE_DEVICE=cpu bash tools/device/check.sh --rehearse
 #
 # Steps, in order, each in its own session under a time limit that ends its whole process tree
-# (scripts/device/step.py), within one overall budget:
+# (tools/device/step.py), within one overall budget:
 #   import   everything the later steps import (fails in seconds, lists what is missing)
 #   load     all six models on the device, one at a time: status, load seconds, memory each;
 #            then padding vs warming every batch size on resnet101 (models.json)
@@ -62,7 +62,7 @@ main() {
       return 1
     fi
     (( limit > left )) && limit=$left
-    "$py" scripts/device/step.py "$name" "$limit" --record "$record" "$@"
+    "$py" tools/device/step.py "$name" "$limit" --record "$record" "$@"
   }
   local bench=(-m app bench --model resnet101 --concurrency "$concurrency"
     --duration "$duration" --warmup "$warmup" --raw-budget "$raw" --ready-timeout 120
@@ -72,9 +72,9 @@ main() {
   mkdir -p "$work/logs"
   local site=()
   $REHEARSE || site=(--site "$work/site")
-  if step import 90 -- "$py" scripts/device/imports.py --device "$device" \
+  if step import 90 -- "$py" tools/device/imports.py --device "$device" \
       ${site[@]+"${site[@]}"}; then
-    step load 180 -- "$py" scripts/device/load_models.py --device "$device" \
+    step load 180 -- "$py" tools/device/load_models.py --device "$device" \
       --weights-dir "$work/weights" --max-batch-size "resnet101=$batch" \
       --shapes-budget "$shapes" --out "$OUT/models.json"
     step fp32 170 --stdout "$OUT/resnet101-fp32.json" -- "$py" "${bench[@]}" \
@@ -100,7 +100,7 @@ main() {
     tail -c 2000000 "$log"
   done > "$OUT/server-logs.txt"
   cp "$record" "$OUT/steps.jsonl"
-  "$py" scripts/device/summarize.py "$OUT" --steps "$record" --junit "$work/tests.xml" \
+  "$py" tools/device/summarize.py "$OUT" --steps "$record" --junit "$work/tests.xml" \
     --title "$title"
   local failed=0
   grep -q '"status": [^0]' "$record" && failed=1

@@ -2,11 +2,11 @@
 
 The stand-in is this interpreter started without its site-packages (``python -S``), seeing
 only the packages the image is known to hold (linked from this environment) and the wheels
-that scripts/device/wheels.sh downloads for this Python version. In it, the device check's
+that tools/device/wheels.sh downloads for this Python version. In it, the device check's
 import step and its tests run: a wheel missing from wheels.sh fails here, in a minute, instead
 of on the GPU machine. Run it after adding a dependency to the serve or test path.
 
-    python scripts/device/image_check.py
+    python tools/device/image_check.py
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def main() -> None:
         work = Path(scratch)
         wheels, site, image = work / "wheels", work / "site", work / "image"
         env = {**os.environ, "PYVER": version, "DEST": str(wheels)}
-        subprocess.run(["bash", str(ROOT / "scripts/device/wheels.sh")], env=env, check=True)
+        subprocess.run(["bash", str(ROOT / "tools/device/wheels.sh")], env=env, check=True)
         subprocess.run(
             [
                 sys.executable,
@@ -145,7 +145,7 @@ def main() -> None:
         env.pop("TORCHGATE_DEVICE", None)
         stand_in = [sys.executable, "-S"]
         steps = [
-            [*stand_in, "scripts/device/imports.py", "--site", str(site), "--device", "cpu"],
+            [*stand_in, "tools/device/imports.py", "--site", str(site), "--device", "cpu"],
             [*stand_in, "-m", "pytest", "-q", "-p", "no:cacheprovider", *TESTS],
         ]
         for command in steps:

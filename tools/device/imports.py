@@ -5,7 +5,7 @@ tests' (asgi_lifespan), checks each carried wheel's own requirements against the
 are imported (the carried folder comes first on sys.path), and that the requested device
 exists. Exit status 1 on the first problem, with the list of what is missing.
 
-    python3 scripts/device/imports.py [--site /tmp/site] [--device cuda]
+    python3 tools/device/imports.py [--site /tmp/site] [--device cuda]
 """
 
 from __future__ import annotations

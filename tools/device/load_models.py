@@ -10,7 +10,7 @@ The ImageNet weights are random state dicts saved under the official file names 
 has no internet), served with TORCHGATE_VERIFY_WEIGHTS=false: speed and memory do not depend
 on the values. One JSON document goes to --out.
 
-    python3 scripts/device/load_models.py --device cuda --weights-dir W --out models.json
+    python3 tools/device/load_models.py --device cuda --weights-dir W --out models.json
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from typing import Any
 
 import torch
 
-from app.bench.server import rss_bytes
-from app.bench.weights import write_random_weights
+from torchgate_bench.server import rss_bytes
+from torchgate_bench.weights import write_random_weights
 from app.config import ALL_MODELS, Settings
 from app.metrics import Metrics
 from app.serving.devices import configure_backends, configure_threads, resolve_device

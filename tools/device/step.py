@@ -1,6 +1,6 @@
 """Run one step of the device check under a time limit, and leave no process behind.
 
-    python3 scripts/device/step.py NAME SECONDS [--stdout FILE] [--record FILE] -- COMMAND...
+    python3 tools/device/step.py NAME SECONDS [--stdout FILE] [--record FILE] -- COMMAND...
 
 The command runs in a session of its own; its output goes where this script's goes (the
 check tees it into $OUT). This script is a child subreaper, so every process the step starts,

@@ -1,6 +1,6 @@
 """The device check's table: one Markdown document from the JSON each step left in $OUT.
 
-    python3 scripts/device/summarize.py OUT_DIR [--steps steps.jsonl] [--junit tests.xml]
+    python3 tools/device/summarize.py OUT_DIR [--steps steps.jsonl] [--junit tests.xml]
 
 Missing or broken inputs become a line saying so; the summary itself never fails.
 """

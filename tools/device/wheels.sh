@@ -7,10 +7,10 @@
 #   fastapi imports opentelemetry-api when it loads; asgi-lifespan (tests/conftest.py) needs
 #   sniffio; pydantic-core needs typing-extensions >= 4.16 (the image's is older or unknown);
 #   the image's grpcio and protobuf may be older than app/api/grpc/proto's generated code needs.
-# scripts/device/imports.py, the check's first step, verifies every carried wheel's own
+# tools/device/imports.py, the check's first step, verifies every carried wheel's own
 # requirements against what the device then imports.
-#   bash scripts/device/wheels.sh                  # for the device (cp312, manylinux x86_64)
-#   PYVER=3.11 DEST=/tmp/w bash scripts/device/wheels.sh   # the same set for this python
+#   bash tools/device/wheels.sh                  # for the device (cp312, manylinux x86_64)
+#   PYVER=3.11 DEST=/tmp/w bash tools/device/wheels.sh   # the same set for this python
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PYVER=${PYVER:-3.12}

@@ -1,4 +1,4 @@
-"""``python -m app bench --peer torchserve|litserve|fastapi|all``: torchgate's cnn against
+"""``python -m torchgate_bench bench --peer torchserve|litserve|fastapi|all``: torchgate's cnn against
 peer model servers serving the same model, in one run.
 
 torchgate runs as users start it (``python -m app serve``, its default six models; offline,
@@ -17,8 +17,8 @@ How to run (the peers' venv once: see ``../shared/peers/README.md``)::
     python3 -m venv /tmp/peers/venv
     /tmp/peers/venv/bin/pip install torch==2.14.1 torchvision==0.29.1 torchserve \
         torch-model-archiver litserve captum python-multipart      # Java 17 for TorchServe
-    python -m app bench --peer torchserve --rounds 5 --duration 10 --json-out peers.json
-    python -m app bench --peer all        # TorchServe, LitServe and plain FastAPI in turn
+    python -m torchgate_bench bench --peer torchserve --rounds 5 --duration 10 --json-out peers.json
+    python -m torchgate_bench bench --peer all        # TorchServe, LitServe and plain FastAPI in turn
     # --weights-dir DIR keeps the random ImageNet weights between runs (saves ~40 s each)
 
 Printed: nproc and the load average (start and end), the pre-pass table and the chosen

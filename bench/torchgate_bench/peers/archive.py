@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from app.bench.peers.servers import CnnFiles
+from torchgate_bench.peers.cnn_files import CnnFiles
 
 HERE = Path(__file__).resolve().parent
 

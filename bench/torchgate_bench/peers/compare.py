@@ -11,8 +11,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.bench.load import LoadResult
-from app.bench.peers.configs import PeerConfig
+from torchgate_bench.load import LoadResult
+from torchgate_bench.peers.configs import PeerConfig
 
 TORCHGATE = "torchgate"
 

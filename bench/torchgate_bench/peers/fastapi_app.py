@@ -4,7 +4,7 @@ What a first FastAPI model server looks like: read the raw body, run decode + fo
 softmax in FastAPI's thread pool, answer JSON. Run as a script (``fashion.py`` sits next to
 it), in any environment with torch, PIL, fastapi and uvicorn::
 
-    python app/bench/peers/fastapi_app.py --port 8380 --model-file app/nets/cnn.py \
+    python bench/torchgate_bench/peers/fastapi_app.py --port 8380 --model-file app/nets/cnn.py \
         --manifest models/cnn.json [--threads 2] [--workers 1]
 
 ``POST /predict`` (body: the image bytes) -> ``{"index", "label", "probabilities"}``;

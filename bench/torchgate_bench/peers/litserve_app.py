@@ -2,7 +2,7 @@
 
 Run as a script with the peers' environment (``fashion.py`` sits next to it)::
 
-    /tmp/peers/venv/bin/python app/bench/peers/litserve_app.py --port 8280 \
+    /tmp/peers/venv/bin/python bench/torchgate_bench/peers/litserve_app.py --port 8280 \
         --model-file app/nets/cnn.py --manifest models/cnn.json \
         [--workers 1] [--threads 2] [--max-batch-size 8] [--batch-timeout 0.005]
 

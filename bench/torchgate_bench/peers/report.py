@@ -12,9 +12,9 @@ import math
 from rich.console import Console
 from rich.table import Table
 
-from app.bench.load import LoadResult
-from app.bench.peers.compare import PeerComparison, ok_rate
-from app.bench.peers.run import PeersResult
+from torchgate_bench.load import LoadResult
+from torchgate_bench.peers.compare import PeerComparison, ok_rate
+from torchgate_bench.peers.run import PeersResult
 
 RATIO_TARGET = 1.5  # issue 13: torchgate >= 1.5x TorchServe's best configuration
 HEALTHZ_TARGET = 0.6

@@ -20,12 +20,12 @@ from typing import Any
 
 import httpx
 
-from app.bench.images import garment_png
-from app.bench.load import LoadPlan, LoadResult, LoadTarget
-from app.bench.machine import describe_machine
-from app.bench.payload import raw_body, write_body
-from app.bench.peers.answers import check_answers
-from app.bench.peers.compare import (
+from torchgate_bench.images import garment_png
+from torchgate_bench.load import LoadPlan, LoadResult, LoadTarget
+from torchgate_bench.machine import describe_machine
+from torchgate_bench.payload import raw_body, write_body
+from torchgate_bench.peers.answers import check_answers
+from torchgate_bench.peers.compare import (
     TORCHGATE,
     GridEntry,
     PeerComparison,
@@ -34,16 +34,16 @@ from app.bench.peers.compare import (
     ok_rate,
     round_order,
 )
-from app.bench.peers.configs import DEFAULT_GRID, PeerConfig, parse_grid
-from app.bench.peers.servers import (
+from torchgate_bench.peers.configs import DEFAULT_GRID, PeerConfig, parse_grid
+from torchgate_bench.peers.servers import (
     DEFAULT_PEERS_PYTHON,
     CnnFiles,
     PeerServer,
     missing_requirement,
 )
-from app.bench.runner import Driver, choose_driver
-from app.bench.server import ServerProcess
-from app.bench.weights import write_random_weights
+from torchgate_bench.runner import Driver, choose_driver
+from torchgate_bench.server import ServerProcess
+from torchgate_bench.weights import write_random_weights
 
 logger = logging.getLogger(__name__)
 MODEL = "cnn"

@@ -19,27 +19,14 @@ from types import TracebackType
 
 import httpx
 
-from app.bench.peers.archive import archive_cnn
-from app.bench.peers.configs import PeerConfig
-from app.bench.server import HOST, free_port
+from torchgate_bench.peers.archive import archive_cnn
+from torchgate_bench.peers.cnn_files import CnnFiles
+from torchgate_bench.peers.configs import PeerConfig
+from torchgate_bench.server import HOST, free_port
 
 HERE = Path(__file__).resolve().parent
 PEERS = ("torchserve", "litserve", "fastapi")
 DEFAULT_PEERS_PYTHON = Path("/tmp/peers/venv/bin/python")
-
-
-@dataclass(frozen=True)
-class CnnFiles:
-    """What every peer needs to serve torchgate's cnn: its module, manifest and checkpoint."""
-
-    model_file: Path
-    manifest: Path
-
-    @classmethod
-    def in_repository(cls, checkpoint_dir: Path) -> CnnFiles:
-        import app.nets.cnn
-
-        return cls(Path(app.nets.cnn.__file__).resolve(), (checkpoint_dir / "cnn.json").resolve())
 
 
 def missing_requirement(peer: str, python: Path) -> str | None:

@@ -20,7 +20,7 @@ from ts.torch_handler.base_handler import BaseHandler
 try:  # inside the .mar: shipped next to this file
     from fashion import FashionModel, set_threads
 except ImportError:  # in this repository (tests)
-    from app.bench.peers.fashion import FashionModel, set_threads
+    from torchgate_bench.peers.fashion import FashionModel, set_threads
 
 logger = logging.getLogger(__name__)
 MANIFEST = "cnn.json"
