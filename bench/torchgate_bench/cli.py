@@ -1,10 +1,10 @@
-"""``python -m torchgate_bench bench``: the typer command; parsing and printing only, the work is in runner."""
+"""``python -m torchgate_bench bench``: the typer command; parsing and printing only (the work is
+in runner, startup and peers), and every run's result written as data (results.py)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import shlex
 import signal
 import sys
 from enum import StrEnum
@@ -13,8 +13,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from torchgate_bench.results import DEFAULT_RESULTS_DIR, ResultsDir
+
 if TYPE_CHECKING:
-    from torchgate_bench.runner import BenchConfig
+    from torchgate_bench.config import BenchConfig
+    from torchgate_bench.results import ResultsRun
 
 
 class Batching(StrEnum):
@@ -145,7 +148,7 @@ def bench(
         Peer | None,
         typer.Option(
             help="Instead: the cnn against this peer server in alternating rounds (c=32 unless "
-            "--concurrency; --duration per side and round); see bench/torchgate_bench/peers."
+            "--concurrency; --duration per side and round); see torchgate_bench/peers."
         ),
     ] = None,
     rounds: Annotated[int, typer.Option(min=1, help="--peer: alternating rounds.")] = 5,
@@ -158,13 +161,17 @@ def bench(
     json_out: Annotated[
         Path | None, typer.Option(help="--peer: also write the JSON document to this file.")
     ] = None,
+    results_dir: ResultsDir = DEFAULT_RESULTS_DIR,
 ) -> None:
     """Serve a model in a real server process, load it from another, and compare with raw."""
+    from dataclasses import replace
+
     from rich.console import Console
 
-    from torchgate_bench.machine import describe_machine
+    from torchgate_bench.config import BenchConfig
+    from torchgate_bench.records import bench_record
     from torchgate_bench.report import render, to_document
-    from torchgate_bench.runner import BenchConfig, run_bench
+    from torchgate_bench.runner import run_bench
 
     _exit_on_sigterm()
     logging.basicConfig(level="INFO", format="%(asctime)s %(name)s: %(message)s")
@@ -193,16 +200,22 @@ def bench(
         log_dir=log_dir.resolve() if log_dir else None,
         served_models=_served_models(served, model),
     )
+    results = ResultsRun(results_dir)
     if peer is not None:
+        from torchgate_bench.peers.command import run_peers_command
+        from torchgate_bench.peers.requirements import PEERS
+
         source = context.get_parameter_source("concurrency")  # typer's own copy of click's
         concurrency_given = source is not None and source.name != "DEFAULT"
-        _peers(
-            config, peer, rounds, peer_grid, peers_python, json_out, json_output, concurrency_given
+        peers = PEERS if peer is Peer.ALL else (peer.value,)
+        config = replace(config, concurrency=concurrency if concurrency_given else 32)
+        run_peers_command(
+            config, peers, rounds, peer_grid, peers_python, json_out, json_output, results
         )
         return
-    machine = describe_machine()
+    machine = results.machine
     if startup:
-        _startup(config, startup_requests, json_output, machine)
+        _startup(config, startup_requests, json_output, results)
         return
     try:
         result = run_bench(config)
@@ -210,6 +223,7 @@ def bench(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     stand_ins = _random_weights(config)
+    path = results.write(bench_record(result, stand_ins))
     if json_output:
         document = to_document(result, {**machine, "random_weights": stand_ins})
         typer.echo(json.dumps(document, indent=2))
@@ -222,10 +236,11 @@ def bench(
                 "statistics measured on random inputs. Throughput is the architecture's; the "
                 "predictions mean nothing."
             )
+    typer.echo(f"results: {path}", err=True)
 
 
 def _random_weights(config: BenchConfig) -> list[str]:
-    """The pretrained models this run serves with random stand-ins (bench/torchgate_bench/weights.py),
+    """The pretrained models this run serves with random stand-ins (weights.py),
     which its output must say."""
     from torchgate_bench.weights import needs_pretrained_weights
 
@@ -250,58 +265,6 @@ def _served_models(served: str, model: str) -> tuple[str, ...] | None:
     return names
 
 
-def _peers(
-    config: BenchConfig,
-    peer: Peer,
-    rounds: int,
-    grid: str,
-    python: Path,
-    json_out: Path | None,
-    json_output: bool,
-    concurrency_given: bool,
-) -> None:
-    from rich.console import Console
-
-    from torchgate_bench.peers.configs import parse_grid
-    from torchgate_bench.peers.report import render
-    from torchgate_bench.peers.run import PeersOptions, run_peers
-    from torchgate_bench.peers.servers import PEERS
-
-    try:
-        parse_grid(grid, cores=1)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--peer-grid") from exc
-    options = PeersOptions(
-        peers=PEERS if peer is Peer.ALL else (peer.value,),
-        concurrency=config.concurrency if concurrency_given else 32,
-        rounds=rounds,
-        duration_s=config.duration_s,
-        warmup_s=config.warmup_s,
-        grid=grid,
-        peers_python=python,
-        checkpoint_dir=config.checkpoint_dir,
-        weights_dir=config.weights_dir,
-        extra_env=config.extra_env,
-        serve_args=config.serve_args,
-        load_tool=config.load_tool,
-        ready_timeout_s=config.ready_timeout_s,
-        log_dir=config.log_dir,
-    )
-    try:
-        result = run_peers(options)
-    except (RuntimeError, TimeoutError, OSError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
-    command = shlex.join(sys.orig_argv)  # as typed: python -m torchgate_bench bench --peer ...
-    document = {"command": command, **result.to_document()}
-    if json_out is not None:
-        json_out.write_text(json.dumps(document, indent=2) + "\n")
-    if json_output:
-        typer.echo(json.dumps(document, indent=2))
-    else:
-        render(result, Console(width=200), command)
-
-
 def _exit_on_sigterm() -> None:
     """``timeout`` (and tools/device/check.sh) stop a run with SIGTERM: unwind, so that
     every server this run started is stopped by its context manager instead of living on in
@@ -309,10 +272,9 @@ def _exit_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
-def _startup(
-    config: BenchConfig, requests: int, json_output: bool, machine: dict[str, object]
-) -> None:
+def _startup(config: BenchConfig, requests: int, json_output: bool, results: ResultsRun) -> None:
     from torchgate_bench.startup import measure_startup
+    from torchgate_bench.startup_report import format_startup, startup_record
 
     result = measure_startup(
         config.checkpoint_dir,
@@ -322,27 +284,9 @@ def _startup(
         log_dir=config.log_dir,
         ready_timeout_s=config.ready_timeout_s,
     )
-    figures = result.to_dict()
+    path = results.write(startup_record(result))
     if json_output:
-        typer.echo(json.dumps({**machine, **figures}, indent=2))
-        return
-    mib = 1024 * 1024
-    budget = result.parameter_bytes + result.baseline_rss_bytes
-    typer.echo(
-        f"nproc {machine.get('nproc')} · all six models · {result.requests} cnn requests, "
-        f"{result.errors} errors\n"
-        f"cold start to /readyz   {result.cold_start_s:6.2f} s\n"
-        f"torch.load of the six   {result.torch_load_s:6.2f} s\n"
-        f"cold start ratio        {result.cold_start_ratio:6.2f}x   (target <= 1.3x)\n"
-        f"fresh process: import torch, torchvision + torch.load  "
-        f"{result.fresh_process_load_s:6.2f} s -> ratio {result.fresh_process_ratio:.2f}x"
-        "   (target <= 1.5x)\n"
-        f"server RSS              {result.rss_bytes / mib:8,.0f} MiB\n"
-        f"parameters + baseline   {budget / mib:8,.0f}"
-        f" MiB ({result.parameter_bytes / mib:,.0f} + {result.baseline_rss_bytes / mib:,.0f})\n"
-        f"memory ratio            {result.memory_ratio:6.2f}x   (target <= 1.25x)"
-    )
-    typer.echo(f"where the cold start goes:\n{result.breakdown()}")
-    for name, model in result.models.items():
-        if model.get("status") != "ready" or model.get("first_request") != 200:
-            typer.echo(f"{name}: {model.get('status')}: {model.get('reason')}")
+        typer.echo(json.dumps({**results.machine, **result.to_dict()}, indent=2))
+    else:
+        typer.echo(format_startup(result, results.machine))
+    typer.echo(f"results: {path}", err=True)

@@ -1,7 +1,7 @@
-"""``python -m torchgate_bench bench-graphs``: eager vs AOTInductor vs TorchScript (vs torch.compile) per
-model on this machine: forward ms per batch at batch 1 and at the batch the server forms, the
-seconds each graph takes to build and the package size. The zoo's ``cpu_graph`` defaults come
-from this table (README, "Graph modes").
+"""``python -m torchgate_bench bench-graphs``: eager vs AOTInductor vs TorchScript (vs
+torch.compile) per model on this machine: forward ms per batch at batch 1 and at the batch the
+server forms, the seconds each graph takes to build and the package size. The zoo's
+``cpu_graph`` defaults come from this table (README, "Graph modes").
 
 ImageNet models get random weights (speed does not depend on their values); the Fashion-MNIST
 models use the checkpoints in ``--checkpoint-dir``.
@@ -24,6 +24,7 @@ import typer
 from torch import nn
 
 from app.config import ALL_MODELS
+from torchgate_bench.results import DEFAULT_RESULTS_DIR, Record, ResultsDir, ResultsRun
 
 MODES = ("eager", "aot", "aot-frozen", "script", "script-onednn", "compile")
 
@@ -162,6 +163,54 @@ def _table(rows: list[GraphRow]) -> str:
     return "\n".join(lines)
 
 
+def graphs_record(rows: list[GraphRow]) -> Record:
+    """One row per model and mode; each mode's forward time over eager's as the ratios."""
+    eager = {r.model: r.ms_per_batch for r in rows if r.mode == "eager"}
+    ratios: dict[str, float | None] = {}
+    table: list[list[object]] = []
+    for r in rows:
+        first, served = min(r.ms_per_batch), max(r.ms_per_batch)
+        size = r.package_bytes / 1e6 if r.package_bytes else None
+        times = r.ms_per_batch
+        table.append(
+            [
+                r.model,
+                r.mode,
+                r.threads,
+                r.build_s,
+                size,
+                times[first],
+                times[served],
+                served,
+                r.max_difference,
+            ]
+        )
+        if r.mode != "eager" and r.model in eager:
+            for batch, ms in r.ms_per_batch.items():
+                base = eager[r.model].get(batch)
+                ratios[f"{r.model} {r.mode} / eager, ms at batch {batch}"] = (
+                    ms / base if base else None
+                )
+    return Record(
+        kind="graphs",
+        title="graph modes per model: forward ms per batch on the CPU",
+        columns=[
+            "model",
+            "mode",
+            "threads",
+            "build s",
+            "package MB",
+            "ms at batch 1",
+            "ms at the served batch",
+            "served batch",
+            "max difference",
+        ],
+        rows=table,
+        ratios=ratios,
+        notes=["ImageNet models with random weights; Fashion-MNIST ones from the checkpoints"],
+    )
+
+
 def bench_graphs(
     models: Annotated[str, typer.Option(help="Comma-separated models.")] = ",".join(ALL_MODELS),
     modes: Annotated[
@@ -175,6 +224,7 @@ def bench_graphs(
         int | None, typer.Option(min=1, help="Intra-op threads (default: as the server).")
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="One JSON object per row.")] = False,
+    results_dir: ResultsDir = DEFAULT_RESULTS_DIR,
 ) -> None:
     """Forward ms per batch, build seconds and package size of each graph mode, per model."""
     names = [m.strip() for m in models.split(",") if m.strip()]
@@ -185,6 +235,7 @@ def bench_graphs(
     typer.echo(
         f"nproc {os.cpu_count()}, load average {os.getloadavg()[0]:.2f}, torch {torch.__version__}"
     )
+    results = ResultsRun(results_dir)
     rows: list[GraphRow] = []
     with tempfile.TemporaryDirectory(prefix="torchgate-graphs-") as cache:
         for name in names:
@@ -193,5 +244,7 @@ def bench_graphs(
             for row in found:
                 if json_output:
                     typer.echo(json.dumps(asdict(row)))
+    path = results.write(graphs_record(rows))
     typer.echo(_table(rows))
     typer.echo(f"load average after: {os.getloadavg()[0]:.2f}")
+    typer.echo(f"results: {path}", err=True)

@@ -2,12 +2,12 @@
 
 A gRPC unary call is an HTTP/2 POST of one length-prefixed message with two headers, so h2load
 replays the prepared ModelInferRequest exactly as a gRPC client would send it, for a few
-microseconds of CPU per call: the Python client (bench/torchgate_bench/grpc_load.py) spent 0.16 ms per
+microseconds of CPU per call: the Python client (grpc_load.py) spent 0.16 ms per
 call on the same two cores the server runs on, which made gRPC look slower than it is.
 
 h2load knows HTTP statuses, not gRPC's (a failed call is an HTTP 200 whose trailers carry the
 code), so the protocol comparison counts failed calls from the server's own
-``torchgate_grpc_requests_total`` (bench/torchgate_bench/protocols.py). Latency percentiles come from
+``torchgate_grpc_requests_total`` (protocols.py). Latency percentiles come from
 h2load's per-request log.
 """
 

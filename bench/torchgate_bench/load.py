@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +94,17 @@ class LoadResult:
             error_kinds=data.get("error_kinds"),
             client_cpu_s=data.get("client_cpu_s"),
         )
+
+
+def merge_results(results: list[LoadResult]) -> LoadResult:
+    """Counts and durations summed; latency from the slice with the median rate (percentiles
+    of separate runs cannot be combined exactly)."""
+    middle = sorted(results, key=lambda r: r.requests_per_s)[len(results) // 2]
+    cpu = [r.client_cpu_s for r in results]
+    return replace(
+        middle,
+        requests=sum(r.requests for r in results),
+        errors=sum(r.errors for r in results),
+        duration_s=sum(r.duration_s for r in results),
+        client_cpu_s=None if None in cpu else sum(c for c in cpu if c is not None),
+    )

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import httpx
 
-from torchgate_bench.latency import LatencySummary
 from torchgate_bench.grpc_load import grpc_senders
+from torchgate_bench.latency import LatencySummary
 from torchgate_bench.load import GRPC_SCHEME, LoadPlan, LoadResult, LoadTarget, Send
 
 

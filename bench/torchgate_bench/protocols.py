@@ -21,14 +21,13 @@ import httpx
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from torchgate_bench.load import LoadPlan, LoadResult, LoadTarget
-from torchgate_bench.loadgen import GRPC_SCHEME
+from torchgate_bench.drivers import Driver
+from torchgate_bench.load import GRPC_SCHEME, LoadPlan, LoadResult, LoadTarget
 from torchgate_bench.payload import UploadFile
 from torchgate_bench.server import ServerProcess
 
 PROTOCOLS = ("v1", "v2", "grpc")
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
-Driver = Callable[[LoadTarget, LoadPlan], LoadResult]
 
 
 def _bytes_tensor(blobs: list[bytes]) -> bytes:

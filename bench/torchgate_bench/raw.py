@@ -31,8 +31,8 @@ from typing import Any
 
 import torch
 
-from torchgate_bench.timing import decode_ceiling, decode_seconds, forward_trials
 from app.config import Settings
+from torchgate_bench.timing import decode_ceiling, decode_seconds, forward_trials
 
 SMALL_BATCH_SIZES = (1, 8, 16, 32, 64)
 IMAGENET_BATCH_SIZES = (1, 4, 8, 16)

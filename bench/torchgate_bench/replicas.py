@@ -1,4 +1,5 @@
-"""``python -m torchgate_bench bench-replicas``: what the shared control store costs, on real processes.
+"""``python -m torchgate_bench bench-replicas``: what the shared control store costs, on real
+processes.
 
 Two figures: how long an admin change takes to reach three replicas (through Redis, and
 through one SQLite file as containers on one host would share it), and whether configuring
@@ -8,15 +9,10 @@ compared in alternating rounds with both servers up, so the machine's drift canc
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -24,15 +20,16 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import httpx
-import typer
 
+from torchgate_bench.drivers import choose_driver
 from torchgate_bench.images import garment_png
 from torchgate_bench.latency import percentile
 from torchgate_bench.load import LoadPlan, LoadResult, LoadTarget
-from torchgate_bench.server import HOST, ServerProcess, free_port, process_tree
+from torchgate_bench.redis_server import throwaway_redis
+from torchgate_bench.server import ServerProcess, process_tree
 
 logger = logging.getLogger(__name__)
 
@@ -117,42 +114,6 @@ class ReplicasResult:
             },
             "child_pids": self.child_pids,
         }
-
-
-def _accepts(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex((HOST, port)) == 0
-
-
-@contextmanager
-def throwaway_redis(folder: Path, pids: list[int]) -> Iterator[str]:
-    """A redis-server of our own on a free loopback port that saves nothing; its base URL."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("redis-server is not installed: apt-get install -y redis-server")
-    port = free_port()
-    command = [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"]
-    process = subprocess.Popen(
-        [*command, "--dir", str(folder)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # Ctrl-C reaches us only; the finally below stops it
-    )
-    pids.append(process.pid)
-    try:
-        deadline = time.monotonic() + 10
-        while not _accepts(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not start on port {port}")
-            time.sleep(0.02)
-        yield f"redis://{HOST}:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _stop_all(servers: list[ServerProcess]) -> None:
@@ -258,8 +219,6 @@ def measure_throughput(
     redis_url: str, env: dict[str, str], config: ReplicasConfig, folder: Path, pids: list[int]
 ) -> tuple[str, list[ThroughputRound]]:
     """cnn predict on two single servers, with and without a shared store, in turns."""
-    from torchgate_bench.runner import choose_driver  # imports torch: only when measuring
-
     tool, driver = choose_driver("auto", folder)
     body = folder / "garment.png"
     body.write_bytes(garment_png().data)
@@ -309,81 +268,3 @@ def run_replicas(config: ReplicasConfig) -> ReplicasResult:
             )
     result.load_average_end = os.getloadavg()
     return result
-
-
-def format_report(result: ReplicasResult) -> str:
-    config = result.config
-    start, end = result.load_average_start[0], result.load_average_end[0]
-    lines = [
-        f"nproc {result.nproc} · load average (1 min) {start:.2f} at start, {end:.2f} at end"
-        f" · {MODEL} on cpu, 1 torch thread per process",
-        f"admin fan-out to {REPLICAS} processes: {config.admin_calls} sequential calls, "
-        f"reinitialize/reload in turn, call i to replica i % {REPLICAS}",
-        "  store          calls  converged    p50 ms    p99 ms    max ms",
-    ]
-    for row in result.fan_out:
-        lines.append(
-            f"  {row.store:<13} {row.calls:6d} {row.converged:6d}/{row.calls:<3d}"
-            f" {row.p50_ms:9.1f} {row.p99_ms:9.1f} {row.max_ms:9.1f}"
-        )
-        lines += [f"    {failure}" for failure in row.failures[:5]]
-    lines += [
-        f"inference, {MODEL} predict: redis store vs sqlite:// (nothing shared), "
-        f"{config.concurrency} connections, {config.duration_s:g} s per turn, {result.load_tool}",
-        "  round   redis req/s   sqlite:// req/s   ratio   errors",
-    ]
-    for number, r in enumerate(result.rounds, 1):
-        lines.append(
-            f"  {number:5d} {r.with_store_rps:13.1f} {r.without_store_rps:17.1f}"
-            f" {r.ratio:7.3f} {r.errors:8d}"
-        )
-    verdict = "met" if result.median_ratio >= RATIO_TARGET else "not met"
-    lines.append(f"  median ratio {result.median_ratio:.3f} (target >= {RATIO_TARGET}: {verdict})")
-    return "\n".join(lines)
-
-
-@contextmanager
-def _sigterm_unwinds() -> Iterator[None]:
-    """A SIGTERM (a CI timeout, ``kill``) unwinds like Ctrl-C, so every child is stopped."""
-
-    def interrupt(*_: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def bench_replicas(
-    admin_calls: Annotated[int, typer.Option(min=1, help="Admin changes per store.")] = 40,
-    concurrency: Annotated[int, typer.Option(min=1, help="Connections for predict.")] = 32,
-    duration: Annotated[float, typer.Option(min=0.5, help="Seconds per throughput turn.")] = 5.0,
-    rounds: Annotated[int, typer.Option(min=1, help="Turns per server (A, B, A, B...).")] = 3,
-    warmup: Annotated[float, typer.Option(min=0, help="Unmeasured seconds per server.")] = 1.0,
-    checkpoint_dir: Annotated[Path, typer.Option(help="Trained cnn checkpoint.")] = Path("models"),
-    ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for each server.")] = 120.0,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print one JSON document instead of the report.")
-    ] = False,
-    output: Annotated[Path | None, typer.Option(help="Also write the JSON document here.")] = None,
-) -> None:
-    """Admin fan-out latency across 3 replicas (Redis, SQLite file) and the store's cost."""
-    logging.basicConfig(level="INFO", format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per admin call otherwise
-    config = ReplicasConfig(
-        admin_calls, concurrency, duration, rounds, warmup, checkpoint_dir, ready_timeout
-    )
-    try:
-        with _sigterm_unwinds():
-            result = run_replicas(config)
-    except (RuntimeError, TimeoutError, OSError, httpx.HTTPError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
-    document = json.dumps(result.to_dict(), indent=2)
-    if output is not None:
-        output.write_text(document + "\n")
-    typer.echo(document if json_output else format_report(result))
-    if not all(row.all_converged for row in result.fan_out):
-        raise typer.Exit(1)

@@ -10,8 +10,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from torchgate_bench.load import LoadResult
-from torchgate_bench.protocols import ProtocolComparison
+from torchgate_bench.formatting import fmt, load_cells
+from torchgate_bench.protocols_report import protocols_document, protocols_table
+from torchgate_bench.results import finite
 from torchgate_bench.runner import BenchResult, ScenarioResult
 
 _MIB = 1024 * 1024
@@ -69,17 +70,6 @@ def _healthz_cpu_ms(scenario: ScenarioResult) -> float | None:
     return _ratio(scenario.healthz_cpu_s * 1000, scenario.healthz.requests)
 
 
-def _finite(value: Any) -> Any:
-    """JSON has no NaN: unknown figures become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    return value
-
-
 def to_document(result: BenchResult, machine: dict[str, object]) -> dict[str, Any]:
     config = result.config
     header = {
@@ -121,74 +111,16 @@ def to_document(result: BenchResult, machine: dict[str, object]) -> dict[str, An
         }
         for s in result.scenarios
     ]
-    return _finite(
+    return finite(
         {
             "header": header,
             "raw": asdict(result.raw) if result.raw is not None else None,
             "scenarios": scenarios,
             "batching_on_over_off": batching_gain(result),
             "batching_rounds": [list(pair) for pair in result.batching_rounds],
-            "protocols": _protocols_document(result.protocols),
+            "protocols": protocols_document(result.protocols),
         }
     )
-
-
-def _protocols_document(comparison: ProtocolComparison | None) -> dict[str, Any] | None:
-    if comparison is None:
-        return None
-    return {
-        protocol: {
-            **load.to_dict(),
-            "server_cpu_ms_per_request": comparison.cpu_ms_per_request(protocol),
-            "client_cpu_ms_per_request": comparison.client_cpu_ms_per_request(protocol),
-            "over_v1": comparison.ratio(protocol),
-            "rounds_requests_per_s": [rates[protocol] for rates in comparison.rounds],
-        }
-        for protocol, load in comparison.results.items()
-    }
-
-
-def _protocols_table(comparison: ProtocolComparison) -> Table:
-    table = Table(
-        title="protocols: one server, alternating rounds (same images, same runtime)",
-        title_justify="left",
-    )
-    table.add_column("figure")
-    for protocol, load in comparison.results.items():
-        table.add_column(f"{protocol} ({load.tool})", justify="right")
-    labels = ["requests/s", "images/s", "latency p50 ms", "latency p90 ms", "latency p99 ms"]
-    labels += ["errors / requests", "server CPU ms / request", "client CPU ms / request"]
-    labels += ["requests/s over v1 (median)", "  each round"]
-    columns = [
-        [
-            *_load_rows(load),
-            _fmt(comparison.cpu_ms_per_request(protocol), 2),
-            _fmt(comparison.client_cpu_ms_per_request(protocol), 2),
-            _fmt(comparison.ratio(protocol), 3),
-            " ".join(f"{rates[protocol]:,.0f}" for rates in comparison.rounds),
-        ]
-        for protocol, load in comparison.results.items()
-    ]
-    for index, label in enumerate(labels):
-        table.add_row(label, *(column[index] for column in columns))
-    return table
-
-
-def _fmt(value: float | None, digits: int = 1) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:,.{digits}f}"
-
-
-def _load_rows(load: LoadResult) -> list[str]:
-    return [
-        _fmt(load.requests_per_s),
-        _fmt(load.images_per_s),
-        _fmt(load.latency.p50_ms),
-        _fmt(load.latency.p90_ms),
-        _fmt(load.latency.p99_ms),
-        f"{load.errors} / {load.requests}",
-    ]
 
 
 def _served_table(result: BenchResult) -> Table:
@@ -209,19 +141,19 @@ def _served_table(result: BenchResult) -> Table:
         rss = f"{s.rss_bytes / _MIB:,.0f}" + (f" ({s.processes} procs)" if s.processes > 1 else "")
         columns.append(
             [
-                *_load_rows(s.predict),
-                _fmt(s.server.mean_batch_size, 2),
-                _fmt(s.server.mean_forward_ms),
-                _fmt(s.server.mean_queue_wait_ms),
-                _fmt(_ratio(s.cpu_s * 1000, s.predict.requests), 2),
-                _fmt(_ratio(s.cpu_s, s.predict.duration_s), 2),
-                _fmt(s.cold_start_s),
+                *load_cells(s.predict),
+                fmt(s.server.mean_batch_size, 2),
+                fmt(s.server.mean_forward_ms),
+                fmt(s.server.mean_queue_wait_ms),
+                fmt(_ratio(s.cpu_s * 1000, s.predict.requests), 2),
+                fmt(_ratio(s.cpu_s, s.predict.duration_s), 2),
+                fmt(s.cold_start_s),
                 rss,
-                _fmt(served_over_raw(s, result), 3),
+                fmt(served_over_raw(s, result), 3),
             ]
         )
         if any(ratio is not None for ratio in reachable):
-            columns[-1].append(_fmt(served_over_reachable_raw(s, result), 3))
+            columns[-1].append(fmt(served_over_reachable_raw(s, result), 3))
     if any(s.healthz is not None for s in result.scenarios):
         labels += ["healthz requests/s", "healthz p50 ms", "healthz server CPU ms / request"]
         labels += ["served / healthz (req/s)", "  each round (predict, healthz)"]
@@ -229,10 +161,10 @@ def _served_table(result: BenchResult) -> Table:
             h = s.healthz
             rounds = " ".join(f"{_ratio(p, q) or math.nan:.2f}" for p, q in s.paired_rates)
             column += [
-                _fmt(h.requests_per_s if h else None),
-                _fmt(h.latency.p50_ms if h else None, 2),
-                _fmt(_healthz_cpu_ms(s), 3),
-                _fmt(served_over_healthz(s), 4),
+                fmt(h.requests_per_s if h else None),
+                fmt(h.latency.p50_ms if h else None, 2),
+                fmt(_healthz_cpu_ms(s), 3),
+                fmt(served_over_healthz(s), 4),
                 rounds or "-",
             ]
     for index, label in enumerate(labels):
@@ -259,7 +191,7 @@ def _raw_table(result: BenchResult) -> Table:
         row = f"{trial['variant']}, {threads} thread{'s' if threads > 1 else ''}"
         grid.setdefault(row, {})[int(trial["batch_size"])] = float(trial["images_per_s"])
     for row, cells in grid.items():
-        table.add_row(row, *(_fmt(cells.get(size)) for size in sizes))
+        table.add_row(row, *(fmt(cells.get(size)) for size in sizes))
     return table
 
 
@@ -293,7 +225,7 @@ def render(result: BenchResult, machine: dict[str, object], console: Console) ->
     if result.scenarios:
         console.print(_served_table(result))
     if result.protocols is not None:
-        console.print(_protocols_table(result.protocols))
+        console.print(protocols_table(result.protocols))
     raw = result.raw
     if raw is not None:
         console.print(_raw_table(result))

@@ -7,79 +7,31 @@ for the warm-up, then for the measured period between two /metrics scrapes.
 from __future__ import annotations
 
 import logging
-import os
-import secrets
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 from torchgate_bench import promdiff
-from torchgate_bench.h2load import find_h2load, run_h2load
+from torchgate_bench.config import BATCHING_OFF, BenchConfig, Scenario, scenarios_for, server_env
+from torchgate_bench.drivers import Driver, choose_driver, choose_grpc_driver
 from torchgate_bench.images import input_file_for
-from torchgate_bench.load import LoadPlan, LoadResult, LoadTarget
-from torchgate_bench.loadgen import GRPC_SCHEME, run_loadgen
+from torchgate_bench.load import GRPC_SCHEME, LoadPlan, LoadResult, LoadTarget, merge_results
 from torchgate_bench.payload import multipart_body, raw_body, write_body
 from torchgate_bench.protocols import ProtocolComparison, alternate, build_requests, target_for
 from torchgate_bench.raw import RawResult, run_raw
 from torchgate_bench.server import ServerProcess
 from torchgate_bench.weights import needs_pretrained_weights, write_random_weights
-from torchgate_bench.wrk import find_wrk, run_wrk
 
 logger = logging.getLogger(__name__)
 
-Driver = Callable[[LoadTarget, LoadPlan], LoadResult]
 Targeting = Callable[[ServerProcess], LoadTarget]  # the predict request, aimed at a server
-BATCHING_OFF = {"TORCHGATE_MAX_BATCH_SIZE": "1"}
 # /healthz, and batching off, are compared in alternating slices (predict, healthz, predict,
 # ...): this shared machine's speed drifts by 10-20% over a minute, and a ratio of two runs
 # taken one after the other would measure the drift as much as the server.
 HEALTHZ_ROUNDS = 3
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    """Everything the command line decides; defaults suit a quick look at one model."""
-
-    model: str
-    concurrency: int = 8
-    duration_s: float = 10.0
-    warmup_s: float = 2.0
-    images_per_request: int = 1
-    upload: str = "multipart"  # multipart | raw (one image as the body)
-    batching: str = "on"  # on | off | both
-    baseline_healthz: bool = False
-    workers: int | None = None
-    extra_env: dict[str, str] = field(default_factory=dict)
-    serve_args: tuple[str, ...] = ()
-    weights_dir: Path | None = None
-    checkpoint_dir: Path = Path("models")
-    raw: bool = True
-    raw_budget_s: float = 20.0
-    try_compile: bool = False
-    raw_threads: int | None = None
-    load_tool: str = "auto"  # auto | wrk | httpx
-    ready_timeout_s: float = 300.0
-    protocol: str = "v1"  # v1 | v2 | grpc | all (the three in alternating rounds, one server)
-    log_dir: Path | None = None  # keep every server's log here (default: only failed ones)
-    # What the server loads next to ``model``: None is serve's default, all six, as users run
-    # it (the models share the device worker and the cores, so one alone flatters the figure).
-    served_models: tuple[str, ...] | None = None
-
-    @property
-    def server_models(self) -> tuple[str, ...]:
-        from app.config import ALL_MODELS
-
-        models = self.served_models if self.served_models is not None else ALL_MODELS
-        return models if self.model in models else (*models, self.model)
-
-
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    env: dict[str, str]
 
 
 @dataclass
@@ -109,48 +61,6 @@ class BenchResult:
     # (images/s with batching on, off) of each alternating round (--batching both)
     batching_rounds: list[tuple[float, float]] = field(default_factory=list)
     protocols: ProtocolComparison | None = None  # --protocol all
-
-
-def scenarios_for(batching: str) -> list[Scenario]:
-    """``on`` is the configured batching (spec defaults or --env); ``off`` is batch size 1."""
-    chosen = {"on": ["on"], "off": ["off"], "both": ["on", "off"]}[batching]
-    return [Scenario(f"batching {name}", BATCHING_OFF if name == "off" else {}) for name in chosen]
-
-
-def choose_grpc_driver(tool: str, workdir: Path) -> tuple[str, Driver]:
-    """h2load when installed (C, like wrk) unless httpx is asked for, else the Python client."""
-    executable = find_h2load() if tool in ("auto", "wrk") else None
-    if executable is not None:
-        return "h2load", lambda target, plan: run_h2load(target, plan, workdir, executable)
-    return "grpc.aio", run_loadgen
-
-
-def choose_driver(tool: str, workdir: Path) -> tuple[str, Driver]:
-    """wrk when asked for or installed (it costs the 2-core box far less CPU), else httpx."""
-    executable = find_wrk() if tool in ("auto", "wrk") else None
-    if tool == "wrk" and executable is None:
-        raise RuntimeError("wrk is not installed; install it (apt-get install wrk) or use httpx.")
-    if executable is not None:
-        return "wrk", lambda target, plan: run_wrk(target, plan, workdir, executable)
-    return "httpx", run_loadgen
-
-
-def server_env(config: BenchConfig, weights_dir: Path, random_weights: bool) -> dict[str, str]:
-    """The caller's environment with the bench's settings on top, then the user's --env."""
-    env = dict(os.environ)
-    env.update(
-        {
-            "TORCHGATE_MODELS": ",".join(config.server_models),
-            "TORCHGATE_WEIGHTS_DIR": str(weights_dir),
-            "TORCHGATE_CHECKPOINT_DIR": str(config.checkpoint_dir.resolve()),
-            "TORCHGATE_DOWNLOAD_WEIGHTS": "false",  # loopback only: never fetch during a bench
-            "TORCHGATE_ADMIN_TOKEN": secrets.token_urlsafe(16),
-        }
-    )
-    if random_weights:
-        env["TORCHGATE_VERIFY_WEIGHTS"] = "false"
-    env.update(config.extra_env)
-    return env
 
 
 def _require_ready(base_url: str, model: str) -> None:
@@ -236,20 +146,6 @@ def _alternate_with_healthz(
         slices.append(healthz)
         pairs.append((served.requests_per_s, healthz.requests_per_s))
     return merge_results(slices), cpu_s, pairs
-
-
-def merge_results(results: list[LoadResult]) -> LoadResult:
-    """Counts and durations summed; latency from the slice with the median rate (percentiles
-    of separate runs cannot be combined exactly)."""
-    middle = sorted(results, key=lambda r: r.requests_per_s)[len(results) // 2]
-    cpu = [r.client_cpu_s for r in results]
-    return replace(
-        middle,
-        requests=sum(r.requests for r in results),
-        errors=sum(r.errors for r in results),
-        duration_s=sum(r.duration_s for r in results),
-        client_cpu_s=None if None in cpu else sum(c for c in cpu if c is not None),
-    )
 
 
 def run_bench(config: BenchConfig) -> BenchResult:

@@ -1,4 +1,4 @@
-"""``python -m torchgate_bench.soak``: bounded closed-loop load for minutes, watching memory grow.
+"""``python -m torchgate_bench soak``: bounded closed-loop load for minutes, watching memory grow.
 
 A real server on loopback answers C clients that each send their next prediction as soon as
 the last one is answered. Every interval the resident memory of the server and all its
@@ -24,6 +24,7 @@ import httpx
 import typer
 
 from torchgate_bench.images import garment_png
+from torchgate_bench.results import DEFAULT_RESULTS_DIR, Record, ResultsDir, ResultsRun
 from torchgate_bench.server import ServerProcess, process_tree
 
 GROWTH_GOAL = 0.05
@@ -189,6 +190,36 @@ def format_report(result: SoakResult) -> str:
     return "\n".join(lines)
 
 
+def soak_record(result: SoakResult) -> Record:
+    """Every memory sample as a row; growth after the warm-up as last / first."""
+    config, growth, gpu_growth = result.config, result.rss_growth(), result.gpu_growth()
+    rows: list[list[object]] = [
+        [
+            s.elapsed_s,
+            s.requests,
+            s.rss_bytes / _MIB,
+            s.processes,
+            None if s.gpu_bytes is None else s.gpu_bytes / _MIB,
+        ]
+        for s in result.samples
+    ]
+    return Record(
+        kind="soak",
+        title=f"{config.model} soak: {config.duration_s / 60:g} min at c={config.concurrency}",
+        columns=["elapsed s", "requests", "RSS MiB", "processes", "GPU MiB"],
+        rows=rows,
+        ratios={
+            "RSS last / first after warm-up": 1 + growth,
+            "GPU memory last / first after warm-up": None if gpu_growth is None else 1 + gpu_growth,
+        },
+        notes=[
+            f"{result.requests} requests, {result.error_count} errors {dict(result.errors)}",
+            f"growth measured from the first sample after {config.warmup_s:g} s of warm-up; "
+            f"goal: under {GROWTH_GOAL:.0%}",
+        ],
+    )
+
+
 def soak(
     model: Annotated[str, typer.Option(help="Classifier to load and drive.")] = "cnn",
     minutes: Annotated[float, typer.Option(min=0.05, help="Total length of the run.")] = 10.0,
@@ -203,6 +234,7 @@ def soak(
     short: Annotated[
         bool, typer.Option("--short", help="20 s in all, 4 s warm-up, a sample every 2 s.")
     ] = False,
+    results_dir: ResultsDir = DEFAULT_RESULTS_DIR,
 ) -> None:
     """Load a real server for minutes and report its memory growth (goal: under 5 %)."""
     config = (
@@ -210,11 +242,10 @@ def soak(
         if short
         else SoakConfig(model, minutes * 60, warmup, interval, concurrency, 30.0, checkpoint_dir)
     )
+    results = ResultsRun(results_dir)
     result = run_soak(config)
+    path = results.write(soak_record(result))
     typer.echo(format_report(result))
+    typer.echo(f"results: {path}", err=True)
     if result.error_count:
         raise typer.Exit(1)
-
-
-if __name__ == "__main__":
-    typer.run(soak)

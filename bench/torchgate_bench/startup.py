@@ -21,15 +21,15 @@ from pathlib import Path
 
 import httpx
 
-from torchgate_bench.images import garment_png, photo_jpeg
-from torchgate_bench.load import LoadPlan, LoadTarget
-from torchgate_bench.payload import raw_body, write_body
-from torchgate_bench.runner import choose_driver
-from torchgate_bench.server import ServerProcess
-from torchgate_bench.weights import write_random_weights
 from app.config import ALL_MODELS
 from app.serving.weights import pretrained_filename
 from app.zoo import SPECS
+from torchgate_bench.drivers import choose_driver
+from torchgate_bench.images import garment_png, photo_jpeg
+from torchgate_bench.load import LoadPlan, LoadTarget
+from torchgate_bench.payload import raw_body, write_body
+from torchgate_bench.server import ServerProcess
+from torchgate_bench.weights import write_random_weights
 
 _PROBE = r"""
 import json, resource, sys, time

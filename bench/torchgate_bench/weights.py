@@ -54,6 +54,31 @@ def write_random_weights(model: str, directory: Path, seed: int = 0) -> Path:
     return path
 
 
+def provide_random_weights(models: list[str], weights_dir: Path) -> list[str]:
+    """Those of ``models`` that will serve random weights: written here where the file is
+    missing (and kept in ``weights_dir`` for the next run), or found there from an earlier
+    run (their sha256 does not match the official prefix)."""
+    from app.errors import WeightsUnavailable
+    from app.serving.weights import pretrained_filename, verify_hash_prefix
+    from app.zoo import SPECS
+
+    randomized = []
+    for name in models:
+        weights = SPECS[name].pretrained if name in SPECS else None
+        if weights is None:
+            continue
+        path = weights_dir / pretrained_filename(weights)
+        if not path.exists():
+            write_random_weights(name, weights_dir)
+            randomized.append(name)
+            continue
+        try:
+            verify_hash_prefix(path)
+        except WeightsUnavailable:
+            randomized.append(name)
+    return randomized
+
+
 def _calibrate_batch_norm(network: nn.Module, batches: int = 2, batch_size: int = 8) -> None:
     """Running mean and variance of every batch-norm layer, averaged over random 224x224
     batches (a no-op for nets without batch norm)."""

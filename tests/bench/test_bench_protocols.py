@@ -9,7 +9,9 @@ import orjson
 import pytest
 
 from app.api.grpc.proto import inference_pb2 as pb
+from tests.helpers.toy_servers import EchoServer, MetricsServer
 from torchgate_bench.cli import _random_weights
+from torchgate_bench.config import BenchConfig
 from torchgate_bench.images import input_file_for
 from torchgate_bench.latency import LatencySummary
 from torchgate_bench.load import LoadPlan, LoadResult, LoadTarget
@@ -21,9 +23,7 @@ from torchgate_bench.protocols import (
     build_requests,
     target_for,
 )
-from torchgate_bench.runner import BenchConfig
 from torchgate_bench.server import ServerProcess, free_port
-from tests.bench.conftest import EchoServer, MetricsServer
 
 
 @pytest.mark.parametrize("model", ["cnn", "resnet101"])  # the two: c=32 and c=8

@@ -22,11 +22,17 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import torchgate_bench.peers
-from app.__main__ import cli
+from app.serving.inputs import FashionInput
+from app.serving.loading import WeightsLocation, load_model
+from app.zoo import SPECS
+from tests.conftest import REPO_ROOT, require_binary
+from tests.helpers.results import check_document
+from torchgate_bench.__main__ import cli
 from torchgate_bench.images import garment_png, photo_jpeg
 from torchgate_bench.latency import LatencySummary
 from torchgate_bench.load import LoadResult
 from torchgate_bench.peers.answers import compare_answers
+from torchgate_bench.peers.cnn_files import CnnFiles
 from torchgate_bench.peers.compare import (
     TORCHGATE,
     GridEntry,
@@ -37,12 +43,10 @@ from torchgate_bench.peers.compare import (
 )
 from torchgate_bench.peers.configs import PeerConfig, parse_grid
 from torchgate_bench.peers.fashion import FashionModel
+from torchgate_bench.peers.records import peers_record
 from torchgate_bench.peers.run import PeersOptions
-from torchgate_bench.peers.servers import CnnFiles, PeerServer, _group_alive
-from app.serving.inputs import FashionInput
-from app.serving.loading import WeightsLocation, load_model
-from app.zoo import SPECS
-from tests.conftest import REPO_ROOT, require_binary
+from torchgate_bench.peers.servers import PeerServer, _group_alive
+from torchgate_bench.results import ResultsRun
 
 MANIFEST = REPO_ROOT / "models" / "cnn.json"
 CNN_FILES = CnnFiles.in_repository(REPO_ROOT / "models")
@@ -311,6 +315,15 @@ def test_a_real_run_against_the_plain_fastapi_peer(tmp_path: Path) -> None:
     console = Console(record=True, width=220)
     render(result, console)
     assert f"torchgate / fastapi: {comparison.median_ratio:.2f}x" in console.export_text()
+
+    record = check_document(ResultsRun(tmp_path).document(peers_record(result)), "peers")
+    assert record["title"] == "cnn at c=4: torchgate against fastapi"
+    assert [row[0] for row in record["rows"]] == ["torchgate", "fastapi"]
+    assert record["rows"][0][1] == comparison.median("torchgate", "requests_per_s")
+    ratio = record["ratios"]["torchgate / fastapi (median of rounds)"]
+    assert ratio == pytest.approx(comparison.median_ratio)
+    assert [entry["round"] for entry in record["rounds"]] == [1, 2]
+    assert record["versions"]["fastapi"] and record["versions"]["uvicorn"]
 
 
 @pytest.mark.skipif(

@@ -20,11 +20,14 @@ from typing import Any
 
 import httpx
 
+from app.config import ALL_MODELS
+from torchgate_bench.drivers import Driver, choose_driver
 from torchgate_bench.images import garment_png
 from torchgate_bench.load import LoadPlan, LoadResult, LoadTarget
 from torchgate_bench.machine import describe_machine
 from torchgate_bench.payload import raw_body, write_body
 from torchgate_bench.peers.answers import check_answers
+from torchgate_bench.peers.cnn_files import CnnFiles
 from torchgate_bench.peers.compare import (
     TORCHGATE,
     GridEntry,
@@ -35,15 +38,14 @@ from torchgate_bench.peers.compare import (
     round_order,
 )
 from torchgate_bench.peers.configs import DEFAULT_GRID, PeerConfig, parse_grid
-from torchgate_bench.peers.servers import (
+from torchgate_bench.peers.requirements import (
     DEFAULT_PEERS_PYTHON,
-    CnnFiles,
-    PeerServer,
     missing_requirement,
+    peer_versions,
 )
-from torchgate_bench.runner import Driver, choose_driver
+from torchgate_bench.peers.servers import PeerServer
 from torchgate_bench.server import ServerProcess
-from torchgate_bench.weights import write_random_weights
+from torchgate_bench.weights import provide_random_weights
 
 logger = logging.getLogger(__name__)
 MODEL = "cnn"
@@ -81,6 +83,7 @@ class PeersResult:
     input: dict[str, Any]
     torchgate: dict[str, Any]
     comparisons: list[PeerComparison]
+    versions: dict[str, str | None] = field(default_factory=dict)  # each peer's packages
 
     def to_document(self) -> dict[str, Any]:
         options = self.options
@@ -96,6 +99,7 @@ class PeersResult:
             "grid": options.grid,
             "input": self.input,
             "torchgate": self.torchgate,
+            "versions": self.versions,
             "peers": [comparison.to_dict() for comparison in self.comparisons],
         }
 
@@ -132,33 +136,6 @@ def _torchgate_env(
     return env
 
 
-def _provide_weights(options: PeersOptions, weights_dir: Path) -> list[str]:
-    """The enabled ImageNet models that serve random weights: written here where the file is
-    missing (and kept in ``--weights-dir`` for the next run), or found there from an earlier
-    run (their sha256 does not match the official prefix)."""
-    from app.config import ALL_MODELS
-    from app.errors import WeightsUnavailable
-    from app.serving.weights import pretrained_filename, verify_hash_prefix
-    from app.zoo import SPECS
-
-    enabled = options.extra_env.get("TORCHGATE_MODELS", ",".join(ALL_MODELS)).split(",")
-    randomized = []
-    for name in (name.strip() for name in enabled):
-        weights = SPECS[name].pretrained if name in SPECS else None
-        if weights is None:
-            continue
-        path = weights_dir / pretrained_filename(weights)
-        if not path.exists():
-            write_random_weights(name, weights_dir)
-            randomized.append(name)
-            continue
-        try:
-            verify_hash_prefix(path)
-        except WeightsUnavailable:
-            randomized.append(name)
-    return randomized
-
-
 def _model_statuses(base_url: str) -> dict[str, str]:
     models = httpx.get(f"{base_url}/v1/models", timeout=30).json()["models"]
     return {str(info["name"]): str(info["status"]) for info in models}
@@ -176,7 +153,8 @@ def run_peers(options: PeersOptions) -> PeersResult:
         upload = garment_png()
         body_path = write_body(raw_body(upload), workdir / "body.png")
         weights_dir = options.weights_dir or workdir / "weights"
-        randomized = _provide_weights(options, weights_dir)
+        enabled = options.extra_env.get("TORCHGATE_MODELS", ",".join(ALL_MODELS)).split(",")
+        randomized = provide_random_weights([name.strip() for name in enabled], weights_dir)
         random_weights = bool(randomized)
         tool, driver = choose_driver(options.load_tool, workdir)
         env = _torchgate_env(options, weights_dir, random_weights)
@@ -228,6 +206,11 @@ def run_peers(options: PeersOptions) -> PeersResult:
         input={"name": upload.filename, "bytes": len(upload.data), "body": "raw image/png"},
         torchgate=torchgate,
         comparisons=comparisons,
+        versions={
+            name: version
+            for peer in options.peers
+            for name, version in peer_versions(peer, options.peers_python).items()
+        },
     )
 
 

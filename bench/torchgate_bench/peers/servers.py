@@ -8,7 +8,6 @@ workers. Every peer serves torchgate's cnn from this repository's files.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,29 +21,10 @@ import httpx
 from torchgate_bench.peers.archive import archive_cnn
 from torchgate_bench.peers.cnn_files import CnnFiles
 from torchgate_bench.peers.configs import PeerConfig
+from torchgate_bench.peers.requirements import DEFAULT_PEERS_PYTHON, PEERS
 from torchgate_bench.server import HOST, free_port
 
 HERE = Path(__file__).resolve().parent
-PEERS = ("torchserve", "litserve", "fastapi")
-DEFAULT_PEERS_PYTHON = Path("/tmp/peers/venv/bin/python")
-
-
-def missing_requirement(peer: str, python: Path) -> str | None:
-    """What stops ``peer`` from starting here, as a sentence that says how to fix it."""
-    if peer not in PEERS:
-        return f"unknown peer {peer!r}; choose one of {', '.join(PEERS)}."
-    if peer == "fastapi":
-        return None  # this project's own environment
-    install = (
-        f"{peer} runs in its own venv, and {python} is missing: python3 -m venv /tmp/peers/venv "
-        "&& /tmp/peers/venv/bin/pip install torch==2.14.1 torchvision==0.29.1 torchserve "
-        "torch-model-archiver litserve captum python-multipart (or pass --peers-python)."
-    )
-    if not python.exists():
-        return install
-    if peer == "torchserve" and shutil.which("java") is None:
-        return "TorchServe needs Java 17: apt-get install -y openjdk-17-jre-headless."
-    return None
 
 
 @dataclass
