@@ -14,6 +14,7 @@
 #   fp32     resnet101 served at concurrency 64, batches up to 64, against raw (resnet101-fp32.json)
 #   fp16     the same with TORCHGATE_HALF=true (resnet101-fp16.json)
 #   startup  cold start and memory with all six models (startup.json)
+#            (each bench step also leaves its results record in $OUT/results, as bench/results)
 #   tests    the CUDA tests and the device-path tests (JUnit report summarised)
 #   aot      resnet101 fp32 again with TORCHGATE_GRAPH=aot: its AOTInductor package compiled
 #            for the device after readiness, measured once swapped in (resnet101-aot.json;
@@ -40,7 +41,7 @@ main() {
     echo "CPU rehearsal on $device: the same steps with CPU-sized budgets (not a GPU result)"
     budget=${CHECK_BUDGET_S:-900}; concurrency=8; batch=8; duration=5; warmup=1; raw=4
     shapes=8; requests=2000; title="CPU rehearsal of the device check"
-    export PYTHONPATH=$PWD
+    export PYTHONPATH=$PWD:$PWD/bench  # the service and its bench (bench/torchgate_bench)
   else
     budget=${CHECK_BUDGET_S:-540}; concurrency=64; batch=64; duration=15; warmup=3; raw=25
     shapes=40; requests=10000; title="Device check"
@@ -48,7 +49,7 @@ main() {
       --format=csv || echo "nvidia-smi: not available"
     timeout -k 5 120 "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
       --upgrade --target "$work/site" .whl/*.whl || { echo "installing .whl failed"; return 1; }
-    export PYTHONPATH=$work/site:$PWD
+    export PYTHONPATH=$work/site:$PWD:$PWD/bench
   fi
   local deadline=$(( $(date +%s) + budget ))
   local record=$work/steps.jsonl
@@ -64,9 +65,9 @@ main() {
     (( limit > left )) && limit=$left
     "$py" tools/device/step.py "$name" "$limit" --record "$record" "$@"
   }
-  local bench=(-m app bench --model resnet101 --concurrency "$concurrency"
+  local bench=(-m torchgate_bench bench --model resnet101 --concurrency "$concurrency"
     --duration "$duration" --warmup "$warmup" --raw-budget "$raw" --ready-timeout 120
-    --weights-dir "$work/weights" --log-dir "$work/logs" --json
+    --weights-dir "$work/weights" --log-dir "$work/logs" --json --results-dir "$OUT/results"
     --env "TORCHGATE_DEVICE=$device" --env TORCHGATE_VERIFY_WEIGHTS=false
     --env TORCHGATE_ACCESS_LOG=false --env "TORCHGATE_MAX_BATCH_SIZE=resnet101=$batch")
   mkdir -p "$work/logs"
@@ -81,9 +82,10 @@ main() {
       --env TORCHGATE_HALF=false
     step fp16 170 --stdout "$OUT/resnet101-fp16.json" -- "$py" "${bench[@]}" \
       --env TORCHGATE_HALF=true
-    step startup 150 --stdout "$OUT/startup.json" -- "$py" -m app bench --startup --json \
-      --weights-dir "$work/weights" --log-dir "$work/logs" --ready-timeout 120 \
-      --startup-requests "$requests" --env "TORCHGATE_DEVICE=$device"
+    step startup 150 --stdout "$OUT/startup.json" -- "$py" -m torchgate_bench bench \
+      --startup --json --weights-dir "$work/weights" --log-dir "$work/logs" \
+      --ready-timeout 120 --startup-requests "$requests" --env "TORCHGATE_DEVICE=$device" \
+      --results-dir "$OUT/results"
     step tests 180 -- env -u TORCHGATE_DEVICE "$py" -m pytest -v -p no:cacheprovider \
       --junitxml="$work/tests.xml" tests/serving/test_cuda_forward.py \
       tests/serving/test_cuda_app.py tests/serving/test_reinit.py \

@@ -141,7 +141,7 @@ def main() -> None:
         )
         image.mkdir()
         _link_image(image, {_norm(w.name.split("-")[0]) for w in wheels.glob("*.whl")})
-        env = {**os.environ, "PYTHONPATH": f"{site}:{image}:{ROOT}"}
+        env = {**os.environ, "PYTHONPATH": f"{site}:{image}:{ROOT}:{ROOT / 'bench'}"}
         env.pop("TORCHGATE_DEVICE", None)
         stand_in = [sys.executable, "-S"]
         steps = [

@@ -19,6 +19,7 @@ from pathlib import Path
 MODULES = (
     "app.main",
     "app.__main__",
+    "torchgate_bench.__main__",  # the bench's steps (bench/, on PYTHONPATH)
     "asgi_lifespan",
     "uvicorn",
     "httptools",
