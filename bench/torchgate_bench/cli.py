@@ -13,11 +13,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from torchgate_bench.results import DEFAULT_RESULTS_DIR, ResultsDir
+from torchgate_bench.results import DEFAULT_RESULTS_DIR, ResultsDir, ResultsRun
 
 if TYPE_CHECKING:
     from torchgate_bench.config import BenchConfig
-    from torchgate_bench.results import ResultsRun
 
 
 class Batching(StrEnum):
