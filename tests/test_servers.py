@@ -23,11 +23,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from torchgate_bench.images import garment_png
 from app.errors import ConfigurationError
 from app.servers import run_granian
 from tests.conftest import ADMIN_TOKEN, REPO_ROOT, admin_headers, free_port, serve_process
 from tests.helpers.workers import fresh_client, reinitialize_everywhere
+from torchgate_bench.images import garment_png
 
 PNG = garment_png().data
 RAW = {"content-type": "image/png"}
