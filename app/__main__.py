@@ -9,11 +9,7 @@ from typing import Annotated
 
 import typer
 
-from app.bench.cli import bench
-from app.bench.graphs import bench_graphs
-from app.bench.http_servers_cli import bench_http
-from app.bench.replicas import bench_replicas
-from app.bench.soak import soak
+from app.bench_handoff import add_bench_commands
 from app.config import Settings
 from app.training.cli import train_app
 
@@ -21,11 +17,7 @@ cli = typer.Typer(no_args_is_help=True, help="torchgate: serve PyTorch models ov
 weights_cli = typer.Typer(no_args_is_help=True, help="Manage pretrained ImageNet weights.")
 cli.add_typer(weights_cli, name="weights")
 cli.add_typer(train_app, name="train")
-cli.command("bench")(bench)
-cli.command("soak")(soak)
-cli.command("bench-replicas")(bench_replicas)
-cli.command("bench-http")(bench_http)
-cli.command("bench-graphs")(bench_graphs)
+add_bench_commands(cli)  # bench, soak, bench-replicas, bench-graphs: torchgate_bench's
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

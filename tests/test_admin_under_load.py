@@ -19,8 +19,8 @@ import httpx
 import pytest
 import torch
 
-from app.bench.images import garment_png
 from tests.conftest import ADMIN_TOKEN, REPO_ROOT, serve_process
+from torchgate_bench.images import garment_png
 
 CLIENTS = 16
 CHURN_SECONDS = float(os.environ.get("TORCHGATE_TEST_CHURN_SECONDS", "10"))

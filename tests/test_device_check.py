@@ -1,4 +1,4 @@
-"""scripts/device: the step runner leaves nothing behind, the summary reads what steps wrote."""
+"""tools/device: the step runner leaves nothing behind, the summary reads what steps wrote."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.conftest import REPO_ROOT
 
-DEVICE = REPO_ROOT / "scripts" / "device"
+DEVICE = REPO_ROOT / "tools" / "device"
 ESCAPE = """
 import subprocess, sys, time
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],

@@ -10,10 +10,12 @@ def _readme_commands() -> list[str]:
 
 def test_readme_opens_with_exactly_two_commands() -> None:
     serve, test = _readme_commands()
-    assert serve.endswith("python -m app serve")
-    assert "pip install -e ." in serve
-    assert test.endswith("python -m pytest")
-    assert "pip install -e '.[test]'" in test
+    assert serve.endswith("pip install -e . && python -m app serve")
+    assert "bench" not in serve  # the service alone; the bench is a package of its own
+    assert test == (
+        "python3 -m venv .venv && . .venv/bin/activate && "
+        "pip install -e '.[test]' -e ./bench && python -m pytest"
+    )
 
 
 def test_ci_runs_the_readme_test_command_verbatim() -> None:

@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.bench.images import garment_png
 from tests.conftest import ADMIN_TOKEN, RedisServer, admin_headers, haproxy, serve_process
+from torchgate_bench.images import garment_png
 
 PNG = garment_png().data
 PREDICT = {"content": PNG, "headers": {"content-type": "image/png"}}

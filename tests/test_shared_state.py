@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from app.bench.images import garment_png
 from tests.conftest import ADMIN_TOKEN, admin_headers, free_port, serve_process
 from tests.helpers.workers import fresh_client, reinitialize_everywhere
+from torchgate_bench.images import garment_png
 
 WORKERS = 3
 PNG = garment_png().data

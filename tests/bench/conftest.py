@@ -1,14 +1,13 @@
-"""A toy Starlette app on a real uvicorn server (loopback, free port) for the load generators."""
+"""Toy servers for the load generators, on loopback: a Starlette app under a real uvicorn, a
+gRPC echo, a /metrics stand-in (their state types are in tests/helpers/toy_servers.py)."""
 
 from __future__ import annotations
 
 import http.server
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 import grpc
 import pytest
@@ -18,16 +17,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from app.bench.server import free_port
-
-
-@dataclass
-class ToyServer:
-    """Counts what it answered per route; ``expected_upload`` is what /upload must receive."""
-
-    base_url: str = ""
-    counts: Counter[str] = field(default_factory=Counter)
-    expected_upload: tuple[str, str, bytes] | None = None
+from tests.helpers.toy_servers import EchoServer, MetricsServer, ToyServer
+from torchgate_bench.server import free_port
 
 
 def _app(state: ToyServer) -> Starlette:
@@ -83,15 +74,6 @@ def toy_server() -> Iterator[ToyServer]:
         thread.join(10)
 
 
-@dataclass
-class EchoServer:
-    """A gRPC server whose ModelInfer answers any message with an empty one, and fails a
-    message of b"fail"; ``received`` counts the messages it got, by content."""
-
-    port: int = 0
-    received: Counter[bytes] = field(default_factory=Counter)
-
-
 @pytest.fixture
 def echo_server() -> Iterator[EchoServer]:
     state = EchoServer()
@@ -113,18 +95,6 @@ def echo_server() -> Iterator[EchoServer]:
         yield state
     finally:
         server.stop(0)
-
-
-@dataclass
-class MetricsServer:
-    """Serves ``text`` at any path, as a server's /metrics (change it between scrapes)."""
-
-    base_url: str = ""
-    text: str = ""
-    cpu: float = 0.0
-
-    def cpu_seconds(self) -> float:  # as ServerProcess's, for code that reads both
-        return self.cpu
 
 
 @pytest.fixture

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import typer
 
-from app.bench.cli import _parse_env, _served_models
-from app.bench.runner import BenchConfig
 from app.config import ALL_MODELS
 from tests.conftest import REPO_ROOT
+from tests.helpers.results import read_result
+from torchgate_bench.cli import _parse_env, _served_models
+from torchgate_bench.config import BenchConfig
 
 
 def test_env_pairs_are_parsed_and_checked() -> None:
@@ -20,9 +21,9 @@ def test_env_pairs_are_parsed_and_checked() -> None:
         _parse_env(["missing-equals"])
 
 
-def test_bench_json_smoke(weights_dir: Path) -> None:
+def test_bench_json_smoke(weights_dir: Path, tmp_path: Path) -> None:
     command = [
-        sys.executable, "-m", "app.bench",
+        sys.executable, "-m", "torchgate_bench", "bench", f"--results-dir={tmp_path}",
         "--model=alexnet", "--concurrency=4", "--duration=2", "--warmup=1",
         f"--weights-dir={weights_dir}", "--env=TORCHGATE_VERIFY_WEIGHTS=false",
         "--raw-budget=2", "--raw-threads=1", "--baseline-healthz", "--json",
@@ -54,10 +55,18 @@ def test_bench_json_smoke(weights_dir: Path) -> None:
     assert scenario["served_over_raw"] > 0
     assert scenario["healthz"]["requests"] > 0 and scenario["served_over_healthz"] > 0
 
+    record = read_result(tmp_path, "models")  # the same run, as data for the docs
+    assert record["title"] == "alexnet at c=4: served against raw in-process"
+    assert record["command"].startswith("python -m torchgate_bench bench --results-dir=")
+    (served, raw) = record["rows"]
+    assert served[0] == "batching on" and served[1] == predict["requests_per_s"]
+    assert raw[0] == "raw in-process" and raw[2] == document["raw"]["raw_images_per_s"]
+    assert record["ratios"]["served / raw (batching on)"] == scenario["served_over_raw"]
 
-def test_batching_both_alternates_the_two_servers() -> None:
+
+def test_batching_both_alternates_the_two_servers(tmp_path: Path) -> None:
     command = [
-        sys.executable, "-m", "app.bench",
+        sys.executable, "-m", "torchgate_bench", "bench", f"--results-dir={tmp_path}",
         "--model=cnn", "--concurrency=4", "--duration=3", "--warmup=0", "--upload=raw",
         "--batching=both", "--no-raw", "--json", "--served=one",
     ]  # fmt: skip
@@ -71,6 +80,8 @@ def test_batching_both_alternates_the_two_servers() -> None:
     assert len(rounds) == 3 and all(on > 0 and off > 0 for on, off in rounds)
     ratios = sorted(on / off for on, off in rounds)
     assert document["batching_on_over_off"] == pytest.approx(ratios[1])
+    ratio = read_result(tmp_path, "models")["ratios"]["batching on / off (median of rounds)"]
+    assert ratio == pytest.approx(ratios[1])
 
 
 def test_the_bench_serves_what_users_run_unless_told() -> None:

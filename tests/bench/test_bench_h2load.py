@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from app.bench.h2load import find_h2load, framed, parse_output, run_h2load
-from app.bench.load import LoadPlan, LoadTarget
-from app.bench.protocols import MODEL_INFER, failed_calls
-from tests.bench.conftest import EchoServer, MetricsServer
+from tests.helpers.toy_servers import EchoServer, MetricsServer
+from torchgate_bench.h2load import find_h2load, framed, parse_output, run_h2load
+from torchgate_bench.load import LoadPlan, LoadTarget
+from torchgate_bench.protocols import MODEL_INFER, failed_calls
 
 STDOUT = """\
 finished in 8.00s, 1965.12 req/s, 648.21KB/s

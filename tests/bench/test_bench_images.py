@@ -4,8 +4,8 @@ import torch
 from PIL import Image
 from torchvision.models import AlexNet_Weights
 
-from app.bench.images import garment_png, input_file_for, photo_jpeg
 from app.serving.inputs import FashionInput, ImageNetInput
+from torchgate_bench.images import garment_png, input_file_for, photo_jpeg
 
 
 def test_photo_is_a_deterministic_500x375_jpeg() -> None:

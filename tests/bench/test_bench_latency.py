@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from app.bench.latency import LatencySummary, percentile
+from torchgate_bench.latency import LatencySummary, percentile
 
 
 @pytest.mark.parametrize("q", [0, 10, 50, 90, 99, 100])

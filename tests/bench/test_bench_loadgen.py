@@ -1,9 +1,9 @@
 import asyncio
 
-from app.bench.load import LoadPlan, LoadTarget
-from app.bench.loadgen import drive, generator_processes, run_loadgen
-from app.bench.server import free_port
-from tests.bench.conftest import ToyServer
+from tests.helpers.toy_servers import ToyServer
+from torchgate_bench.load import LoadPlan, LoadTarget
+from torchgate_bench.loadgen import drive, generator_processes, run_loadgen
+from torchgate_bench.server import free_port
 
 
 def test_subprocess_generator_counts_every_answer(toy_server: ToyServer) -> None:

@@ -3,8 +3,8 @@ from starlette.datastructures import UploadFile as StarletteUpload
 from starlette.requests import Request
 from starlette.types import Message
 
-from app.bench.images import garment_png, photo_jpeg
-from app.bench.payload import multipart_body
+from torchgate_bench.images import garment_png, photo_jpeg
+from torchgate_bench.payload import multipart_body
 
 
 async def _form_of(body: bytes, content_type: str) -> list[tuple[str | None, str | None, bytes]]:
@@ -51,7 +51,7 @@ def test_same_inputs_give_the_same_bytes() -> None:
 
 
 def test_raw_body_is_the_image_itself() -> None:
-    from app.bench.payload import UploadFile, raw_body
+    from torchgate_bench.payload import UploadFile, raw_body
 
     png = garment_png()
     body = raw_body(UploadFile("g.png", "image/png", png))

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from app.bench.promdiff import diff, parse_exposition, server_stats
+from torchgate_bench.promdiff import diff, parse_exposition, server_stats
 
 # every predict sample carries the route template, spelled out after the fact for line length
 _PREDICT = 'route="/v1/models/{name}/predict"'

@@ -9,21 +9,21 @@ import orjson
 import pytest
 
 from app.api.grpc.proto import inference_pb2 as pb
-from app.bench.cli import _random_weights
-from app.bench.images import input_file_for
-from app.bench.latency import LatencySummary
-from app.bench.load import LoadPlan, LoadResult, LoadTarget
-from app.bench.loadgen import drive
-from app.bench.protocols import (
+from tests.helpers.toy_servers import EchoServer, MetricsServer
+from torchgate_bench.cli import _random_weights
+from torchgate_bench.config import BenchConfig
+from torchgate_bench.images import input_file_for
+from torchgate_bench.latency import LatencySummary
+from torchgate_bench.load import LoadPlan, LoadResult, LoadTarget
+from torchgate_bench.loadgen import drive
+from torchgate_bench.protocols import (
     MODEL_INFER,
     ProtocolComparison,
     alternate,
     build_requests,
     target_for,
 )
-from app.bench.runner import BenchConfig
-from app.bench.server import ServerProcess, free_port
-from tests.bench.conftest import EchoServer, MetricsServer
+from torchgate_bench.server import ServerProcess, free_port
 
 
 @pytest.mark.parametrize("model", ["cnn", "resnet101"])  # the two: c=32 and c=8

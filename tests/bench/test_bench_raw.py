@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from app.bench.images import garment_png
-from app.bench.raw import batch_sizes, measure
 from app.config import Settings
+from torchgate_bench.images import garment_png
+from torchgate_bench.raw import batch_sizes, measure
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 

@@ -1,4 +1,5 @@
-"""``python -m app bench-replicas`` with tiny budgets: real Redis, real replicas, real load.
+"""``python -m torchgate_bench bench-replicas`` with tiny budgets: real Redis, real replicas,
+real load.
 
 The figures themselves are printed, not judged (a shared CI box is too noisy); what must hold
 is that every admin change reached all three replicas and nothing is left running or on disk.
@@ -12,14 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from app.bench.replicas import (
-    FanOutRow,
-    ReplicasConfig,
-    ReplicasResult,
-    ThroughputRound,
-    format_report,
-)
 from tests.conftest import REPO_ROOT, require_binary
+from tests.helpers.results import read_result
+from torchgate_bench.replicas import FanOutRow, ReplicasConfig, ReplicasResult, ThroughputRound
+from torchgate_bench.replicas_cli import format_report
 
 
 def test_bench_replicas_json_smoke(tmp_path: Path) -> None:
@@ -27,9 +24,9 @@ def test_bench_replicas_json_smoke(tmp_path: Path) -> None:
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     command = [
-        sys.executable, "-m", "app", "bench-replicas",
+        sys.executable, "-m", "torchgate_bench", "bench-replicas",
         "--admin-calls=6", "--concurrency=4", "--duration=1", "--rounds=1", "--warmup=0",
-        "--json",
+        "--json", f"--results-dir={tmp_path / 'results'}",
     ]  # fmt: skip
     completed = subprocess.run(
         command,
@@ -60,6 +57,10 @@ def test_bench_replicas_json_smoke(tmp_path: Path) -> None:
     assert len(document["child_pids"]) >= 9
     assert [pid for pid in document["child_pids"] if Path(f"/proc/{pid}").exists()] == []
     assert [path.name for path in scratch.glob("torchgate-*")] == []
+
+    record = read_result(tmp_path / "results", "replicas")
+    assert [row[0] for row in record["rows"]] == ["redis", "sqlite file"]
+    assert record["ratios"] == {"redis store / sqlite:// (median of rounds)": turn["ratio"]}
 
 
 def test_report_says_whether_the_ratio_target_is_met() -> None:

@@ -4,41 +4,16 @@ import math
 
 from rich.console import Console
 
-from app.bench.latency import LatencySummary
-from app.bench.load import LoadResult
-from app.bench.promdiff import ServerStats
-from app.bench.raw import RawResult
-from app.bench.report import render, to_document
-from app.bench.runner import BenchConfig, BenchResult, ScenarioResult
-
-MACHINE = {"nproc": 2, "load_average": [1.0, 1.0, 1.0], "torch_version": "2.x", "torch_threads": 2}
-
-
-def _load(requests: int, errors: int = 0) -> LoadResult:
-    return LoadResult("wrk", requests, errors, 2.0, LatencySummary(10, 20, 30, 12, 40), 1)
-
-
-def _scenario(name: str, requests: int, healthz: LoadResult | None = None) -> ScenarioResult:
-    stats = ServerStats(10, 40, 4.0, 50.0, 5.0, {"200": requests})
-    return ScenarioResult(name, {}, 3.5, 512 * 1024 * 1024, 1, 3.0, _load(requests), stats, healthz)
-
-
-def _result() -> BenchResult:
-    raw = RawResult(
-        "alexnet", "2.x", 2, 2.0, "script", 1, 16, 125.0, 100.0,
-        trials=[{"variant": "script", "threads": 1, "batch_size": 16, "images_per_s": 125.0}],
-    )  # fmt: skip
-    scenarios = [
-        _scenario("batching on", 160, healthz=_load(8000)),
-        _scenario("batching off", 80),
-    ]
-    return BenchResult(
-        BenchConfig("alexnet", batching="both"), "wrk", 4470, "photo.jpg", raw, scenarios
-    )
+from tests.helpers.bench_results import MACHINE, bench_result, scenario_result
+from torchgate_bench.config import BenchConfig
+from torchgate_bench.promdiff import ServerStats
+from torchgate_bench.raw import RawResult
+from torchgate_bench.report import render, to_document
+from torchgate_bench.runner import BenchResult
 
 
 def test_document_has_every_figure_and_the_ratios() -> None:
-    document = to_document(_result(), MACHINE)
+    document = to_document(bench_result(), MACHINE)
     json.dumps(document, allow_nan=False)
     assert document["header"]["nproc"] == 2
     assert document["header"]["model"] == "alexnet"
@@ -56,7 +31,7 @@ def test_document_has_every_figure_and_the_ratios() -> None:
 
 
 def test_unknown_figures_become_null() -> None:
-    result = _result()
+    result = bench_result()
     result.scenarios[0].server = ServerStats(0, 0, math.nan, math.nan, math.nan, {})
     document = to_document(result, MACHINE)
     assert document["scenarios"][0]["server"]["mean_batch_size"] is None
@@ -64,7 +39,7 @@ def test_unknown_figures_become_null() -> None:
 
 def test_tables_show_both_scenarios_and_the_batching_gain() -> None:
     out = io.StringIO()
-    render(_result(), MACHINE, Console(file=out, width=140))
+    render(bench_result(), MACHINE, Console(file=out, width=140))
     text = out.getvalue()
     assert "batching on" in text and "batching off" in text
     assert "batching on / off (images/s): 2.00x" in text
@@ -73,7 +48,7 @@ def test_tables_show_both_scenarios_and_the_batching_gain() -> None:
 
 
 def test_healthz_ratio_is_the_median_of_the_alternating_rounds() -> None:
-    result = _result()
+    result = bench_result()
     result.scenarios[0].paired_rates = [(100.0, 400.0), (90.0, 150.0), (120.0, 240.0)]
     document = to_document(result, MACHINE)
     assert document["scenarios"][0]["served_over_healthz"] == 0.5  # of 0.25, 0.6, 0.5
@@ -87,18 +62,8 @@ def test_healthz_ratio_is_the_median_of_the_alternating_rounds() -> None:
     assert "0.25 0.60 0.50" in out.getvalue()
 
 
-def test_merged_slices_add_counts_and_keep_the_median_slices_latency() -> None:
-    from app.bench.runner import merge_results
-
-    slow, mid, fast = _load(100), _load(200), _load(300)
-    mid = LoadResult("wrk", 200, 1, 2.0, LatencySummary(1, 2, 3, 1.5, 4), 1)
-    merged = merge_results([fast, slow, mid])
-    assert (merged.requests, merged.errors, merged.duration_s) == (600, 1, 6.0)
-    assert merged.latency == mid.latency
-
-
 def test_batching_gain_is_the_median_of_the_alternating_rounds() -> None:
-    result = _result()
+    result = bench_result()
     result.batching_rounds = [(300.0, 100.0), (200.0, 100.0), (500.0, 100.0)]
     document = to_document(result, MACHINE)
     assert document["batching_on_over_off"] == 3.0
@@ -118,7 +83,7 @@ def _alexnet_at(concurrency: int) -> BenchResult:
     )
     return BenchResult(
         BenchConfig("alexnet", concurrency=concurrency), "wrk", 4470, "photo.jpg", raw,
-        [_scenario("batching on", 200)],
+        [scenario_result("batching on", 200)],
     )  # fmt: skip
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from app.bench.server import ServerProcess, cpu_seconds, process_tree, rss_bytes
+from torchgate_bench.server import ServerProcess, cpu_seconds, process_tree, rss_bytes
 
 
 def test_process_tree_includes_children_and_rss_is_read_from_proc() -> None:

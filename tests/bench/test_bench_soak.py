@@ -6,12 +6,15 @@ The growth figure is printed, not asserted: memory on a shared CI box is too noi
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
-from app.bench.soak import SoakConfig, format_report, run_soak
 from tests.conftest import REPO_ROOT
+from tests.helpers.results import check_document
+from torchgate_bench.results import ResultsRun
+from torchgate_bench.soak import SoakConfig, format_report, run_soak, soak_record
 
 
-def test_short_soak_serves_without_errors_and_samples_memory() -> None:
+def test_short_soak_serves_without_errors_and_samples_memory(tmp_path: Path) -> None:
     config = SoakConfig(
         model="cnn",
         duration_s=20.0,
@@ -28,3 +31,8 @@ def test_short_soak_serves_without_errors_and_samples_memory() -> None:
     assert len(result.samples) >= 5
     assert all(sample.rss_bytes > 0 for sample in result.samples)
     assert not math.isnan(result.rss_growth())
+
+    record = check_document(ResultsRun(tmp_path).document(soak_record(result)), "soak")
+    assert len(record["rows"]) == len(result.samples)
+    growth = record["ratios"]["RSS last / first after warm-up"]
+    assert growth == 1 + result.rss_growth()

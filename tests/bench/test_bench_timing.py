@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from app.bench.timing import decode_ceiling, decode_seconds, forward_trials
+from torchgate_bench.timing import decode_ceiling, decode_seconds, forward_trials
 
 
 def _tiny_convnet() -> nn.Module:
@@ -51,7 +51,7 @@ def test_decode_is_timed_on_one_thread_and_threads_are_restored() -> None:
 
 
 def test_fp16_variants_are_offered_for_cuda_runs_only() -> None:
-    from app.bench.timing import variants
+    from torchgate_bench.timing import variants
 
     names = [name for name, _, _ in variants(_tiny_convnet(), torch.randn(3, 16, 16), False, True)]
     assert names == ["eager", "script", "eager fp16", "channels_last", "channels_last fp16"]

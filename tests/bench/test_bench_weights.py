@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from app.bench.weights import _calibrate_batch_norm
+from torchgate_bench.weights import _calibrate_batch_norm
 
 
 def _deep_net() -> nn.Module:

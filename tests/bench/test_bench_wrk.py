@@ -2,11 +2,11 @@ from pathlib import Path
 
 import pytest
 
-from app.bench.images import garment_png
-from app.bench.load import LoadPlan, LoadTarget
-from app.bench.payload import multipart_body, write_body
-from app.bench.wrk import MARKER, find_wrk, lua_script, parse_output, run_wrk
-from tests.bench.conftest import ToyServer
+from tests.helpers.toy_servers import ToyServer
+from torchgate_bench.images import garment_png
+from torchgate_bench.load import LoadPlan, LoadTarget
+from torchgate_bench.payload import multipart_body, write_body
+from torchgate_bench.wrk import MARKER, find_wrk, lua_script, parse_output, run_wrk
 
 # Captured from wrk 4.1.0 (Debian) driving the toy upload route with the generated script.
 CAPTURED = """\

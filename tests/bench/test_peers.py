@@ -21,13 +21,19 @@ from PIL import Image
 from rich.console import Console
 from typer.testing import CliRunner
 
-import app.bench.peers
-from app.__main__ import cli
-from app.bench.images import garment_png, photo_jpeg
-from app.bench.latency import LatencySummary
-from app.bench.load import LoadResult
-from app.bench.peers.answers import compare_answers
-from app.bench.peers.compare import (
+import torchgate_bench.peers
+from app.serving.inputs import FashionInput
+from app.serving.loading import WeightsLocation, load_model
+from app.zoo import SPECS
+from tests.conftest import REPO_ROOT, require_binary
+from tests.helpers.results import check_document
+from torchgate_bench.__main__ import cli
+from torchgate_bench.images import garment_png, photo_jpeg
+from torchgate_bench.latency import LatencySummary
+from torchgate_bench.load import LoadResult
+from torchgate_bench.peers.answers import compare_answers
+from torchgate_bench.peers.cnn_files import CnnFiles
+from torchgate_bench.peers.compare import (
     TORCHGATE,
     GridEntry,
     PeerComparison,
@@ -35,14 +41,12 @@ from app.bench.peers.compare import (
     best_config,
     round_order,
 )
-from app.bench.peers.configs import PeerConfig, parse_grid
-from app.bench.peers.fashion import FashionModel
-from app.bench.peers.run import PeersOptions
-from app.bench.peers.servers import CnnFiles, PeerServer, _group_alive
-from app.serving.inputs import FashionInput
-from app.serving.loading import WeightsLocation, load_model
-from app.zoo import SPECS
-from tests.conftest import REPO_ROOT, require_binary
+from torchgate_bench.peers.configs import PeerConfig, parse_grid
+from torchgate_bench.peers.fashion import FashionModel
+from torchgate_bench.peers.records import peers_record
+from torchgate_bench.peers.run import PeersOptions
+from torchgate_bench.peers.servers import PeerServer, _group_alive
+from torchgate_bench.results import ResultsRun
 
 MANIFEST = REPO_ROOT / "models" / "cnn.json"
 CNN_FILES = CnnFiles.in_repository(REPO_ROOT / "models")
@@ -164,7 +168,7 @@ def _handler_module(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
         monkeypatch.setitem(sys.modules, "ts.torch_handler.base_handler", base)
     # loaded from its file under a name of its own, as TorchServe loads it, and not kept in
     # sys.modules: whatever imports the handler later gets the real one
-    path = Path(app.bench.peers.__file__).parent / "torchserve_handler.py"
+    path = Path(torchgate_bench.peers.__file__).parent / "torchserve_handler.py"
     spec = importlib.util.spec_from_file_location("torchserve_handler_under_test", path)
     assert spec is not None and spec.loader is not None
     handler = importlib.util.module_from_spec(spec)
@@ -244,7 +248,7 @@ def test_the_command_passes_its_options_to_the_peer_run(
         seen.append(options)
         raise RuntimeError("not this time")
 
-    monkeypatch.setattr("app.bench.peers.run.run_peers", refuse)
+    monkeypatch.setattr("torchgate_bench.peers.run.run_peers", refuse)
     flags += ["--rounds", "3", "--duration", "4", "--peer-grid", "2x8"]
     outcome = CliRunner().invoke(cli, ["bench", *flags])
     assert outcome.exit_code == 1 and "error: not this time" in outcome.output
@@ -260,7 +264,7 @@ def test_the_command_refuses_a_bad_grid() -> None:
 
 
 def test_a_missing_peer_environment_is_named_before_anything_starts(tmp_path: Path) -> None:
-    from app.bench.peers.run import run_peers
+    from torchgate_bench.peers.run import run_peers
 
     options = PeersOptions(peers=("fastapi", "litserve"), peers_python=tmp_path / "python")
     with pytest.raises(RuntimeError, match=r"litserve runs in its own venv.*pip install"):
@@ -282,8 +286,8 @@ def test_stopping_a_peer_ends_its_whole_process_group(tmp_path: Path) -> None:
 
 def test_a_real_run_against_the_plain_fastapi_peer(tmp_path: Path) -> None:
     require_binary("wrk", "wrk")
-    from app.bench.peers.report import render
-    from app.bench.peers.run import run_peers
+    from torchgate_bench.peers.report import render
+    from torchgate_bench.peers.run import run_peers
 
     options = PeersOptions(
         peers=("fastapi",),
@@ -312,6 +316,15 @@ def test_a_real_run_against_the_plain_fastapi_peer(tmp_path: Path) -> None:
     render(result, console)
     assert f"torchgate / fastapi: {comparison.median_ratio:.2f}x" in console.export_text()
 
+    record = check_document(ResultsRun(tmp_path).document(peers_record(result)), "peers")
+    assert record["title"] == "cnn at c=4: torchgate against fastapi"
+    assert [row[0] for row in record["rows"]] == ["torchgate", "fastapi"]
+    assert record["rows"][0][1] == comparison.median("torchgate", "requests_per_s")
+    ratio = record["ratios"]["torchgate / fastapi (median of rounds)"]
+    assert ratio == pytest.approx(comparison.median_ratio)
+    assert [entry["round"] for entry in record["rounds"]] == [1, 2]
+    assert record["versions"]["fastapi"] and record["versions"]["uvicorn"]
+
 
 @pytest.mark.skipif(
     os.environ.get("TORCHGATE_TEST_TORCHSERVE") != "1",
@@ -320,7 +333,7 @@ def test_a_real_run_against_the_plain_fastapi_peer(tmp_path: Path) -> None:
 )
 def test_a_real_run_against_torchserve(tmp_path: Path) -> None:
     require_binary("wrk", "wrk")
-    from app.bench.peers.run import run_peers
+    from torchgate_bench.peers.run import run_peers
 
     options = PeersOptions(
         peers=("torchserve",),

@@ -24,11 +24,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from app.bench.weights import write_random_weights
 from app.serving.forward import ModelForward
 from app.serving.loading import LoadedModel, WeightsLocation, load_model
 from app.zoo import SPECS
 from tests.conftest import REPO_ROOT
+from torchgate_bench.weights import write_random_weights
 
 STANDIN = os.environ.get("TORCHGATE_TEST_CUDA_STANDIN") == "cpu"
 pytestmark = pytest.mark.skipif(
@@ -48,7 +48,7 @@ def target() -> torch.device:
 
 @pytest.fixture(scope="module")
 def imagenet_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Random weights with calibrated batch-norm statistics (app.bench.weights), so that
+    """Random weights with calibrated batch-norm statistics (torchgate_bench.weights), so that
     resnet101's activations keep a trained net's scale, inside fp16's range."""
     directory = tmp_path_factory.mktemp("cuda-weights")
     for name in ("alexnet", "resnet101"):
