@@ -1,5 +1,5 @@
 """deploy/: the Kubernetes and KServe manifests validate offline, and agree with the guide
-(the README's "Scaling out" section), the Dockerfile and the app, so none of them can drift
+(docs/scaling-out.md), the Dockerfile and the app, so none of them can drift
 from the others."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from app.main import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
-GUIDE = (ROOT / "README.md").read_text().split("\n## Scaling out\n", 1)[1].split("\n## ", 1)[0]
+GUIDE = (ROOT / "docs" / "scaling-out.md").read_text()
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 VARIANTS = ("k8s", "kserve", "kserve-grpc")
 KSERVE_VARIANTS = ("kserve", "kserve-grpc")  # Knative routes one port: REST, or gRPC
@@ -289,7 +289,7 @@ def test_render_is_what_kubectl_kustomize_renders(variant: str) -> None:
 
 def guide_table() -> dict[str, dict[str, str]]:
     """The guide's "Settings the manifests give": variable -> {variant: cell}."""
-    section = GUIDE.split("### Settings the manifests give", 1)[1]
+    section = GUIDE.split("\n## Settings the manifests give\n", 1)[1].split("\n#", 1)[0]
     rows = [line.strip("|").split("|") for line in section.splitlines() if line.startswith("|")]
     variants = [cell.strip().removeprefix("deploy/") for cell in rows[0][1:]]
     return {

@@ -2,9 +2,11 @@
 
 from tests.conftest import REPO_ROOT
 
+README = (REPO_ROOT / "README.md").read_text()
+
 
 def _readme_commands() -> list[str]:
-    lines = (REPO_ROOT / "README.md").read_text().splitlines()
+    lines = README.splitlines()
     return [line.strip() for line in lines[:12] if line.startswith("    ")]
 
 
@@ -23,3 +25,11 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
     ci = (REPO_ROOT / ".ci" / "run").read_text().splitlines()
     assert test in [line.strip() for line in ci]
     assert "set -euo pipefail" in ci
+
+
+def test_readme_is_a_short_front_door() -> None:
+    assert len(README.splitlines()) <= 250, "move the detail to a page under docs/"
+    title, sentence = [line for line in README.splitlines() if line.strip()][:2]
+    assert title == "# torchgate" and not sentence.startswith(("#", " "))
+    # The system packages come after the commands, not before them.
+    assert README.index("python -m pytest") < README.index("apt-get")
