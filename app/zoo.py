@@ -40,8 +40,8 @@ class ModelSpec:
     pretrained: WeightsEnum | None = None
     net_module: str | None = None
     dataset: str = "imagenet-1k"
-    # The serving form measured fastest SERVED on each device type (README, "Graph modes";
-    # rerun with ``python -m app bench-graphs`` and ``python -m app bench``): frozen TorchScript
+    # The serving form measured fastest SERVED on each device type (docs/graph-modes.md;
+    # rerun with ``python -m torchgate_bench bench-graphs`` and ``... bench``): frozen TorchScript
     # where it wins by a margin and its weight copy is small, channels_last for the conv nets;
     # TORCHGATE_GRAPH / TORCHGATE_CHANNELS_LAST override. AOTInductor ("aot") runs a forward
     # faster, but its Python binding holds the GIL for the whole forward, which stalls the
@@ -116,7 +116,7 @@ SPECS: dict[str, ModelSpec] = {
             "compact CNN trained on Fashion-MNIST",
             # 16, not more: with a closed loop of 32 clients, two half-size batches overlap
             # (one in the forward while the event loop answers and refills the other); one
-            # batch of 32 leaves the loop idle during the forward (README, "Throughput").
+            # batch of 32 leaves the loop idle during the forward (docs/performance.md).
             max_batch_size=16,
             max_batch_delay_ms=2.0,
             net_module="app.nets.cnn",

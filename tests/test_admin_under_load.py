@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from tests.conftest import ADMIN_TOKEN, REPO_ROOT, serve_process
-from torchgate_bench.images import garment_png
+from tests.helpers.images import garment_png
 
 CLIENTS = 16
 CHURN_SECONDS = float(os.environ.get("TORCHGATE_TEST_CHURN_SECONDS", "10"))
@@ -62,7 +62,7 @@ async def _predict_loop(
 ) -> None:
     torch.manual_seed(index)
     tensor = {"inputs": torch.rand(1, 1, 28, 28).tolist()}
-    png = garment_png().data
+    png = garment_png()
     use_png = index % 2 == 1  # half the clients send raw PNG bodies, half JSON tensors
     while (sent := time.perf_counter()) < end:
         if use_png:

@@ -20,9 +20,9 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN_TOKEN, RedisServer, admin_headers, haproxy, serve_process
-from torchgate_bench.images import garment_png
+from tests.helpers.images import garment_png
 
-PNG = garment_png().data
+PNG = garment_png()
 PREDICT = {"content": PNG, "headers": {"content-type": "image/png"}}
 
 

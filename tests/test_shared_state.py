@@ -17,11 +17,11 @@ import pytest
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from tests.conftest import ADMIN_TOKEN, admin_headers, free_port, serve_process
+from tests.helpers.images import garment_png
 from tests.helpers.workers import fresh_client, reinitialize_everywhere
-from torchgate_bench.images import garment_png
 
 WORKERS = 3
-PNG = garment_png().data
+PNG = garment_png()
 GRPC_PORT = free_port()
 
 

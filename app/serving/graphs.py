@@ -3,7 +3,7 @@ torch.compile, optionally channels_last; checked against eager before it is used
 
 AOTInductor packages ("aot") are built in the background (app.serving.aot_builds) and swapped
 in by ModelForward; here "aot" starts as eager. TorchScript is deprecated upstream: it is kept
-only as a last resort (see README, "Graph modes"); the eager module stays the reference.
+only as a last resort (docs/graph-modes.md); the eager module stays the reference.
 """
 
 from __future__ import annotations

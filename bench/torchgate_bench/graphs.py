@@ -1,7 +1,7 @@
 """``python -m torchgate_bench bench-graphs``: eager vs AOTInductor vs TorchScript (vs
 torch.compile) per model on this machine: forward ms per batch at batch 1 and at the batch the
 server forms, the seconds each graph takes to build and the package size. The zoo's
-``cpu_graph`` defaults come from this table (README, "Graph modes").
+``cpu_graph`` defaults come from this table (docs/graph-modes.md).
 
 ImageNet models get random weights (speed does not depend on their values); the Fashion-MNIST
 models use the checkpoints in ``--checkpoint-dir``.

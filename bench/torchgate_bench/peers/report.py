@@ -1,6 +1,6 @@
 """Print a peer comparison for a person: the setting, each peer's pre-pass, the rounds, ratios.
 
-Everything the README's performance section needs from one run is on screen (and in the
+Everything the docs' performance page needs from one run is on screen (and in the
 JSON document): nproc and the load average, the chosen peer configuration, per-round
 figures, the median torchgate/peer ratio and torchgate's served/healthz ratio.
 """
