@@ -21,6 +21,7 @@ BENCH_COMMANDS = {
     "soak": "Load a real server for minutes and report its memory growth (goal: under 5 %).",
     "bench-replicas": "Admin fan-out across 3 replicas (Redis, SQLite file), the store's cost.",
     "bench-graphs": "Forward ms, build seconds and package size of each graph mode, per model.",
+    "bench-builds": "Two builds of torchgate side by side (a change against the commit before).",
 }
 INSTALL_HINT = (
     "The bench is its own package, torchgate_bench: install it with `pip install -e ./bench` "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from torchgate_bench.builds_cli import bench_builds
 from torchgate_bench.cli import bench
 from torchgate_bench.graphs import bench_graphs
 from torchgate_bench.replicas_cli import bench_replicas
@@ -21,6 +22,7 @@ cli.command("bench")(bench)
 cli.command("soak")(soak)
 cli.command("bench-replicas")(bench_replicas)
 cli.command("bench-graphs")(bench_graphs)
+cli.command("bench-builds")(bench_builds)
 
 
 def main() -> None:

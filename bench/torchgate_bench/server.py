@@ -95,6 +95,9 @@ class ServerProcess:
     port: int = field(default_factory=free_port)
     # gRPC on a free port too (TORCHGATE_GRPC_PORT in env wins): servers run side by side
     grpc_port: int = field(default_factory=free_port)
+    # the checkout whose ``app`` serves (``python -m`` imports from the working directory
+    # first): another build of torchgate side by side with this one (bench-builds)
+    cwd: Path | None = None
     cold_start_s: float = float("nan")
     _process: subprocess.Popen[bytes] | None = None
     _log: Path | None = None
@@ -135,6 +138,7 @@ class ServerProcess:
                 },
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                cwd=self.cwd,
                 start_new_session=True,  # our own group: a stuck server can be ended as a whole
             )
         try:
