@@ -1,7 +1,5 @@
 """A real ``python -m app serve`` on its gRPC port, driven by tritonclient.grpc (and, where a
-request must be one the client would never build, by the raw stub of Triton's own .proto):
-every test runs against each gRPC server (zttp's HTTP/2 on the event loop, the default, and
-grpcio's)."""
+request must be one the client would never build, by the raw stub of Triton's own .proto)."""
 
 from __future__ import annotations
 
@@ -10,7 +8,6 @@ import io
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -31,19 +28,9 @@ from tests.conftest import (
     assert_same_images_as_v1,
     image_bytes,
     metric_total,
-    real_server_process,
 )
 
 FASHION_INPUTS = {"cnn": (1, 28, 28), "lstm": (28, 28)}
-
-
-@pytest.fixture(scope="module", params=["zttp", "grpcio"])
-def real_server(
-    request: pytest.FixtureRequest, weights_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RealServer]:
-    directory = tmp_path_factory.mktemp(f"grpc-{request.param}")
-    with real_server_process(weights_dir, directory, grpc_server=request.param) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
