@@ -44,8 +44,8 @@ class Settings(BaseSettings):
     # --workers N every worker binds it (SO_REUSEPORT) and the kernel spreads the connections.
     grpc_port: int = Field(default=8001, ge=0, le=65535)
     # grpcio's server on that port (app/api/grpc/options.py says what each bounds). Streams
-    # one connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS):
-    grpc_max_concurrent_streams: int = Field(default=100, ge=1)
+    # one connection may have at once (twice the calls in progress: a closed one counts a while):
+    grpc_max_concurrent_streams: int = Field(default=256, ge=1)
     # Calls in progress in the process, all connections together (beyond: RESOURCE_EXHAUSTED):
     grpc_max_concurrent_rpcs: int = Field(default=128, ge=1)
     # Connections the process holds at once; beyond, new ones are closed as they come:

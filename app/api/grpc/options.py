@@ -10,7 +10,9 @@ What bounds the memory that clients can make the process hold (all per process):
 - a stream not read yet: the initial window, ``grpc.http2.lookahead_bytes``; with BDP probing
   off that window stays there (BDP grows it on high-latency links, for streaming, which no
   method here does: a unary read opens its window to the message anyway);
-- streams per connection (TORCHGATE_GRPC_MAX_CONCURRENT_STREAMS) and connections
+- streams per connection (TORCHGATE_GRPC_MAX_CONCURRENT_STREAMS, see ``overload_protection``
+  below: keep it well above the calls a client keeps in flight on one connection, or some of
+  them are refused UNAVAILABLE) and connections
   (TORCHGATE_GRPC_MAX_CONNECTIONS), and connections that never finish their handshake
   (TORCHGATE_GRPC_HANDSHAKE_TIMEOUT_S), sit idle (..._MAX_CONNECTION_IDLE_S) or are dead
   (keepalive).
@@ -40,6 +42,10 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.max_send_message_length", limit),
         ("grpc.so_reuseport", int(settings.workers > 1)),
         ("grpc.max_concurrent_streams", settings.grpc_max_concurrent_streams),
+        # grpc's default, made explicit: a stream counts against that limit until its call is
+        # freed, not only while it is open, so a client resetting streams as fast as it opens
+        # them (Rapid Reset) is refused (REFUSED_STREAM) instead of crowding out others' calls
+        ("grpc.http.overload_protection", 1),
         ("grpc.max_allowed_incoming_connections", settings.grpc_max_connections),
         ("grpc.server_handshake_timeout_ms", _ms(settings.grpc_handshake_timeout_s)),
         ("grpc.http2.lookahead_bytes", LOOKAHEAD_BYTES),
