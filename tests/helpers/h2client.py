@@ -57,8 +57,9 @@ class RawH2:
             except OSError:
                 self.closed = True
 
-    def open(self, path: str, end_stream: bool = False) -> int:
-        """A new call's HEADERS (END_STREAM when ``end_stream``: a call without a message)."""
+    def open(self, path: str, end_stream: bool = False, flush: bool = True) -> int:
+        """A new call's HEADERS (END_STREAM when ``end_stream``: a call without a message),
+        sent now unless ``flush`` is false (then with the next frames sent)."""
         stream_id = self.conn.get_next_available_stream_id()
         headers = [
             (":method", "POST"),
@@ -70,7 +71,8 @@ class RawH2:
         ]
         self.conn.send_headers(stream_id, headers, end_stream=end_stream)
         self.streams[stream_id] = Stream()
-        self.flush()
+        if flush:
+            self.flush()
         return stream_id
 
     def send(self, stream_id: int, data: bytes, end_stream: bool = False) -> int:

@@ -109,8 +109,8 @@ class CallObserver(grpc.aio.ServerInterceptor):
                 except asyncio.CancelledError:  # the client cancelled, or the deadline passed
                     code = _ended_early(context)
                     raise
-                except Exception:  # past ErrorMapper: its status could not go out, the client
-                    code = grpc.StatusCode.CANCELLED  # reset the stream as it was refused
+                except Exception:  # past ErrorMapper, only grpc's own: the status could not
+                    code = grpc.StatusCode.CANCELLED  # go out, the client had reset the stream
                     raise
                 finally:
                     self._finish(method, _model_of(call_message()), context, code, started)
@@ -141,10 +141,12 @@ class CallObserver(grpc.aio.ServerInterceptor):
             return
         peer = context.peer()
         if code is grpc.StatusCode.OK:
-            access_logger.info('%s - "gRPC %s %s" OK', peer, method, model)
-        else:  # the one line a refused call gets: its code and why
-            reason = context.details() or ""
-            access_logger.info('%s - "gRPC %s %s" %s %s', peer, method, model, code.name, reason)
+            access_logger.info('%s - "gRPC %s %s" OK', peer, method, model or "-")
+        else:  # the one line a refused call gets: its code and why (nobody heard a cancel's)
+            reason = "" if code is grpc.StatusCode.CANCELLED else context.details() or ""
+            access_logger.info(
+                '%s - "gRPC %s %s" %s %s', peer, method, model or "-", code.name, reason
+            )
 
 
 class ErrorMapper(grpc.aio.ServerInterceptor):
@@ -162,8 +164,8 @@ class ErrorMapper(grpc.aio.ServerInterceptor):
             async def mapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 try:
                     return await behavior(request, context)
-                except grpc.aio.AbortError:
-                    raise  # the status is already sent
+                except grpc.aio.BaseError:
+                    raise  # grpc's own: an abort (its status is sent), a call or server gone
                 except Exception as exc:
                     code = status_code(exc)
                     if code is None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from typing import Any
 
@@ -80,7 +80,7 @@ class UnaryRequestInterceptor(grpc.aio.ServerInterceptor):
 
     def _received(
         self, method: str, deserialize: Deserializer
-    ) -> Callable[[grpc.aio.ServicerContext], Any]:
+    ) -> Callable[[grpc.aio.ServicerContext], AbstractAsyncContextManager[Any]]:
         @asynccontextmanager
         async def received(context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             raw = await self._read(context)

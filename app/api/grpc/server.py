@@ -75,8 +75,8 @@ async def start_grpc_server(
         return None
     budget = budget or UploadBudget(settings.max_upload_bytes_in_flight)
     server = grpc.aio.server(
-        interceptors=[
-            CallObserver(metrics, settings.access_log),  # outermost: sees the final status
+        interceptors=[  # the first wraps the others: the observer sees the mapped status
+            CallObserver(metrics, settings.access_log),
             ErrorMapper(),
             UnaryRequestInterceptor(budget, settings.grpc_message_timeout_s),
         ],

@@ -1,24 +1,59 @@
-"""Fixtures of the gRPC tests: a gRPC server in the test's event loop over a registry the test
-controls, for what needs no model (health, reflection, TLS, the shared upload budget)."""
+"""Fixtures of the gRPC tests: clients of the real server the session shares, and a gRPC server
+in the test's event loop over a registry the test controls, for what needs no model (health,
+reflection, TLS, the shared upload budget)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import grpc
+import httpx
 import pytest
 import torch
+import tritonclient.grpc as triton
+from tritonclient.grpc import service_pb2_grpc
 
+from app.api.grpc.proto import inference_pb2 as pb
+from app.api.grpc.proto import inference_pb2_grpc
 from app.api.grpc.server import GrpcServer, start_grpc_server, stop_grpc_server
 from app.api.upload_budget import UploadBudget
 from app.config import Settings
 from app.errors import ModelNotReady, NotFound
 from app.metrics import Metrics
 from app.serving.registry import ModelStatus
-from tests.conftest import free_port
+from tests.conftest import RealServer, fashion_checkpoints, free_port, serve_process
+
+MAX_RPCS, MAX_STREAMS, MAX_CONNECTIONS = 48, 96, 40
+MESSAGE_TIMEOUT_S = 3.0
+INFER = "/inference.GRPCInferenceService/ModelInfer"
+INVALID_ARGUMENT, RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED = 3, 8, 4
+REFUSED_STREAM, ENHANCE_YOUR_CALM = 7, 11
+
+
+@pytest.fixture(scope="module")
+def client(real_server: RealServer) -> Iterator[triton.InferenceServerClient]:
+    client = triton.InferenceServerClient(real_server.grpc)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def stub(real_server: RealServer) -> Iterator[service_pb2_grpc.GRPCInferenceServiceStub]:
+    with grpc.insecure_channel(real_server.grpc) as channel:
+        yield service_pb2_grpc.GRPCInferenceServiceStub(channel)
+
+
+@pytest.fixture(scope="module")
+def http(real_server: RealServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=real_server.http, timeout=60) as client:
+        yield client
 
 
 @dataclass
@@ -78,3 +113,54 @@ def grpc_server() -> ServerFactory:
             await stop_grpc_server(server)
 
     return run
+
+
+class LimitedServer:
+    """A real ``python -m app serve`` (the cnn) with small gRPC limits, shared by the modules
+    that test them: where it answers, its process, its log."""
+
+    def __init__(self, http: str, grpc_target: str, pid: int, log: Path) -> None:
+        self.http, self.target, self.pid, self.log = http, grpc_target, pid, log
+
+    def rss_mib(self) -> float:
+        status = Path(f"/proc/{self.pid}/status").read_text()
+        line = next(line for line in status.splitlines() if line.startswith("VmRSS"))
+        return int(line.split()[1]) / 1024
+
+    def metrics(self) -> str:
+        return httpx.get(f"{self.http}/metrics", timeout=10).text
+
+
+@pytest.fixture(scope="package")
+def limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LimitedServer]:
+    directory = tmp_path_factory.mktemp("grpc-hardening")
+    grpc_port = free_port()
+    env = {
+        "TORCHGATE_MODELS": "cnn",
+        "TORCHGATE_DEVICE": "cpu",
+        "TORCHGATE_CHECKPOINT_DIR": str(fashion_checkpoints(directory / "models")),
+        "TORCHGATE_LOG_FORMAT": "json",
+        "TORCHGATE_GRPC_PORT": str(grpc_port),
+        "TORCHGATE_MAX_UPLOAD_BYTES": str(3 * 2**20),
+        "TORCHGATE_GRPC_MAX_CONCURRENT_RPCS": str(MAX_RPCS),
+        "TORCHGATE_GRPC_MAX_CONCURRENT_STREAMS": str(MAX_STREAMS),
+        "TORCHGATE_GRPC_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+        "TORCHGATE_GRPC_MESSAGE_TIMEOUT_S": str(MESSAGE_TIMEOUT_S),
+        "TORCHGATE_GRPC_HANDSHAKE_TIMEOUT_S": "1",
+    }
+    log = directory / "server.log"
+    with serve_process(env, log) as (port, process):
+        yield LimitedServer(f"http://127.0.0.1:{port}", f"127.0.0.1:{grpc_port}", process.pid, log)
+
+
+def cnn_request(images: int = 1) -> pb.ModelInferRequest:
+    request = pb.ModelInferRequest(model_name="cnn")
+    request.inputs.add(name="input", datatype="FP32", shape=[images, 1, 28, 28])
+    request.raw_input_contents.append(bytes(images * 3136))
+    return request
+
+
+def infer_cnn(target: str, timeout: float = 10) -> pb.ModelInferResponse:
+    with grpc.insecure_channel(target) as channel:
+        stub = inference_pb2_grpc.GRPCInferenceServiceStub(channel)
+        return stub.ModelInfer(cnn_request(), timeout=timeout)
