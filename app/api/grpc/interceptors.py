@@ -11,15 +11,14 @@ its sentence; anything else is INTERNAL "internal server error", its traceback l
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 from prometheus_client import Counter, Histogram
 
+from app.api.grpc.handlers import Behavior, MethodInterceptor, wrap
 from app.api.grpc.messages import call_message
 from app.api.grpc.servicer import SERVICE
 from app.api.grpc.status import INTERNAL_DETAILS, status_code
@@ -27,39 +26,12 @@ from app.metrics import Metrics
 from app.tracing import GRPC_ACCESS_LOGGER, GRPC_METADATA_KEY, adopt_request_id
 from app.zoo import SPECS
 
-Behavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
-Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]]
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger(GRPC_ACCESS_LOGGER)
 
-# The attribute that holds a handler's behavior, and the factory that rebuilds it, per
-# (request_streaming, response_streaming).
-_KINDS = {
-    (False, False): ("unary_unary", grpc.unary_unary_rpc_method_handler),
-    (False, True): ("unary_stream", grpc.unary_stream_rpc_method_handler),
-    (True, False): ("stream_unary", grpc.stream_unary_rpc_method_handler),
-    (True, True): ("stream_stream", grpc.stream_stream_rpc_method_handler),
-}
 
-
-def wrap(
-    handler: grpc.RpcMethodHandler, around: Callable[[Behavior], Behavior]
-) -> grpc.RpcMethodHandler:
-    """``handler`` with its behavior wrapped by ``around``, when that behavior is a coroutine
-    function (an async generator, as reflection's, is left as it is)."""
-    attribute, factory = _KINDS[(handler.request_streaming, handler.response_streaming)]
-    behavior = getattr(handler, attribute)
-    if not inspect.iscoroutinefunction(behavior):
-        return handler
-    return factory(
-        around(behavior),
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
-
-
-def _incoming_id(details: grpc.HandlerCallDetails) -> str | None:
-    for key, value in details.invocation_metadata or ():
+def _incoming_id(context: grpc.aio.ServicerContext) -> str | None:
+    for key, value in context.invocation_metadata() or ():
         if key == GRPC_METADATA_KEY and isinstance(value, str):
             return value
     return None
@@ -78,27 +50,26 @@ def _model_of(message: Any) -> str:
     return model if not model or model in SPECS else "unknown"
 
 
-class CallObserver(grpc.aio.ServerInterceptor):
+class CallObserver(MethodInterceptor):
     """Request id, metrics and access log for the inference service's calls."""
 
     def __init__(self, metrics: Metrics, access_log: bool) -> None:
+        super().__init__()
         self._metrics = metrics
         self._access_log = access_log
         # label children looked up once per (model, method, code), as the HTTP middleware does
         self._children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
 
-    async def intercept_service(
-        self, continuation: Continuation, details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        if handler is None or not details.method.startswith(f"/{SERVICE}/"):
+    def wrap_handler(self, path: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        if not path.startswith(f"/{SERVICE}/"):
             return handler
-        method, incoming = details.method.rsplit("/", 1)[1], _incoming_id(details)
+        method = path.rsplit("/", 1)[1]
 
         def around(behavior: Behavior) -> Behavior:
             async def observed(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 started, code = time.perf_counter(), grpc.StatusCode.UNKNOWN
-                context.set_trailing_metadata(((GRPC_METADATA_KEY, adopt_request_id(incoming)),))
+                request_id = adopt_request_id(_incoming_id(context))
+                context.set_trailing_metadata(((GRPC_METADATA_KEY, request_id),))
                 try:
                     response = await behavior(request, context)
                     code = context.code() or grpc.StatusCode.OK
@@ -149,17 +120,10 @@ class CallObserver(grpc.aio.ServerInterceptor):
             )
 
 
-class ErrorMapper(grpc.aio.ServerInterceptor):
+class ErrorMapper(MethodInterceptor):
     """Domain exceptions to status codes, once for every method."""
 
-    async def intercept_service(
-        self, continuation: Continuation, details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        if handler is None:
-            return handler
-        method = details.method
-
+    def wrap_handler(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         def around(behavior: Behavior) -> Behavior:
             async def mapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -23,6 +23,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
+from app.api.grpc.handlers import MethodInterceptor
 from app.api.upload_budget import UploadBudget
 from app.errors import BadRequest
 
@@ -36,25 +37,21 @@ def call_message() -> Any:
     return _message.get()
 
 
-class UnaryRequestInterceptor(grpc.aio.ServerInterceptor):
+class UnaryRequestInterceptor(MethodInterceptor):
     """Serves every unary-request method as request-streaming, reading its message itself."""
 
     def __init__(self, budget: UploadBudget, timeout_s: float) -> None:
+        super().__init__()
         self._budget = budget
         self._timeout_s = timeout_s
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        if handler is None or handler.request_streaming:
+    def wrap_handler(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        if handler.request_streaming:
             return handler
         behavior = handler.unary_stream if handler.response_streaming else handler.unary_unary
         if not (inspect.iscoroutinefunction(behavior) or inspect.isasyncgenfunction(behavior)):
             return handler  # a synchronous method: grpcio's thread pool serves it (none here)
-        received = self._received(details.method, handler.request_deserializer)
+        received = self._received(method, handler.request_deserializer)
 
         if not handler.response_streaming:
 

@@ -70,6 +70,9 @@ class Context:
     def __init__(self, remaining: float | None) -> None:
         self.remaining = remaining
 
+    def invocation_metadata(self) -> tuple[()]:
+        return ()
+
     def set_trailing_metadata(self, metadata: object) -> None:
         pass
 
