@@ -3,19 +3,20 @@
 What bounds the memory that clients can make the process hold (all per process):
 - a message: TORCHGATE_MAX_UPLOAD_BYTES, refused (RESOURCE_EXHAUSTED) past it;
 - calls in progress: TORCHGATE_GRPC_MAX_CONCURRENT_RPCS (grpc.aio's ``maximum_concurrent_rpcs``;
-  beyond, RESOURCE_EXHAUSTED at once). grpc's core opens a call's flow-control window to the
-  size its message header announces once the call reads, so unfinished uploads hold at most
-  this many messages; ``messages.py`` ends those that take longer than
-  TORCHGATE_GRPC_MESSAGE_TIMEOUT_S and takes the received ones from the upload budget;
+  beyond, RESOURCE_EXHAUSTED at once; a health Watch counts as one while it lasts). grpc's core
+  opens a call's flow-control window to the size its message announces once the call reads,
+  so unfinished uploads hold at most this many messages; ``messages.py`` ends those that take
+  longer than TORCHGATE_GRPC_MESSAGE_TIMEOUT_S, and takes received ones from the upload budget;
 - a stream not read yet: the initial window, ``grpc.http2.lookahead_bytes``; with BDP probing
-  off that window stays there (BDP grows it on high-latency links, for streaming, which no
-  method here does: a unary read opens its window to the message anyway);
-- streams per connection (TORCHGATE_GRPC_MAX_CONCURRENT_STREAMS, see ``overload_protection``
-  below: keep it well above the calls a client keeps in flight on one connection, or some of
-  them are refused UNAVAILABLE) and connections
-  (TORCHGATE_GRPC_MAX_CONNECTIONS), and connections that never finish their handshake
-  (TORCHGATE_GRPC_HANDSHAKE_TIMEOUT_S), sit idle (..._MAX_CONNECTION_IDLE_S) or are dead
-  (keepalive).
+  off it stays there (BDP grows it on high-latency links for streaming, which no method here
+  does: a unary read opens its window to the message anyway);
+- streams per connection (TORCHGATE_GRPC_MAX_CONCURRENT_STREAMS; keep it well above the calls a
+  client keeps in flight on one connection, see ``overload_protection`` below, or some are
+  refused UNAVAILABLE), connections (TORCHGATE_GRPC_MAX_CONNECTIONS), and connections that never
+  finish their handshake (..._HANDSHAKE_TIMEOUT_S), sit idle (..._MAX_CONNECTION_IDLE_S) or are
+  dead (keepalive).
+Not bounded by grpcio from Python: a connection's own buffers beyond its streams' windows (no
+resource quota), and one client's share of the calls in progress.
 """
 
 from __future__ import annotations

@@ -22,6 +22,8 @@ Context = grpc.aio.ServicerContext
 
 
 class InferenceServicer(GRPCInferenceServiceServicer):
+    """Each method: its decoded request to open_inference, the answer back to protobuf."""
+
     def __init__(self, registry: ModelRegistry, settings: Settings) -> None:
         self._registry = registry
         self._settings = settings
