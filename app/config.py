@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import torch.hub
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ALL_MODELS: tuple[str, ...] = ("alexnet", "vgg16", "resnet101", "cnn", "lstm", "gan")
@@ -43,9 +43,38 @@ class Settings(BaseSettings):
     # in the same process and event loop as HTTP; 8001 as in Triton, 0 turns it off. With
     # --workers N every worker binds it (SO_REUSEPORT) and the kernel spreads the connections.
     grpc_port: int = Field(default=8001, ge=0, le=65535)
-    # What serves that port: HTTP/2 from zttp (a compiled codec) on the event loop itself, or
-    # grpcio's grpc.aio server (a poller thread of its own). README "gRPC" has the figures.
-    grpc_server: Literal["zttp", "grpcio"] = "zttp"
+    # grpcio's server on that port; app/api/grpc/options.py says what each of these bounds.
+    # Streams per connection (about twice what a client keeps in flight: closed ones linger):
+    grpc_max_concurrent_streams: int = Field(default=256, ge=1)
+    # Calls in progress in the process, all connections together (more: RESOURCE_EXHAUSTED):
+    grpc_max_concurrent_rpcs: int = Field(default=128, ge=1)
+    # Connections the process holds at once (more are closed as they come):
+    grpc_max_connections: int = Field(default=1000, ge=1)
+    # How long a call's request message may take to arrive whole (then DEADLINE_EXCEEDED):
+    grpc_message_timeout_s: float = Field(default=60.0, gt=0)
+    # How long a new connection may take over its TLS or HTTP/2 handshake:
+    grpc_handshake_timeout_s: float = Field(default=10.0, gt=0)
+    # The server pings a connection idle this long (finds dead peers):
+    grpc_keepalive_time_s: float = Field(default=60.0, gt=0)
+    # ... and drops it when that ping gets no answer in this long:
+    grpc_keepalive_timeout_s: float = Field(default=20.0, gt=0)
+    # Clients may ping at most this often (more often, twice: GOAWAY ENHANCE_YOUR_CALM):
+    grpc_min_ping_interval_s: float = Field(default=10.0, gt=0)
+    # Whether clients may ping a connection that has no call in progress:
+    grpc_keepalive_permit_without_calls: bool = True
+    # Keepalive pings the server sends with no data in between (0: no limit):
+    grpc_max_pings_without_data: int = Field(default=0, ge=0)
+    # A connection without calls this long is closed (GOAWAY); 0: never:
+    grpc_max_connection_idle_s: float = Field(default=300.0, ge=0)
+    # A connection this old is told to reconnect (GOAWAY: channels rebalance); 0: never:
+    grpc_max_connection_age_s: float = Field(default=1800.0, ge=0)
+    # ... and its calls in flight get this long to finish:
+    grpc_max_connection_age_grace_s: float = Field(default=30.0, ge=0)
+    # TLS: the server's certificate chain and private key (PEM files); unset: plaintext:
+    grpc_tls_cert_file: Path | None = None
+    grpc_tls_key_file: Path | None = None
+    # A CA whose certificates clients must present (mutual TLS); unset: any client:
+    grpc_tls_client_ca_file: Path | None = None
     device: str = "auto"
     models: Annotated[tuple[str, ...], NoDecode] = ALL_MODELS
     weights_dir: Path = Field(default_factory=default_weights_dir)
@@ -107,6 +136,16 @@ class Settings(BaseSettings):
         if value < 2 * heartbeat:
             raise ValueError(f"must be at least two heartbeats (2 x {heartbeat} s)")
         return value
+
+    @model_validator(mode="after")
+    def _tls_files_together(self) -> Settings:
+        if (self.grpc_tls_cert_file is None) != (self.grpc_tls_key_file is None):
+            raise ValueError(
+                "TORCHGATE_GRPC_TLS_CERT_FILE and TORCHGATE_GRPC_TLS_KEY_FILE go together"
+            )
+        if self.grpc_tls_client_ca_file is not None and self.grpc_tls_cert_file is None:
+            raise ValueError("TORCHGATE_GRPC_TLS_CLIENT_CA_FILE needs a server certificate too")
+        return self
 
     @field_validator("models", mode="before")
     @classmethod

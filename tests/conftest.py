@@ -298,11 +298,9 @@ REAL_SERVER_MAX_UPLOAD_BYTES = 4_000_000
 
 
 @contextmanager
-def real_server_process(
-    weights_dir: Path, directory: Path, grpc_server: str = "zttp"
-) -> Iterator[RealServer]:
+def real_server_process(weights_dir: Path, directory: Path) -> Iterator[RealServer]:
     """``python -m app serve`` with alexnet (random weights), cnn, lstm and gan, over HTTP and
-    gRPC (served by ``grpc_server``), with a 4 MB message limit."""
+    gRPC, with a 4 MB message limit."""
     grpc_port = free_port()
     env = {
         "TORCHGATE_MODELS": "alexnet,cnn,lstm,gan",
@@ -314,7 +312,6 @@ def real_server_process(
         "TORCHGATE_DEVICE": "cpu",
         "TORCHGATE_LOG_FORMAT": "json",
         "TORCHGATE_GRPC_PORT": str(grpc_port),
-        "TORCHGATE_GRPC_SERVER": grpc_server,
         "TORCHGATE_MAX_UPLOAD_BYTES": str(REAL_SERVER_MAX_UPLOAD_BYTES),
     }
     log = directory / "server.log"
@@ -326,7 +323,7 @@ def real_server_process(
 def real_server(
     weights_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RealServer]:
-    """One real server (the default gRPC server), booted once for the modules that share it."""
+    """One real server, booted once for the modules that share it."""
     with real_server_process(weights_dir, tmp_path_factory.mktemp("real-server")) as server:
         yield server
 

@@ -70,3 +70,17 @@ def test_on_cuda_the_cores_go_to_decoding_and_torch_gets_one_thread() -> None:
     assert Settings(workers=1).decode_threads_per_worker(cores=2, cuda=True) == 1
     assert Settings(torch_threads=4).torch_threads_per_worker(cores=16, cuda=True) == 4
     assert Settings(decode_threads=3).decode_threads_per_worker(cores=16, cuda=True) == 3
+
+
+def test_grpc_limits_become_grpcio_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.api.grpc.options import server_options
+
+    monkeypatch.setenv("TORCHGATE_GRPC_MAX_CONCURRENT_STREAMS", "64")
+    monkeypatch.setenv("TORCHGATE_GRPC_MIN_PING_INTERVAL_S", "2.5")
+    monkeypatch.setenv("TORCHGATE_GRPC_MAX_CONNECTION_AGE_S", "0")
+    options = dict(server_options(Settings()))
+    assert options["grpc.max_concurrent_streams"] == 64
+    assert options["grpc.http2.min_ping_interval_without_data_ms"] == 2500
+    assert options["grpc.max_receive_message_length"] == 20 * 1024 * 1024
+    assert "grpc.max_connection_age_ms" not in options  # 0: connections may live forever
+    assert options["grpc.max_connection_idle_ms"] == 300_000

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from grpc import StatusCode
 
-from app.api.grpc.status import grpc_status
+from app.api.grpc.status import status_code
 from app.api.http_errors import http_headers, http_status
 from app.errors import (
     BadRequest,
@@ -48,7 +48,7 @@ def test_each_error_has_one_http_status_and_one_grpc_code(
     error: type[TorchgateError], status: int, code: StatusCode
 ) -> None:
     assert http_status(error("message")) == status
-    assert grpc_status(error("message")) is code
+    assert status_code(error("message")) is code
 
 
 def test_waiting_helps_only_where_the_error_says_so() -> None:

@@ -34,7 +34,8 @@ MODULES = (
     "google.protobuf",
     "PIL",
     "pyspng",
-    "zttp",
+    "grpc_health.v1.health_pb2",
+    "grpc_reflection.v1alpha.reflection",
     "pytest",
 )
 

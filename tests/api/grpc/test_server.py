@@ -1,54 +1,207 @@
-"""Which server answers the gRPC port, per TORCHGATE_GRPC_SERVER, and a taken port."""
+"""The server as a client meets it before any model: the port, TLS and mutual TLS, reflection,
+and the upload budget it shares with HTTP."""
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import socket
 from collections.abc import Callable
+from pathlib import Path
 
 import grpc
 import pytest
 import torch
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from app.api.grpc.h2_server import GrpcH2Server
-from app.api.grpc.server import start_grpc_server, stop_grpc_server
-from app.api.upload_budget import UploadBudget
+from app.api.grpc.proto import inference_pb2 as pb
+from app.api.grpc.proto import inference_pb2_grpc
+from app.api.grpc.server import start_grpc_server
 from app.config import Settings
 from app.errors import ConfigurationError
 from app.metrics import Metrics
-from app.serving.registry import ModelRegistry
-from tests.conftest import free_port
+from tests.api.grpc.conftest import FakeRegistry, ServerFactory
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.mark.parametrize(("choice", "kind"), [("zttp", GrpcH2Server), ("grpcio", grpc.aio.Server)])
-async def test_the_setting_picks_the_server(
-    settings_factory: Callable[..., Settings], choice: str, kind: type
-) -> None:
-    settings = settings_factory(grpc_port=free_port(), grpc_server=choice, models=())
-    metrics = Metrics(torch.device("cpu"))
-    budget = UploadBudget(1_000)
-    server = await start_grpc_server(
-        settings, ModelRegistry(settings, torch.device("cpu"), metrics), metrics, budget
-    )
-    try:
-        assert isinstance(server, kind)
-        if isinstance(server, GrpcH2Server):  # the process's budget, shared with HTTP
-            assert server._app.budget is budget
-    finally:
-        await stop_grpc_server(server)
-
-
-@pytest.mark.parametrize("choice", ["zttp", "grpcio"])
 async def test_a_taken_port_fails_the_start_with_what_to_do(
-    settings_factory: Callable[..., Settings], choice: str
+    settings_factory: Callable[..., Settings],
 ) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        port = taken.getsockname()[1]
-        settings = settings_factory(grpc_port=port, grpc_server=choice, models=())
+        settings = settings_factory(grpc_port=taken.getsockname()[1], models=())
         metrics = Metrics(torch.device("cpu"))
-        registry = ModelRegistry(settings, torch.device("cpu"), metrics)
         with pytest.raises(ConfigurationError, match="TORCHGATE_GRPC_PORT"):
-            await start_grpc_server(settings, registry, metrics)
+            await start_grpc_server(settings, FakeRegistry(), metrics)  # type: ignore[arg-type]
+
+
+async def test_port_zero_turns_grpc_off(settings_factory: Callable[..., Settings]) -> None:
+    metrics = Metrics(torch.device("cpu"))
+    settings = settings_factory(grpc_port=0, models=())
+    assert await start_grpc_server(settings, FakeRegistry(), metrics) is None  # type: ignore[arg-type]
+
+
+async def test_reflection_lists_the_services_and_describes_them(
+    grpc_server: ServerFactory,
+) -> None:
+    async with grpc_server() as running, grpc.aio.insecure_channel(running.target) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        requests = [
+            reflection_pb2.ServerReflectionRequest(list_services=""),
+            reflection_pb2.ServerReflectionRequest(
+                file_containing_symbol="inference.GRPCInferenceService"
+            ),
+        ]
+        answers = [answer async for answer in stub.ServerReflectionInfo(iter(requests))]
+    listed = {service.name for service in answers[0].list_services_response.service}
+    assert listed == {
+        "inference.GRPCInferenceService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+    }
+    assert answers[1].file_descriptor_response.file_descriptor_proto  # what grpcurl reads
+
+
+async def test_grpc_messages_take_from_the_upload_budget_http_shares(
+    grpc_server: ServerFactory,
+) -> None:
+    async with grpc_server() as running, grpc.aio.insecure_channel(running.target) as channel:
+        stub = inference_pb2_grpc.GRPCInferenceServiceStub(channel)
+        request = pb.ModelInferRequest(model_name="nope", raw_input_contents=[bytes(10_000)])
+        running.budget.take(running.budget.max_bytes)  # HTTP uploads hold all of it
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.ModelInfer(request, timeout=5)
+        assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "TORCHGATE_MAX_UPLOAD_BYTES_IN_FLIGHT" in (refused.value.details() or "")
+        running.budget.give_back(running.budget.max_bytes)
+        with pytest.raises(grpc.aio.AioRpcError) as answered:  # now read, and answered
+            await stub.ModelInfer(request, timeout=5)
+        assert answered.value.code() is grpc.StatusCode.NOT_FOUND
+        assert running.budget.held == 0  # each call gave back what it took
+
+
+# -- TLS ------------------------------------------------------------------------------------------
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _certificate(
+    subject: str, key: ec.EllipticCurvePrivateKey, issuer: tuple[str, ec.EllipticCurvePrivateKey]
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(_name(issuer[0]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+    )
+    if subject == issuer[0]:  # the CA
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), True)
+    else:
+        names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), False)
+    return builder.sign(issuer[1], hashes.SHA256())
+
+
+def _pem(item: x509.Certificate | ec.EllipticCurvePrivateKey) -> bytes:
+    if isinstance(item, x509.Certificate):
+        return item.public_bytes(serialization.Encoding.PEM)
+    return item.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A self-signed CA, and a server and a client certificate it signed, as PEM files."""
+    folder = tmp_path_factory.mktemp("pki")
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = ("torchgate test CA", ca_key)
+    files = {"ca": _certificate(ca[0], ca_key, ca), "ca_key": ca_key}
+    for role in ("server", "client"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        files[role], files[f"{role}_key"] = _certificate(role, key, ca), key
+    paths = {}
+    for name, item in files.items():
+        paths[name] = folder / f"{name}.pem"
+        paths[name].write_bytes(_pem(item))
+    return paths
+
+
+def _tls_channel(target: str, pki: dict[str, Path], client_certificate: bool) -> grpc.aio.Channel:
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=pki["ca"].read_bytes(),
+        private_key=pki["client_key"].read_bytes() if client_certificate else None,
+        certificate_chain=pki["client"].read_bytes() if client_certificate else None,
+    )
+    return grpc.aio.secure_channel(target, credentials)
+
+
+async def _live(channel: grpc.aio.Channel) -> bool:
+    stub = inference_pb2_grpc.GRPCInferenceServiceStub(channel)
+    return (await stub.ServerLive(pb.ServerLiveRequest(), timeout=5)).live
+
+
+async def test_tls_serves_clients_that_trust_its_ca_and_refuses_plaintext(
+    grpc_server: ServerFactory, pki: dict[str, Path]
+) -> None:
+    files = {"grpc_tls_cert_file": pki["server"], "grpc_tls_key_file": pki["server_key"]}
+    async with grpc_server(**files) as running:
+        async with _tls_channel(running.target, pki, client_certificate=False) as channel:
+            assert await _live(channel)
+        async with grpc.aio.insecure_channel(running.target) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await _live(channel)
+            assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
+
+
+async def test_mutual_tls_refuses_a_client_without_a_certificate(
+    grpc_server: ServerFactory, pki: dict[str, Path]
+) -> None:
+    files = {
+        "grpc_tls_cert_file": pki["server"],
+        "grpc_tls_key_file": pki["server_key"],
+        "grpc_tls_client_ca_file": pki["ca"],
+    }
+    async with grpc_server(**files) as running:
+        async with _tls_channel(running.target, pki, client_certificate=True) as channel:
+            assert await _live(channel)
+        async with _tls_channel(running.target, pki, client_certificate=False) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await _live(channel)
+            assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"grpc_tls_cert_file": "cert.pem"},
+        {"grpc_tls_key_file": "key.pem"},
+        {"grpc_tls_client_ca_file": "ca.pem"},
+    ],
+)
+def test_tls_settings_must_come_together(files: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="TORCHGATE_GRPC_TLS"):
+        Settings(**files)  # type: ignore[arg-type]
+
+
+async def test_an_unreadable_certificate_fails_the_start_with_what_to_do(
+    grpc_server: ServerFactory, tmp_path: Path
+) -> None:
+    missing = {"grpc_tls_cert_file": tmp_path / "no.pem", "grpc_tls_key_file": tmp_path / "k.pem"}
+    with pytest.raises(ConfigurationError, match="TORCHGATE_GRPC_TLS"):
+        async with grpc_server(**missing):
+            pass
