@@ -51,14 +51,20 @@ class GraphBuilder:
                 self._thread.start()
         self._jobs.put(job)
 
-    def close(self) -> None:
-        """Stop after the job in progress; queued jobs are dropped."""
+    def close(self, wait_s: float = 30.0) -> None:
+        """Drop the queued jobs and wait (at most ``wait_s``) for the one in progress, so a
+        stopped app's models are no longer referenced from here (a trace takes seconds; a
+        compile that outlasts the wait goes on in its daemon thread)."""
         while True:
             try:
                 self._jobs.get_nowait()
             except queue.Empty:
                 break
         self._jobs.put(None)
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(wait_s)
 
     def _serve(self) -> None:
         # Loading and checking a package is light, but it need not compete with serving either:

@@ -279,7 +279,7 @@ class ModelRegistry:
         for entry in self.entries.values():
             if entry.runtime is not None:
                 await entry.runtime.stop()
-        self._graph_builder.close()
+        await asyncio.to_thread(self._graph_builder.close)
         self._worker.shutdown(wait=True, cancel_futures=True)
         self._decode_pool.shutdown(wait=False, cancel_futures=True)
         # Hand the frozen objects back to the collector: the models and the app hold reference
