@@ -9,6 +9,7 @@ this repository's files and, when given the weights file torchgate loads, resnet
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -144,10 +145,16 @@ class V2PeerServer:
 
     def __enter__(self) -> V2PeerServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        # PyTriton creates its workspace and refuses one left by an earlier start (--log-dir)
+        shutil.rmtree(self.workdir / "pytriton", ignore_errors=True)
+        tmp = self.workdir / "tmp"
+        tmp.mkdir(exist_ok=True)
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 self._command(),
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                # TMPDIR: PyTriton's model repository goes there, not into /tmp for good when
+                # the process is killed
+                env={**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp)},
                 cwd=self.workdir,  # not the repository: the peer must not import its app/
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -208,16 +215,20 @@ class V2PeerServer:
     def failed_calls(self) -> int | None:
         """Inferences the server itself counted as failed so far (Triton's metrics), so that a
         gRPC failure (an HTTP 200 to h2load) is not counted as served; None where the server
-        keeps no such count (KServe)."""
+        keeps no such count (KServe). CANCELED is h2load's doing, not a failure: it resets the
+        calls in flight when its time is up, as ``protocols.failed_calls`` says."""
         if self.name != "triton":
             return None
         text = httpx.get(f"http://{HOST}:{self.metrics_port}/metrics", timeout=10).text
         total = 0.0
         for family in text_string_to_metric_families(text):
             if family.name == "nv_inference_request_failure":
-                total += sum(sample.value for sample in family.samples)
+                samples = family.samples
+                total += sum(s.value for s in samples if s.labels.get("reason") != "CANCELED")
         return int(total)
 
-    def stop(self, grace_s: float = 20.0) -> None:
-        """SIGTERM to the peer's whole process group, SIGKILL to what is left after grace_s."""
+    def stop(self, grace_s: float = 8.0) -> None:
+        """SIGTERM to the peer's whole process group, SIGKILL to what is left after grace_s
+        (PyTriton with two threads or instances sometimes never exits on SIGTERM: a longer
+        wait would only stretch the pre-pass)."""
         stop_group(self._process, grace_s)
