@@ -38,7 +38,7 @@ from torchgate_bench.peers.v2_options import V2Options, V2PeersResult
 from torchgate_bench.peers.v2_prepass import Setting, chosen_config, prepass, series_slots
 from torchgate_bench.peers.v2_requests import cnn_tensor, imagenet_tensor, write_request
 from torchgate_bench.peers.v2_servers import V2Config, V2PeerServer
-from torchgate_bench.server import ServerProcess
+from torchgate_bench.server import ServerProcess, free_port
 from torchgate_bench.weights import provide_random_weights
 
 logger = logging.getLogger(__name__)
@@ -62,6 +62,11 @@ def run_v2_peers(options: V2Options) -> V2PeersResult:
         env = torchgate_env(
             options.checkpoint_dir, options.extra_env, weights_dir, bool(randomized)
         )
+        # gRPC is half of this comparison: on a free port, whatever the caller's environment
+        # says, unless --env names one
+        env["TORCHGATE_GRPC_PORT"] = options.extra_env.get("TORCHGATE_GRPC_PORT", str(free_port()))
+        if env["TORCHGATE_GRPC_PORT"] == "0":
+            raise RuntimeError("the v2 comparison needs gRPC: drop TORCHGATE_GRPC_PORT=0.")
         log_dir = options.log_dir
         server = stack.enter_context(
             ServerProcess(env, options.serve_args, options.ready_timeout_s, log_dir=log_dir)
