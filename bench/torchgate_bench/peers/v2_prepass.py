@@ -23,7 +23,7 @@ from torchgate_bench.drivers import Driver
 from torchgate_bench.load import GRPC_SCHEME, LoadPlan, LoadTarget
 from torchgate_bench.peers.cnn_files import CnnFiles
 from torchgate_bench.peers.compare import GridEntry, best_config, ok_rate
-from torchgate_bench.peers.v2_answers import Slot, judge, rest_answer, tolerance
+from torchgate_bench.peers.v2_answers import Slot, judge, rest_answer
 from torchgate_bench.peers.v2_compare import TORCHGATE, Series
 from torchgate_bench.peers.v2_options import V2Options
 from torchgate_bench.peers.v2_requests import V2Request
@@ -115,7 +115,7 @@ def prepass(peer: str, setting: Setting) -> dict[str, list[GridEntry[V2Config]]]
             with setting.peer(peer, config, f"grid-{index}") as server:
                 for model, request in setting.requests.items():
                     answer = rest_answer(server.infer_url(model), request)
-                    judge({TORCHGATE: references[model], peer: answer}, TORCHGATE, tolerance(model))
+                    judge({TORCHGATE: references[model], peer: answer}, TORCHGATE)
                 results = {}
                 for model, request in setting.requests.items():
                     target = replace(request.rest, url=server.infer_url(model))

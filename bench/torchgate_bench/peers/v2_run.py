@@ -3,10 +3,10 @@ the same request bytes to each, in one run.
 
 torchgate runs as users start it (``python -m app serve``, its six default models; offline, the
 ImageNet ones get random weights under their official names, which the peers load too). Each
-peer's pre-pass tries its small grid (``v2_servers.peer_grid``) on the cnn over v2 REST, alone,
-and keeps the fastest; then torchgate and every chosen peer are up together, each answers every
-request once (``v2_answers``), and the rounds load one series at a time (``v2_compare``), the
-others idle: wrk for REST, h2load for gRPC, at c=32 for the cnn and c=8 for resnet101.
+peer's pre-pass (``v2_prepass``) tries its small grid alone and keeps the fastest configuration
+per model; then torchgate and every chosen peer are up together, each answers every request
+once (``v2_answers``), and the rounds load one series at a time (``v2_compare``), the others
+idle: wrk for REST, h2load for gRPC, at c=32 for the cnn and c=8 for resnet101.
 """
 
 from __future__ import annotations
@@ -59,18 +59,7 @@ def run_v2_peers(options: V2Options) -> V2PeersResult:
         listed = options.extra_env.get("TORCHGATE_MODELS", ",".join(ALL_MODELS)).split(",")
         enabled = [name.strip() for name in listed]
         randomized = provide_random_weights(enabled, weights_dir)
-        env = torchgate_env(
-            options.checkpoint_dir, options.extra_env, weights_dir, bool(randomized)
-        )
-        # gRPC is half of this comparison: on a free port, whatever the caller's environment
-        # says, unless --env names one
-        env["TORCHGATE_GRPC_PORT"] = options.extra_env.get("TORCHGATE_GRPC_PORT", str(free_port()))
-        if env["TORCHGATE_GRPC_PORT"] == "0":
-            raise RuntimeError("the v2 comparison needs gRPC: drop TORCHGATE_GRPC_PORT=0.")
-        log_dir = options.log_dir
-        server = stack.enter_context(
-            ServerProcess(env, options.serve_args, options.ready_timeout_s, log_dir=log_dir)
-        )
+        server = stack.enter_context(_torchgate(options, weights_dir, bool(randomized)))
         statuses = model_statuses(server.base_url)
         heavy = options.heavy_model if options.heavy_model in enabled else None
         for model in ("cnn", heavy):
@@ -86,23 +75,14 @@ def run_v2_peers(options: V2Options) -> V2PeersResult:
         tools["v2"], rest = choose_driver(options.load_tool, workdir)
         tools["grpc"], grpc = choose_grpc_driver(options.load_tool, workdir)
         drivers = {"rest": rest, "grpc": grpc}
-        folder = log_dir or workdir
+        folder = options.log_dir or workdir
         setting = Setting(options, server, requests, files, resnet_weights, folder, drivers)
         grids = {peer: prepass(peer, setting) for peer in options.peers}
         configs = {
             peer: {model: chosen_config(entries) for model, entries in by_model.items()}
             for peer, by_model in grids.items()
         }
-        running: dict[tuple[str, V2Config], V2PeerServer] = {}
-        for peer, chosen in configs.items():
-            for index, config in enumerate(dict.fromkeys(chosen.values())):
-                server_of = setting.peer(peer, config, f"rounds-{index}")
-                running[(peer, config)] = stack.enter_context(server_of)
-        peers = {
-            (peer, model): running[(peer, config)]
-            for peer, chosen in configs.items()
-            for model, config in chosen.items()
-        }
+        peers = _start_peers(configs, setting, stack)
         plan = plan_series(
             options.peers,
             options.concurrency,
@@ -123,11 +103,9 @@ def run_v2_peers(options: V2Options) -> V2PeersResult:
             "env": options.extra_env,
         }
     described = {"cnn": f"{upload.filename} ({len(upload.data)} B) as FP32 [1,1,28,28]"}
-    if heavy is not None:
-        described[heavy] = "seeded standard normal FP32 [1,3,224,224]"
     inputs = {
         model: {
-            "tensor": described[model],
+            "tensor": described.get(model, "seeded standard normal FP32 [1,3,224,224]"),
             "v2 REST bytes": len(request.body),
             "gRPC bytes": len(request.message),
         }
@@ -146,6 +124,32 @@ def run_v2_peers(options: V2Options) -> V2PeersResult:
         inputs=inputs,
         versions=versions,
     )
+
+
+def _torchgate(options: V2Options, weights_dir: Path, random_weights: bool) -> ServerProcess:
+    """``python -m app serve`` with its defaults and this run's weights, gRPC on a free port
+    whatever the caller's environment says (gRPC is half of this comparison)."""
+    env = torchgate_env(options.checkpoint_dir, options.extra_env, weights_dir, random_weights)
+    env["TORCHGATE_GRPC_PORT"] = options.extra_env.get("TORCHGATE_GRPC_PORT", str(free_port()))
+    if env["TORCHGATE_GRPC_PORT"] == "0":
+        raise RuntimeError("the v2 comparison needs gRPC: drop TORCHGATE_GRPC_PORT=0.")
+    return ServerProcess(env, options.serve_args, options.ready_timeout_s, log_dir=options.log_dir)
+
+
+def _start_peers(
+    configs: dict[str, dict[str, V2Config]], setting: Setting, stack: ExitStack
+) -> dict[tuple[str, str], V2PeerServer]:
+    """One process per distinct configuration a peer kept, and which serves each model."""
+    running: dict[tuple[str, V2Config], V2PeerServer] = {}
+    for peer, chosen in configs.items():
+        for index, config in enumerate(dict.fromkeys(chosen.values())):
+            started = stack.enter_context(setting.peer(peer, config, f"rounds-{index}"))
+            running[(peer, config)] = started
+    return {
+        (peer, model): running[(peer, config)]
+        for peer, chosen in configs.items()
+        for model, config in chosen.items()
+    }
 
 
 def _measure(plan: list[Series], slots: dict[str, Slot], options: V2Options) -> Measurements:
