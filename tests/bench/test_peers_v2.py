@@ -244,7 +244,9 @@ def test_a_peer_list_is_split_into_the_two_families() -> None:
         split_peers("triton,tgi")
 
 
-def test_the_command_passes_its_options_to_the_v2_run(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_command_passes_its_options_to_the_v2_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     seen: list[V2Options] = []
 
     def refuse(options: V2Options) -> None:
@@ -252,19 +254,34 @@ def test_the_command_passes_its_options_to_the_v2_run(monkeypatch: pytest.Monkey
         raise RuntimeError("not this time")
 
     monkeypatch.setattr("torchgate_bench.peers.v2_run.run_v2_peers", refuse)
+    pythons = {peer: tmp_path / peer / "python" for peer in ("triton", "kserve")}
+    for python in pythons.values():
+        python.parent.mkdir()
+        python.touch()
     flags = ["--peer", "triton,kserve", "--duration", "4", "--no-prepass"]
-    flags += ["--kserve-python", "/opt/ksrv/bin/python"]
+    flags += ["--triton-python", str(pythons["triton"]), "--kserve-python", str(pythons["kserve"])]
     outcome = CliRunner().invoke(cli, ["bench", *flags])
     assert outcome.exit_code == 1 and "error: not this time" in outcome.output
     (options,) = seen
     assert (options.peers, options.concurrency, options.rounds) == (("triton", "kserve"), 32, 3)
-    assert (options.duration_s, options.prepass) == (4.0, False)
-    assert options.pythons == {
-        "triton": Path("/tmp/peers/pyt/bin/python"),
-        "kserve": Path("/opt/ksrv/bin/python"),
-    }
+    assert (options.duration_s, options.prepass, options.pythons) == (4.0, False, pythons)
     bad = CliRunner().invoke(cli, ["bench", "--peer", "tgi"])
     assert bad.exit_code == 2 and "choose from" in bad.output
+
+
+def test_a_missing_v2_venv_stops_the_command_before_the_v1_family_runs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def never(options: object) -> None:
+        raise AssertionError("the v1 family ran before the v2 venv was checked")
+
+    monkeypatch.setattr("torchgate_bench.peers.run.run_peers", never)
+    flags = ["--peer", "fastapi,kserve", "--kserve-python", str(tmp_path / "python")]
+    outcome = CliRunner().invoke(cli, ["bench", *flags])
+    assert outcome.exit_code == 1
+    assert (
+        "kserve runs in its own venv" in outcome.output and "pip install kserve" in outcome.output
+    )
 
 
 def test_a_missing_peer_venv_names_its_set_up_command(tmp_path: Path) -> None:

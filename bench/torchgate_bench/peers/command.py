@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from torchgate_bench.config import BenchConfig
-from torchgate_bench.peers.requirements import PEERS, V2_PEERS
+from torchgate_bench.peers.requirements import PEERS, V2_PEERS, missing_v2_requirement
 from torchgate_bench.results import ResultsRun, command_line
 
 PeerNames = Annotated[
@@ -62,16 +62,19 @@ def run_peer_families(
     from torchgate_bench.peers.v2_command import run_v2_command
 
     v1, v2 = split_peers(text)
+    for peer in v2:  # before a long v1 run, not after it
+        problem = missing_v2_requirement(peer, options.v2_pythons[peer])
+        if problem:
+            typer.echo(f"error: {problem}", err=True)
+            raise typer.Exit(1)
     if v1:
-        rounds = options.rounds or 5
-        json_out = options.json_out
         run_peers_command(
             config,
             v1,
-            rounds,
+            options.rounds or 5,
             options.grid,
             options.peers_python,
-            json_out,
+            options.json_out,
             options.json_output,
             results,
         )
