@@ -20,6 +20,11 @@ def _number(value: float | None, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _rate(value: float | None) -> str:
+    """Requests per second: whole above 100, one decimal below (resnet101's few per second)."""
+    return _number(value, 0 if value is not None and value >= 100 else 1)
+
+
 def _prepass(result: V2PeersResult, console: Console) -> None:
     seconds = result.options.prepass_s
     for peer, by_model in result.prepass.items():
@@ -41,7 +46,7 @@ def _prepass(result: V2PeersResult, console: Console) -> None:
                     cells += ["failed", "", str(grid[row].error)[:60]]
                     continue
                 cells += [
-                    _number(ok_rate(found), 0),
+                    _rate(ok_rate(found)),
                     _number(found.latency.p99_ms),
                     str(found.errors),
                 ]
@@ -77,11 +82,11 @@ def _table(result: V2PeersResult, console: Console) -> None:
             PROTOCOLS[series.protocol],
             series.server,
             str(series.concurrency),
-            _number(measured.median(series.key, "requests_per_s"), 0),
+            _rate(measured.median(series.key, "requests_per_s")),
             _number(measured.median(series.key, "p50_ms")),
             _number(measured.median(series.key, "p99_ms")),
             str(measured.errors(series.key)),
-            " ".join(f"{rate:,.0f}" for rate in rates),
+            " ".join(_rate(rate) for rate in rates),
         )
     console.print(table)
 
