@@ -41,7 +41,7 @@ from torchgate_bench.peers.v2_requests import (
     rest_probabilities,
     write_request,
 )
-from torchgate_bench.peers.v2_servers import V2Config, peer_grid
+from torchgate_bench.peers.v2_servers import V2Config, peer_grid, remove_model_folders
 from torchgate_bench.results import ResultsRun
 
 CNN_FILES = CnnFiles.in_repository(REPO_ROOT / "models")
@@ -290,3 +290,14 @@ def test_a_missing_peer_venv_names_its_set_up_command(tmp_path: Path) -> None:
     options = V2Options(peers=("kserve",), pythons={"kserve": tmp_path / "python"})
     with pytest.raises(RuntimeError, match=r"kserve runs in its own venv.*pip install kserve"):
         run_v2_peers(options)
+
+
+def test_a_killed_triton_leaves_no_model_folder_of_its_own(tmp_path: Path) -> None:
+    ours, theirs = tmp_path / "run" / "pytriton", tmp_path / "other" / "pytriton"
+    for name, workspace in (("folderAbc123", ours), ("folderXyz789", theirs)):
+        (tmp_path / name / "1").mkdir(parents=True)
+        config = f'parameters {{ key: "workspace-path" value {{ string_value: "{workspace}" }} }}'
+        (tmp_path / name / "config.pbtxt").write_text(config)
+    remove_model_folders(ours, root=tmp_path)
+    assert not (tmp_path / "folderAbc123").exists()
+    assert (tmp_path / "folderXyz789").exists()  # another run's, or another user's

@@ -152,8 +152,7 @@ class V2PeerServer:
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 self._command(),
-                # TMPDIR: PyTriton's model repository goes there, not into /tmp for good when
-                # the process is killed
+                # TMPDIR: what PyTriton and KServe write for themselves lands in the workdir
                 env={**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp)},
                 cwd=self.workdir,  # not the repository: the peer must not import its app/
                 stdout=log,
@@ -229,6 +228,21 @@ class V2PeerServer:
 
     def stop(self, grace_s: float = 8.0) -> None:
         """SIGTERM to the peer's whole process group, SIGKILL to what is left after grace_s
-        (PyTriton with two threads or instances sometimes never exits on SIGTERM: a longer
-        wait would only stretch the pre-pass)."""
+        (PyTriton with two threads or instances sometimes never exits on SIGTERM, nor on the
+        SIGINT it asks for: a longer wait would only stretch the pre-pass)."""
         stop_group(self._process, grace_s)
+        if self.name == "triton":
+            remove_model_folders(self.workdir / "pytriton")
+
+
+def remove_model_folders(workspace: Path, root: Path = Path("/tmp")) -> None:
+    """tritonserver copies each model it loads into ``/tmp/folderXXXXXX`` (whatever TMPDIR
+    says) and removes it on a clean exit only: remove those of this workspace, which their
+    ``config.pbtxt`` names, and no one else's."""
+    for folder in root.glob("folder*"):
+        try:
+            config = (folder / "config.pbtxt").read_text(errors="replace")
+        except OSError:
+            continue
+        if f'"{workspace}"' in config:
+            shutil.rmtree(folder, ignore_errors=True)
