@@ -13,6 +13,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from torchgate_bench.peers.command import PeerNames
+from torchgate_bench.peers.v2_command import (
+    DEFAULT_KSERVE_PYTHON,
+    DEFAULT_TRITON_PYTHON,
+    KservePython,
+    Prepass,
+    TritonPython,
+)
 from torchgate_bench.results import DEFAULT_RESULTS_DIR, ResultsDir, ResultsRun
 
 if TYPE_CHECKING:
@@ -34,13 +42,6 @@ class Protocol(StrEnum):
     V1 = "v1"
     V2 = "v2"
     GRPC = "grpc"
-    ALL = "all"
-
-
-class Peer(StrEnum):
-    TORCHSERVE = "torchserve"
-    LITSERVE = "litserve"
-    FASTAPI = "fastapi"
     ALL = "all"
 
 
@@ -143,20 +144,19 @@ def bench(
     startup_requests: Annotated[
         int, typer.Option(min=0, help="--startup: cnn requests served before memory is read.")
     ] = 10_000,
-    peer: Annotated[
-        Peer | None,
-        typer.Option(
-            help="Instead: the cnn against this peer server in alternating rounds (c=32 unless "
-            "--concurrency; --duration per side and round); see torchgate_bench/peers."
-        ),
+    peer: PeerNames = None,
+    rounds: Annotated[
+        int | None, typer.Option(min=1, help="--peer: rounds (TorchServe's family 5, v2 3).")
     ] = None,
-    rounds: Annotated[int, typer.Option(min=1, help="--peer: alternating rounds.")] = 5,
     peer_grid: Annotated[
         str, typer.Option(help="--peer: WORKERSxBATCH configurations the pre-pass tries.")
     ] = "1x1,1x8,2x1,2x8",
     peers_python: Annotated[
         Path, typer.Option(help="--peer: python of the venv with torchserve and litserve.")
     ] = Path("/tmp/peers/venv/bin/python"),
+    triton_python: TritonPython = DEFAULT_TRITON_PYTHON,
+    kserve_python: KservePython = DEFAULT_KSERVE_PYTHON,
+    prepass: Prepass = True,
     json_out: Annotated[
         Path | None, typer.Option(help="--peer: also write the JSON document to this file.")
     ] = None,
@@ -201,16 +201,16 @@ def bench(
     )
     results = ResultsRun(results_dir)
     if peer is not None:
-        from torchgate_bench.peers.command import run_peers_command
-        from torchgate_bench.peers.requirements import PEERS
+        from torchgate_bench.peers.command import PeerOptions, run_peer_families
 
         source = context.get_parameter_source("concurrency")  # typer's own copy of click's
         concurrency_given = source is not None and source.name != "DEFAULT"
-        peers = PEERS if peer is Peer.ALL else (peer.value,)
         config = replace(config, concurrency=concurrency if concurrency_given else 32)
-        run_peers_command(
-            config, peers, rounds, peer_grid, peers_python, json_out, json_output, results
+        pythons = {"triton": triton_python, "kserve": kserve_python}
+        options = PeerOptions(
+            rounds, peer_grid, peers_python, pythons, prepass, json_out, json_output
         )
+        run_peer_families(config, peer, options, results)
         return
     machine = results.machine
     if startup:

@@ -114,11 +114,13 @@ def run_h2load(target: LoadTarget, plan: LoadPlan, workdir: Path, executable: st
     log = workdir / "h2load.log"
     if plan.warmup_s > 0:
         _run_once(executable, url, body, plan, plan.warmup_s, log)
+    log.unlink(missing_ok=True)  # h2load writes none when no call finished: no stale latencies
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     completed = _run_once(executable, url, body, plan, plan.duration_s, log)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     client_cpu_s = (children.ru_utime - children_before.ru_utime) + (
         children.ru_stime - children_before.ru_stime
     )
-    result = parse_output(completed.stdout, log.read_text(), target.images_per_request)
+    text = log.read_text() if log.exists() else ""
+    result = parse_output(completed.stdout, text, target.images_per_request)
     return replace(result, client_cpu_s=client_cpu_s)

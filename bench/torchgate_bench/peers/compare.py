@@ -9,12 +9,24 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from torchgate_bench.load import LoadResult
 from torchgate_bench.peers.configs import PeerConfig
 
 TORCHGATE = "torchgate"
+
+
+class Configuration(Protocol):
+    """What a pre-pass needs of a peer's configuration (``PeerConfig``, ``V2Config``)."""
+
+    @property
+    def label(self) -> str: ...
+
+    def to_dict(self) -> dict[str, object]: ...
+
+
+C = TypeVar("C", bound=Configuration)
 
 
 def round_order(index: int, peer: str) -> tuple[str, str]:
@@ -80,10 +92,10 @@ class Round:
 
 
 @dataclass(frozen=True)
-class GridEntry:
+class GridEntry(Generic[C]):
     """One configuration of the peer's pre-pass and what it served (or why it could not)."""
 
-    config: PeerConfig
+    config: C
     result: LoadResult | None
     error: str | None = None
 
@@ -92,7 +104,7 @@ class GridEntry:
         return {"config": self.config.to_dict(), **figures}
 
 
-def best_config(grid: list[GridEntry]) -> PeerConfig:
+def best_config(grid: list[GridEntry[C]]) -> C:
     """The configuration that answered the most requests per second; one with errors only
     when every configuration had some."""
     measured = [(entry.config, entry.result) for entry in grid if entry.result is not None]
@@ -106,7 +118,7 @@ def best_config(grid: list[GridEntry]) -> PeerConfig:
 class PeerComparison:
     peer: str
     config: PeerConfig
-    grid: list[GridEntry] = field(default_factory=list)
+    grid: list[GridEntry[PeerConfig]] = field(default_factory=list)
     rounds: list[Round] = field(default_factory=list)
     answers: dict[str, Any] = field(default_factory=dict)  # the equivalence check
 

@@ -117,26 +117,27 @@ class _Sides:
     classes: int
 
 
-def _torchgate_env(
-    options: PeersOptions, weights_dir: Path, random_weights: bool
+def torchgate_env(
+    checkpoint_dir: Path, extra_env: dict[str, str], weights_dir: Path, random_weights: bool
 ) -> dict[str, str]:
+    """serve's defaults (all six models), this run's weights and checkpoints, then --env."""
     env = dict(os.environ)
     env.pop("TORCHGATE_MODELS", None)  # the defaults: all six
     env.update(
         {
             "TORCHGATE_WEIGHTS_DIR": str(weights_dir),
-            "TORCHGATE_CHECKPOINT_DIR": str(options.checkpoint_dir.resolve()),
+            "TORCHGATE_CHECKPOINT_DIR": str(checkpoint_dir.resolve()),
             "TORCHGATE_DOWNLOAD_WEIGHTS": "false",
             "TORCHGATE_ADMIN_TOKEN": secrets.token_urlsafe(16),
         }
     )
     if random_weights:
         env["TORCHGATE_VERIFY_WEIGHTS"] = "false"
-    env.update(options.extra_env)
+    env.update(extra_env)
     return env
 
 
-def _model_statuses(base_url: str) -> dict[str, str]:
+def model_statuses(base_url: str) -> dict[str, str]:
     models = httpx.get(f"{base_url}/v1/models", timeout=30).json()["models"]
     return {str(info["name"]): str(info["status"]) for info in models}
 
@@ -157,7 +158,7 @@ def run_peers(options: PeersOptions) -> PeersResult:
         randomized = provide_random_weights([name.strip() for name in enabled], weights_dir)
         random_weights = bool(randomized)
         tool, driver = choose_driver(options.load_tool, workdir)
-        env = _torchgate_env(options, weights_dir, random_weights)
+        env = torchgate_env(options.checkpoint_dir, options.extra_env, weights_dir, random_weights)
         server = ServerProcess(
             env,
             options.serve_args,
@@ -166,7 +167,7 @@ def run_peers(options: PeersOptions) -> PeersResult:
             keep_log=options.log_dir is not None,
         )
         with server:
-            statuses = _model_statuses(server.base_url)
+            statuses = model_statuses(server.base_url)
             if statuses.get(MODEL) != "ready":
                 raise RuntimeError(f"torchgate's cnn is {statuses.get(MODEL)}: see its log")
             labels = httpx.get(f"{server.base_url}/v1/models/{MODEL}", timeout=30).json()

@@ -208,20 +208,25 @@ class PeerServer:
 
     def stop(self, grace_s: float = 20.0) -> None:
         """SIGTERM to the peer's whole process group, SIGKILL to what is left after grace_s."""
-        process = self._process
-        if process is None:
-            return
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and _group_alive(process.pid):
-            process.poll()  # reap the leader so that it does not count as alive
-            time.sleep(0.2)
-        if _group_alive(process.pid):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
+        stop_group(self._process, grace_s)
+
+
+def stop_group(process: subprocess.Popen[bytes] | None, grace_s: float = 20.0) -> None:
+    """SIGTERM to the group ``process`` leads (started with ``start_new_session``), SIGKILL
+    to what is left of it after ``grace_s``: a peer's launcher, server and workers alike."""
+    if process is None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and _group_alive(process.pid):
+        process.poll()  # reap the leader so that it does not count as alive
+        time.sleep(0.2)
+    if _group_alive(process.pid):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(10)
 
 
 def _group_alive(pgid: int) -> bool:
