@@ -19,8 +19,10 @@ import httpx
 import pytest
 import torch
 
-from tests.conftest import ADMIN_TOKEN, REPO_ROOT, serve_process
+from tests.helpers.apps import ADMIN_TOKEN
 from tests.helpers.images import garment_png
+from tests.helpers.repo import REPO_ROOT
+from tests.helpers.servers import serve_process
 
 CLIENTS = 16
 CHURN_SECONDS = float(os.environ.get("TORCHGATE_TEST_CHURN_SECONDS", "10"))

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from app.bench_handoff import BENCH_COMMANDS
-from tests.conftest import REPO_ROOT
+from tests.helpers.repo import REPO_ROOT
 
 WITHOUT_THE_BENCH = """
 import sys

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import REPO_ROOT
+from tests.helpers.repo import REPO_ROOT
 
 DEVICE = REPO_ROOT / "tools" / "device"
 ESCAPE = """

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from app.config import Settings
-from tests.conftest import REPO_ROOT
+from tests.helpers.repo import REPO_ROOT
 
 DOCS = REPO_ROOT / "docs"
 # [text](target) and ![alt](target), up to a space or the closing parenthesis

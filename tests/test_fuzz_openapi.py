@@ -20,7 +20,7 @@ from schemathesis.python import asgi
 
 from app.config import Settings
 from app.main import create_app
-from tests.conftest import admin_headers
+from tests.helpers.apps import admin_headers
 
 MODELS = ("alexnet", "cnn", "lstm", "gan")
 MAX_EXAMPLES = int(os.environ.get("TORCHGATE_FUZZ_EXAMPLES", "25"))
@@ -47,7 +47,7 @@ def _narrow_model_names(document: dict[str, Any]) -> dict[str, Any]:
 def fuzz_app(
     weights_dir: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Any, asgi.ASGIClient]]:
-    from tests.conftest import REPO_ROOT
+    from tests.helpers.repo import REPO_ROOT
 
     settings = Settings(
         models=MODELS,

@@ -34,7 +34,7 @@ async def test_a_stopped_apps_models_can_be_freed(
     import httpx
     from asgi_lifespan import LifespanManager
 
-    from tests.conftest import wait_ready
+    from tests.helpers.apps import wait_ready
 
     app = create_app(settings_factory(models=("cnn",)))
     async with LifespanManager(app) as manager:

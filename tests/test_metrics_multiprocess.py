@@ -15,7 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.metrics import MODEL_STATUSES, Metrics
 from app.metrics_multiprocess import MULTIPROC_DIR_VARIABLE, multiprocess_metrics
 from app.serving.registry import ModelStatus
-from tests.conftest import ADMIN_TOKEN, REPO_ROOT, admin_headers, image_bytes, serve_process
+from tests.helpers.apps import ADMIN_TOKEN, admin_headers
+from tests.helpers.images import image_bytes
+from tests.helpers.repo import REPO_ROOT
+from tests.helpers.servers import serve_process
 
 PREDICT_ROUTE = "/v1/models/{name}/predict"
 

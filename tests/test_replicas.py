@@ -19,8 +19,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, RedisServer, admin_headers, haproxy, serve_process
+from tests.helpers.apps import ADMIN_TOKEN, admin_headers
 from tests.helpers.images import garment_png
+from tests.helpers.redis_server import RedisServer
+from tests.helpers.servers import haproxy, serve_process, serve_processes
 
 PNG = garment_png()
 PREDICT = {"content": PNG, "headers": {"content-type": "image/png"}}
@@ -59,9 +61,8 @@ def _env(redis: RedisServer) -> dict[str, str]:
 def replicas(redis_server: RedisServer, tmp_path: Path) -> Iterator[Replicas]:
     env = _env(redis_server)
     with ExitStack() as stack:
-        started = [
-            stack.enter_context(serve_process(env, tmp_path / f"replica{i}.log")) for i in range(3)
-        ]
+        logs = [tmp_path / f"replica{i}.log" for i in range(3)]
+        started = stack.enter_context(serve_processes(env, logs))
         ports = [port for port, _ in started]
         balancer = stack.enter_context(haproxy(ports, tmp_path))
         yield Replicas(

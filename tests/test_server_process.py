@@ -8,7 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, free_port, image_bytes, serve_process
+from tests.helpers.apps import ADMIN_TOKEN
+from tests.helpers.images import image_bytes
+from tests.helpers.servers import free_port, serve_process
 
 
 @pytest.fixture

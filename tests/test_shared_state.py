@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from tests.conftest import ADMIN_TOKEN, admin_headers, free_port, serve_process
+from tests.helpers.apps import ADMIN_TOKEN, admin_headers
 from tests.helpers.images import garment_png
+from tests.helpers.servers import free_port, serve_process
 from tests.helpers.workers import fresh_client, reinitialize_everywhere
 
 WORKERS = 3

@@ -4,7 +4,8 @@ import asyncio
 
 import pytest
 
-from tests.conftest import admin_headers, image_bytes, running_app
+from tests.helpers.apps import admin_headers, running_app
+from tests.helpers.images import image_bytes
 
 pytestmark = pytest.mark.anyio
 

@@ -13,8 +13,8 @@ from PIL import Image
 from torchvision.models import AlexNet_Weights
 
 from app.config import Settings
-from tests.conftest import image_bytes, running_app
-from tests.helpers.images import png_claiming
+from tests.helpers.apps import running_app
+from tests.helpers.images import image_bytes, png_claiming
 
 pytestmark = pytest.mark.anyio
 
@@ -208,7 +208,7 @@ async def test_client_hanging_up_mid_upload_is_not_a_server_error(
             transport=httpx.ASGITransport(app=manager.app), base_url="http://t"
         ) as client,
     ):
-        from tests.conftest import hang_up, wait_ready
+        from tests.helpers.apps import hang_up, wait_ready
 
         await wait_ready(client)
         sent = await hang_up(manager.app, "/v1/models/alexnet/predict", b"application/json")

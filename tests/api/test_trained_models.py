@@ -16,7 +16,8 @@ from app import datasets
 from app.config import Settings
 from app.evaluation import evaluate_classifier
 from app.training.artifacts import load_net
-from tests.conftest import REPO_ROOT, admin_headers, running_app
+from tests.helpers.apps import admin_headers, running_app
+from tests.helpers.repo import REPO_ROOT
 
 pytestmark = pytest.mark.anyio
 

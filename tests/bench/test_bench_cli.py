@@ -9,7 +9,7 @@ import pytest
 import typer
 
 from app.config import ALL_MODELS
-from tests.conftest import REPO_ROOT
+from tests.helpers.repo import REPO_ROOT
 from tests.helpers.results import read_result
 from torchgate_bench.cli import _parse_env, _served_models
 from torchgate_bench.config import BenchConfig

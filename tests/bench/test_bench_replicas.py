@@ -13,7 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO_ROOT, require_binary
+from tests.helpers.programs import require_binary
+from tests.helpers.repo import REPO_ROOT
 from tests.helpers.results import read_result
 from torchgate_bench.replicas import FanOutRow, ReplicasConfig, ReplicasResult, ThroughputRound
 from torchgate_bench.replicas_cli import format_report

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from tests.conftest import REPO_ROOT
+from tests.helpers.repo import REPO_ROOT
 from tests.helpers.results import check_document
 from torchgate_bench.results import ResultsRun
 from torchgate_bench.soak import SoakConfig, format_report, run_soak, soak_record

@@ -25,7 +25,8 @@ import torchgate_bench.peers
 from app.serving.inputs import FashionInput
 from app.serving.loading import WeightsLocation, load_model
 from app.zoo import SPECS
-from tests.conftest import REPO_ROOT, require_binary
+from tests.helpers.programs import require_binary
+from tests.helpers.repo import REPO_ROOT
 from tests.helpers.results import check_document
 from torchgate_bench.__main__ import cli
 from torchgate_bench.images import garment_png, photo_jpeg

@@ -1,8 +1,9 @@
 """AOTInductor packages: they agree with eager, are cached by weights, are swapped in while
 requests flow, and never answer with stale weights after a parameter swap.
 
-Each model is compiled once per session (about 20-50 s each on two cores), by the same child
-process path the server uses; every other test loads those packages from the cache.
+Each model is compiled by the same child process path the server uses (about 15 s each on two
+cores), once per clone: the packages are kept in pytest's cache, keyed on what they depend on
+(tests/helpers/compiled.py); every other test loads them from there.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from app.serving.loading import LoadedModel, WeightsLocation, load_model
 from app.serving.registry import ModelRegistry
 from app.serving.reinit import InitPlan, reinitialize
 from app.zoo import SPECS
-from tests.conftest import REPO_ROOT, require_binary
+from tests.helpers.compiled import package_cache_dir
+from tests.helpers.programs import require_binary
+from tests.helpers.repo import REPO_ROOT
 
 MODELS = ("cnn", "lstm", "gan")
 CPU = torch.device("cpu")
@@ -65,10 +68,11 @@ def _target(forward: ModelForward, max_batch: int) -> GraphTarget:
 
 
 @pytest.fixture(scope="session")
-def package_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A cache holding each model's package for its shipped weights, compiled once."""
+def package_dir(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache holding each model's package for its shipped weights, compiled once (and kept
+    between runs: the workers of one run, or runs one after another, compile each once)."""
     require_binary("g++", "g++")  # AOTInductor builds the C++ it writes
-    directory = tmp_path_factory.mktemp("compiled")
+    directory = package_cache_dir(pytestconfig, tmp_path_factory)
     plan = PackagePlan(PackageCache(directory), GraphBuilder(), "")
     for name in MODELS:
         forward = _forward(name, None)

@@ -25,14 +25,9 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from tests.conftest import (
-    REAL_SERVER_MAX_UPLOAD_BYTES,
-    RealServer,
-    assert_same_images_as_v1,
-    image_bytes,
-    metric_total,
-    real_server_process,
-)
+from tests.helpers.images import assert_same_images_as_v1, image_bytes
+from tests.helpers.metrics import metric_total
+from tests.helpers.servers import REAL_SERVER_MAX_UPLOAD_BYTES, RealServer, real_server_process
 
 FASHION_INPUTS = {"cnn": (1, 28, 28), "lstm": (28, 28)}
 

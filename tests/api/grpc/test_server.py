@@ -16,7 +16,7 @@ from app.config import Settings
 from app.errors import ConfigurationError
 from app.metrics import Metrics
 from app.serving.registry import ModelRegistry
-from tests.conftest import free_port
+from tests.helpers.servers import free_port
 
 pytestmark = pytest.mark.anyio
 

@@ -14,7 +14,7 @@ from app.api.grpc.asgi import CallContext
 from app.api.grpc.servicer import InferenceServicer
 from app.config import Settings
 from app.metrics import Metrics
-from tests.conftest import metric_total
+from tests.helpers.metrics import metric_total
 
 pytestmark = pytest.mark.anyio
 
