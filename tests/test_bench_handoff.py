@@ -29,6 +29,7 @@ def test_the_service_cli_lists_every_bench_command() -> None:
     assert set(BENCH_COMMANDS) == {"bench", "soak", "bench-replicas", "bench-graphs"}
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("command", ["bench", "bench-graphs"])
 def test_a_bench_command_runs_the_bench_with_the_same_arguments(command: str) -> None:
     completed = _run("-m", "app", command, "--help")
@@ -37,6 +38,7 @@ def test_a_bench_command_runs_the_bench_with_the_same_arguments(command: str) ->
     assert "--results-dir" in completed.stdout
 
 
+@pytest.mark.integration
 def test_without_the_bench_one_sentence_says_how_to_install_it() -> None:
     completed = _run("-c", WITHOUT_THE_BENCH, "bench", "--model", "cnn")
     assert completed.returncode == 2

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from app.config import Settings
 from tests.helpers.repo import REPO_ROOT
 
@@ -18,6 +20,7 @@ MARKDOWN_LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)")
 SETTING = re.compile(r"\bTORCHGATE_[A-Z0-9_]+\b")
 
 
+@pytest.mark.integration
 def test_the_site_builds_in_strict_mode(tmp_path: Path) -> None:
     site = tmp_path / "site"
     built = subprocess.run(

@@ -22,7 +22,7 @@ from app.main import create_app
 from tests.helpers.apps import wait_ready
 from tests.helpers.servers import free_port
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 
 @pytest.fixture

@@ -110,6 +110,7 @@ if sys.argv[1] == "stop":
 """
 
 
+@pytest.mark.integration
 def test_a_stopped_workers_counts_stay_and_its_gauges_leave(tmp_path: Path) -> None:
     env = {**os.environ, MULTIPROC_DIR_VARIABLE: str(tmp_path)}
     for how in ("stop", "run"):
@@ -141,6 +142,7 @@ def _processes_applying_a_reload(base: str) -> int:
     return len(answer.json()["processes"]) if answer.status_code == 200 else 0
 
 
+@pytest.mark.integration
 def test_every_scrape_counts_the_requests_of_all_workers(tmp_path: Path) -> None:
     temp = tmp_path / "temp"  # where the server makes its samples directory
     temp.mkdir()

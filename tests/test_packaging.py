@@ -13,6 +13,8 @@ import pytest
 
 from tests.helpers.repo import REPO_ROOT
 
+pytestmark = pytest.mark.integration
+
 # What a checkout holds beside the code (builds, caches, datasets, checkpoints): not copied.
 ANYWHERE = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__")
 TOP_LEVEL = {".pytest_cache", ".ruff_cache", ".whl", "data", "models"}

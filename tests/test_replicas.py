@@ -24,6 +24,8 @@ from tests.helpers.images import garment_png
 from tests.helpers.redis_server import RedisServer
 from tests.helpers.servers import haproxy, serve_process, serve_processes
 
+pytestmark = pytest.mark.integration
+
 PNG = garment_png()
 PREDICT = {"content": PNG, "headers": {"content-type": "image/png"}}
 
@@ -84,6 +86,7 @@ def _change(client: httpx.Client, index: int) -> httpx.Response:
     )
 
 
+@pytest.mark.soak
 def test_admin_changes_under_load_never_go_back_in_time(replicas: Replicas) -> None:
     """16 clients predict through the balancer while 50 changes go through it too: no
     request fails, and no request sent after a change answered carries an older version."""

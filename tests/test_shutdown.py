@@ -22,6 +22,8 @@ from app.api.grpc.server import SHUTDOWN_GRACE_S
 from tests.helpers.images import image_bytes
 from tests.helpers.servers import free_port, serve_process
 
+pytestmark = pytest.mark.integration
+
 IN_FLIGHT = 8
 IMAGES_PER_REQUEST = 4
 CHUNK = 16 * 1024

@@ -16,6 +16,8 @@ from tests.helpers.images import assert_same_images_as_v1, image_bytes
 from tests.helpers.metrics import metric_total
 from tests.helpers.servers import RealServer
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def server(real_server: RealServer) -> tuple[str, Path]:

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers.programs import require_binary
 from tests.helpers.repo import REPO_ROOT
 from tests.helpers.results import read_result
@@ -20,6 +22,7 @@ from torchgate_bench.replicas import FanOutRow, ReplicasConfig, ReplicasResult, 
 from torchgate_bench.replicas_cli import format_report
 
 
+@pytest.mark.integration
 def test_bench_replicas_json_smoke(tmp_path: Path) -> None:
     require_binary("redis-server", "redis-server")
     scratch = tmp_path / "tmp"

@@ -49,7 +49,6 @@ def test_wrong_architecture_in_the_file_is_unavailable(tmp_path: Path) -> None:
         load_model(SPECS["alexnet"], _where(tmp_path, tmp_path), torch.device("cpu"))
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", ["vgg16", "resnet101"])
 def test_large_imagenet_models_load_and_classify(
     name: str, tmp_path_factory: pytest.TempPathFactory

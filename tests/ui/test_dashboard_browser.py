@@ -31,6 +31,8 @@ webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
 MODELS = ("cnn", "lstm", "gan", "alexnet")
 WAIT_S = 60
 

@@ -29,6 +29,8 @@ from tests.helpers.images import assert_same_images_as_v1, image_bytes
 from tests.helpers.metrics import metric_total
 from tests.helpers.servers import REAL_SERVER_MAX_UPLOAD_BYTES, RealServer, real_server_process
 
+pytestmark = pytest.mark.integration
+
 FASHION_INPUTS = {"cnn": (1, 28, 28), "lstm": (28, 28)}
 
 

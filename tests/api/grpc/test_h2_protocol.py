@@ -20,7 +20,7 @@ from app.api.grpc.proto import inference_pb2 as pb
 from app.api.grpc.proto.inference_pb2_grpc import GRPCInferenceServiceStub
 from app.api.upload_budget import UploadBudget
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 LIMIT = 4_000_000
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 

@@ -18,7 +18,7 @@ from app.metrics import Metrics
 from app.serving.registry import ModelRegistry
 from tests.helpers.servers import free_port
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 
 @pytest.mark.parametrize(("choice", "kind"), [("zttp", GrpcH2Server), ("grpcio", grpc.aio.Server)])

@@ -56,7 +56,7 @@ def make_redis_store(server: RedisServer) -> Iterator[StoreFactory]:
         store.close()
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.integration)])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
     """Stores of one test share one SQLite file, or one Redis key prefix."""
     if request.param == "redis":
@@ -200,6 +200,7 @@ def test_processes_live_while_they_heartbeat_and_leave_on_expiry_or_removal(
     assert wait_for(lambda: store.live_processes() == [], timeout=2)
 
 
+@pytest.mark.integration
 def test_redis_heartbeats_wake_watchers_only_when_readiness_changes(
     make_redis_store: StoreFactory,
 ) -> None:
@@ -334,6 +335,7 @@ def test_watch_hears_writes_of_another_process(make_store: StoreFactory) -> None
     assert calls.more_than(seen, timeout=2)
 
 
+@pytest.mark.integration
 def test_a_redis_outage_is_a_named_error_and_the_same_store_recovers(
     tmp_path: Path, make_redis_store: StoreFactory
 ) -> None:
