@@ -23,7 +23,7 @@ def admin_headers(token: str = ADMIN_TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def app_settings(weights_dir: Path, **overrides: object) -> Settings:
+def app_settings(weights_dir: Path, /, **overrides: object) -> Settings:
     """Settings of an in-process app: alexnet from ``weights_dir`` (random weights, not
     verified, never downloaded), the committed checkpoints, CPU, no gRPC port."""
     values: dict[str, object] = {
