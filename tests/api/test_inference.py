@@ -2,7 +2,7 @@
 
 import base64
 import io
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -13,10 +13,18 @@ from PIL import Image
 from torchvision.models import AlexNet_Weights
 
 from app.config import Settings
-from tests.helpers.apps import running_app
+from tests.helpers.apps import app_settings, running_app
 from tests.helpers.images import image_bytes, png_claiming
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+async def alexnet_client(weights_dir: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """One alexnet app for the whole module, in place of one per test: every test that uses it
+    only predicts (a test that needs other settings starts its own)."""
+    async with running_app(app_settings(weights_dir)) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
