@@ -26,6 +26,24 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("TORCHGATE_COMPILE_GRAPHS", "false")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Markers that must go together: a test that uses a real server fixture, drives chromium
+    or soaks is an integration test, so that ``-m "not integration"`` starts nothing."""
+    real = {"real_server", "redis_server", "toy_server", "echo_server", "metrics_server"}
+    unmarked = [
+        item.nodeid
+        for item in items
+        if item.get_closest_marker("integration") is None
+        and (
+            real & set(getattr(item, "fixturenames", ()))
+            or item.get_closest_marker("browser")
+            or item.get_closest_marker("soak")
+        )
+    ]
+    if unmarked:
+        raise pytest.UsageError(f"mark these pytest.mark.integration: {unmarked[:10]}")
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
