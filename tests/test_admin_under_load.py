@@ -19,8 +19,12 @@ import httpx
 import pytest
 import torch
 
-from tests.conftest import ADMIN_TOKEN, REPO_ROOT, serve_process
+from tests.helpers.apps import ADMIN_TOKEN
 from tests.helpers.images import garment_png
+from tests.helpers.repo import REPO_ROOT
+from tests.helpers.servers import serve_process
+
+pytestmark = [pytest.mark.integration, pytest.mark.soak]
 
 CLIENTS = 16
 CHURN_SECONDS = float(os.environ.get("TORCHGATE_TEST_CHURN_SECONDS", "10"))

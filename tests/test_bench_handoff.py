@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from app.bench_handoff import BENCH_COMMANDS
-from tests.conftest import REPO_ROOT
+from tests.helpers.repo import REPO_ROOT
 
 WITHOUT_THE_BENCH = """
 import sys
@@ -31,6 +31,7 @@ def test_the_service_cli_lists_every_bench_command() -> None:
     assert set(BENCH_COMMANDS) == {command.name for command in cli.registered_commands}
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("command", ["bench", "bench-graphs"])
 def test_a_bench_command_runs_the_bench_with_the_same_arguments(command: str) -> None:
     completed = _run("-m", "app", command, "--help")
@@ -39,6 +40,7 @@ def test_a_bench_command_runs_the_bench_with_the_same_arguments(command: str) ->
     assert "--results-dir" in completed.stdout
 
 
+@pytest.mark.integration
 def test_without_the_bench_one_sentence_says_how_to_install_it() -> None:
     completed = _run("-c", WITHOUT_THE_BENCH, "bench", "--model", "cnn")
     assert completed.returncode == 2

@@ -271,6 +271,7 @@ def test_the_inferenceservice_uses_only_kserve_fields(variant: str) -> None:
     validate(as_pod, "1.30.0")
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_render_is_what_kubectl_kustomize_renders(variant: str) -> None:

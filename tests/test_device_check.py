@@ -9,7 +9,11 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import REPO_ROOT
+import pytest
+
+from tests.helpers.repo import REPO_ROOT
+
+pytestmark = pytest.mark.integration
 
 DEVICE = REPO_ROOT / "tools" / "device"
 ESCAPE = """

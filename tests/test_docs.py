@@ -9,8 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from app.config import Settings
-from tests.conftest import REPO_ROOT
+from tests.helpers.repo import REPO_ROOT
 
 DOCS = REPO_ROOT / "docs"
 # [text](target) and ![alt](target), up to a space or the closing parenthesis
@@ -18,6 +20,7 @@ MARKDOWN_LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)")
 SETTING = re.compile(r"\bTORCHGATE_[A-Z0-9_]+\b")
 
 
+@pytest.mark.integration
 def test_the_site_builds_in_strict_mode(tmp_path: Path) -> None:
     site = tmp_path / "site"
     built = subprocess.run(

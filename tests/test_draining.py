@@ -20,9 +20,10 @@ from app.api.grpc.proto import inference_pb2_grpc
 from app.config import Settings
 from app.draining import Drain
 from app.main import create_app
-from tests.conftest import free_port, wait_ready
+from tests.helpers.apps import wait_ready
+from tests.helpers.servers import free_port
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 
 @pytest.fixture

@@ -17,8 +17,9 @@ from starlette.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
-from tests.conftest import REPO_ROOT, admin_headers, image_bytes
-from tests.helpers.images import png_claiming
+from tests.helpers.apps import admin_headers
+from tests.helpers.images import image_bytes, png_claiming
+from tests.helpers.repo import REPO_ROOT
 
 JPEG = "image/jpeg"
 PNG = "image/png"

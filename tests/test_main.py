@@ -34,7 +34,7 @@ async def test_a_stopped_apps_models_can_be_freed(
     import httpx
     from asgi_lifespan import LifespanManager
 
-    from tests.conftest import wait_ready
+    from tests.helpers.apps import wait_ready
 
     app = create_app(settings_factory(models=("cnn",)))
     async with LifespanManager(app) as manager:
@@ -46,4 +46,4 @@ async def test_a_stopped_apps_models_can_be_freed(
     del app, manager, transport, client
     gc.collect()
     assert gc.get_freeze_count() == 0
-    assert module() is None
+    assert module() is None  # the graph builder's job on it was waited for at shutdown

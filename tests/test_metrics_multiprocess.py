@@ -15,7 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.metrics import MODEL_STATUSES, Metrics
 from app.metrics_multiprocess import MULTIPROC_DIR_VARIABLE, multiprocess_metrics
 from app.serving.registry import ModelStatus
-from tests.conftest import ADMIN_TOKEN, REPO_ROOT, admin_headers, image_bytes, serve_process
+from tests.helpers.apps import ADMIN_TOKEN, admin_headers
+from tests.helpers.images import image_bytes
+from tests.helpers.repo import REPO_ROOT
+from tests.helpers.servers import serve_process
 
 PREDICT_ROUTE = "/v1/models/{name}/predict"
 
@@ -107,6 +110,7 @@ if sys.argv[1] == "stop":
 """
 
 
+@pytest.mark.integration
 def test_a_stopped_workers_counts_stay_and_its_gauges_leave(tmp_path: Path) -> None:
     env = {**os.environ, MULTIPROC_DIR_VARIABLE: str(tmp_path)}
     for how in ("stop", "run"):
@@ -138,6 +142,7 @@ def _processes_applying_a_reload(base: str) -> int:
     return len(answer.json()["processes"]) if answer.status_code == 200 else 0
 
 
+@pytest.mark.integration
 def test_every_scrape_counts_the_requests_of_all_workers(tmp_path: Path) -> None:
     temp = tmp_path / "temp"  # where the server makes its samples directory
     temp.mkdir()

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.helpers.repo import REPO_ROOT
+
+pytestmark = pytest.mark.integration
 
 # What a checkout holds beside the code (builds, caches, datasets, checkpoints): not copied.
 ANYWHERE = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__")

@@ -1,6 +1,6 @@
 """The README's two newcomer commands stay true: CI runs exactly the documented test command."""
 
-from tests.conftest import REPO_ROOT
+from tests.helpers.repo import REPO_ROOT
 
 README = (REPO_ROOT / "README.md").read_text()
 

@@ -8,7 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, free_port, image_bytes, serve_process
+from tests.helpers.apps import ADMIN_TOKEN
+from tests.helpers.images import image_bytes
+from tests.helpers.servers import free_port, serve_process
 
 
 @pytest.fixture
@@ -24,6 +26,7 @@ def server(weights_dir: Path, tmp_path: Path) -> Iterator[tuple[str, subprocess.
         yield f"http://127.0.0.1:{port}", process
 
 
+@pytest.mark.integration
 def test_real_server_serves_predictions_and_admin(server: tuple[str, subprocess.Popen]) -> None:
     base, process = server
     with httpx.Client(base_url=base, timeout=60) as client:
@@ -50,6 +53,7 @@ def test_real_server_serves_predictions_and_admin(server: tuple[str, subprocess.
     assert process.wait(30) == 0
 
 
+@pytest.mark.integration
 def test_admin_api_on_its_own_listener(weights_dir: Path, tmp_path: Path) -> None:
     """TORCHGATE_ADMIN_PORT moves /admin off the public port; both share one set of models."""
     admin_port = free_port()

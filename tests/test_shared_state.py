@@ -16,17 +16,25 @@ import numpy as np
 import pytest
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from tests.conftest import ADMIN_TOKEN, admin_headers, free_port, serve_process
+from tests.helpers.apps import ADMIN_TOKEN, admin_headers
 from tests.helpers.images import garment_png
+from tests.helpers.servers import free_port, serve_process
 from tests.helpers.workers import fresh_client, reinitialize_everywhere
+
+pytestmark = pytest.mark.integration
 
 WORKERS = 3
 PNG = garment_png()
-GRPC_PORT = free_port()
 
 
 @pytest.fixture(scope="module")
-def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+def grpc_port() -> int:
+    """The one gRPC port every worker binds (SO_REUSEPORT)."""
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def workers(tmp_path_factory: pytest.TempPathFactory, grpc_port: int) -> Iterator[tuple[str, str]]:
     """The server's address, and the cnn checksum of its weights' source."""
     folder = tmp_path_factory.mktemp("workers")
     env = {
@@ -37,7 +45,7 @@ def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
         "TORCHGATE_TORCH_THREADS": "1",
         "TORCHGATE_HEARTBEAT_S": "0.5",
         "TORCHGATE_PROCESS_TIMEOUT_S": "3",
-        "TORCHGATE_GRPC_PORT": str(GRPC_PORT),
+        "TORCHGATE_GRPC_PORT": str(grpc_port),
     }
     with serve_process(env, folder / "server.log") as (port, _):
         base = f"http://127.0.0.1:{port}"
@@ -56,7 +64,7 @@ def _wait_for_all_workers(base: str) -> str:
     raise AssertionError("not every worker became ready")
 
 
-def _check_every_answer(base: str, version: int, sha256: str) -> None:
+def _check_every_answer(base: str, version: int, sha256: str, grpc_port: int) -> None:
     with fresh_client(base) as client:
         for _ in range(300):
             answer = client.post(
@@ -73,19 +81,21 @@ def _check_every_answer(base: str, version: int, sha256: str) -> None:
     request.raw_input_contents.append(np.zeros(784, "<f4").tobytes())
     for _ in range(30):  # a channel of its own each: a fresh connection, wherever it lands
         options = [("grpc.use_local_subchannel_pool", 1)]
-        with grpc.insecure_channel(f"127.0.0.1:{GRPC_PORT}", options=options) as channel:
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}", options=options) as channel:
             reply = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request)
         parameters = reply.parameters
         assert parameters["parameters_version"].int64_param == version
         assert parameters["parameters_sha256"].string_param == sha256
 
 
-def test_a_seeded_reinitialize_reaches_every_worker(workers: tuple[str, str]) -> None:
+def test_a_seeded_reinitialize_reaches_every_worker(
+    workers: tuple[str, str], grpc_port: int
+) -> None:
     base = workers[0]
     with fresh_client(base) as client:
         body = reinitialize_everywhere(client, WORKERS)
     assert {p["parameters_version"] for p in body["processes"]} == {body["parameters_version"]}
-    _check_every_answer(base, body["parameters_version"], body["parameters_sha256"])
+    _check_every_answer(base, body["parameters_version"], body["parameters_sha256"], grpc_port)
 
     with fresh_client(base) as client:
         again = client.post(
@@ -97,7 +107,7 @@ def test_a_seeded_reinitialize_reaches_every_worker(workers: tuple[str, str]) ->
     assert again["parameters_sha256"] == body["parameters_sha256"]  # same seed, same bytes
 
 
-def test_a_reload_reaches_every_worker(workers: tuple[str, str]) -> None:
+def test_a_reload_reaches_every_worker(workers: tuple[str, str], grpc_port: int) -> None:
     base, source_sha256 = workers
     with fresh_client(base) as client:
         client.post("/admin/models/cnn/reinitialize", json={"seed": 4}, headers=admin_headers())
@@ -106,7 +116,7 @@ def test_a_reload_reaches_every_worker(workers: tuple[str, str]) -> None:
     body = answer.json()
     assert body["converged"] is True and len(body["processes"]) == WORKERS
     assert body["parameters_sha256"] == source_sha256
-    _check_every_answer(base, body["parameters_version"], body["parameters_sha256"])
+    _check_every_answer(base, body["parameters_version"], body["parameters_sha256"], grpc_port)
 
 
 def test_a_job_started_on_one_worker_answers_from_every_worker(

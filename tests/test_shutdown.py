@@ -19,7 +19,10 @@ import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
 from app.api.grpc.server import SHUTDOWN_GRACE_S
-from tests.conftest import free_port, image_bytes, serve_process
+from tests.helpers.images import image_bytes
+from tests.helpers.servers import free_port, serve_process
+
+pytestmark = pytest.mark.integration
 
 IN_FLIGHT = 8
 IMAGES_PER_REQUEST = 4

@@ -12,7 +12,11 @@ import torch
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from tests.conftest import RealServer, assert_same_images_as_v1, image_bytes, metric_total
+from tests.helpers.images import assert_same_images_as_v1, image_bytes
+from tests.helpers.metrics import metric_total
+from tests.helpers.servers import RealServer
+
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")

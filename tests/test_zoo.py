@@ -9,7 +9,7 @@ import torch
 
 from app.nets import ConditionalGenerator, FashionCNN, RowLSTM
 from app.zoo import SPECS
-from tests.conftest import REPO_ROOT
+from tests.helpers.repo import REPO_ROOT
 
 
 def test_the_gan_spec_gives_the_latent_size_of_the_served_generator() -> None:

@@ -9,9 +9,8 @@ import httpx
 import pytest
 
 from app.config import Settings
-from tests.conftest import ADMIN_TOKEN, fashion_checkpoints, running_app
-
-V2_MODELS = ("cnn", "lstm", "gan", "alexnet", "vgg16")  # vgg16: no weights here, so unavailable
+from tests.helpers.apps import ADMIN_TOKEN, running_app
+from tests.helpers.weights import fashion_checkpoints
 
 
 @pytest.fixture(scope="package")
@@ -26,7 +25,7 @@ async def v2_client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """One app, booted once, for every v2 test module (they leave its parameters as found)."""
     settings = Settings(
-        models=V2_MODELS,
+        models=("cnn", "lstm", "gan", "alexnet", "vgg16"),  # vgg16: no weights, unavailable
         weights_dir=weights_dir,
         download_weights=False,
         verify_weights=False,

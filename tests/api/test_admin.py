@@ -1,10 +1,14 @@
 """Admin endpoints: token guard, reinitialize, reload, and atomicity under concurrent load."""
 
 import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.conftest import admin_headers, image_bytes, running_app
+from tests.helpers.apps import admin_headers, app_settings, running_app
+from tests.helpers.images import image_bytes
 
 pytestmark = pytest.mark.anyio
 
@@ -12,19 +16,27 @@ REINIT = "/admin/models/alexnet/reinitialize"
 RELOAD = "/admin/models/alexnet/reload"
 
 
+@pytest.fixture(scope="module")
+async def refusing_client(weights_dir: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """One alexnet app for the module's tests of refused requests, which leave the parameters
+    as they found them (and check that they did)."""
+    async with running_app(app_settings(weights_dir)) as client:
+        yield client
+
+
 async def _checksum(client) -> str:
     return (await client.get("/v1/models/alexnet")).json()["parameters_sha256"]
 
 
 @pytest.mark.parametrize("path", [REINIT, RELOAD])
-async def test_admin_needs_a_bearer_token(alexnet_client, path: str) -> None:
-    missing = await alexnet_client.post(path)
+async def test_admin_needs_a_bearer_token(refusing_client, path: str) -> None:
+    missing = await refusing_client.post(path)
     assert missing.status_code == 401
     assert "Bearer" in missing.json()["detail"]
     assert missing.headers["WWW-Authenticate"] == "Bearer"
-    wrong = await alexnet_client.post(path, headers=admin_headers("nope"))
+    wrong = await refusing_client.post(path, headers=admin_headers("nope"))
     assert wrong.status_code == 403
-    basic = await alexnet_client.post(path, headers={"Authorization": "Basic dXNlcjpwdw=="})
+    basic = await refusing_client.post(path, headers={"Authorization": "Basic dXNlcjpwdw=="})
     assert basic.status_code == 401
 
 
@@ -84,16 +96,16 @@ async def test_reload_restores_the_original_weights(alexnet_client) -> None:
         {"scheme": "normal", "unknown": 1},
     ],
 )
-async def test_invalid_reinitialize_requests_are_422(alexnet_client, body: dict) -> None:
-    original = await _checksum(alexnet_client)
-    response = await alexnet_client.post(REINIT, json=body, headers=admin_headers())
+async def test_invalid_reinitialize_requests_are_422(refusing_client, body: dict) -> None:
+    original = await _checksum(refusing_client)
+    response = await refusing_client.post(REINIT, json=body, headers=admin_headers())
     assert response.status_code == 422
     assert isinstance(response.json()["detail"], str)
-    assert await _checksum(alexnet_client) == original
+    assert await _checksum(refusing_client) == original
 
 
-async def test_admin_on_unknown_model_is_404(alexnet_client) -> None:
-    response = await alexnet_client.post("/admin/models/bert/reload", headers=admin_headers())
+async def test_admin_on_unknown_model_is_404(refusing_client) -> None:
+    response = await refusing_client.post("/admin/models/bert/reload", headers=admin_headers())
     assert response.status_code == 404
 
 
@@ -218,8 +230,8 @@ async def test_reload_from_a_corrupted_source_is_409_and_serving_continues(
 @pytest.mark.parametrize(
     "body", [{"scheme": "uniform", "a": -1e300, "b": 1e300}, {"scheme": "normal", "std": 1e9}]
 )
-async def test_extreme_reinitialize_values_are_refused(alexnet_client, body: dict) -> None:
-    before = await _checksum(alexnet_client)
-    response = await alexnet_client.post(REINIT, json=body, headers=admin_headers())
+async def test_extreme_reinitialize_values_are_refused(refusing_client, body: dict) -> None:
+    before = await _checksum(refusing_client)
+    response = await refusing_client.post(REINIT, json=body, headers=admin_headers())
     assert response.status_code == 422
-    assert await _checksum(alexnet_client) == before
+    assert await _checksum(refusing_client) == before

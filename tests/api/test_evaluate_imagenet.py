@@ -13,7 +13,7 @@ import torchvision
 from PIL import Image
 from torchvision.models import AlexNet_Weights
 
-from tests.conftest import admin_headers, running_app
+from tests.helpers.apps import admin_headers, running_app
 
 pytestmark = pytest.mark.anyio
 

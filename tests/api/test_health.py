@@ -6,7 +6,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.config import Settings
 from app.serving import registry as registry_module
-from tests.conftest import running_app, wait_ready
+from tests.helpers.apps import running_app, wait_ready
 
 pytestmark = pytest.mark.anyio
 

@@ -2,7 +2,7 @@
 
 import base64
 import io
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -13,10 +13,18 @@ from PIL import Image
 from torchvision.models import AlexNet_Weights
 
 from app.config import Settings
-from tests.conftest import image_bytes, running_app
-from tests.helpers.images import png_claiming
+from tests.helpers.apps import app_settings, running_app
+from tests.helpers.images import image_bytes, png_claiming
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+async def alexnet_client(weights_dir: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """One alexnet app for the whole module, in place of one per test: every test that uses it
+    only predicts (a test that needs other settings starts its own)."""
+    async with running_app(app_settings(weights_dir)) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +216,7 @@ async def test_client_hanging_up_mid_upload_is_not_a_server_error(
             transport=httpx.ASGITransport(app=manager.app), base_url="http://t"
         ) as client,
     ):
-        from tests.conftest import hang_up, wait_ready
+        from tests.helpers.apps import hang_up, wait_ready
 
         await wait_ready(client)
         sent = await hang_up(manager.app, "/v1/models/alexnet/predict", b"application/json")

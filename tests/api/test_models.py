@@ -4,7 +4,7 @@ import anyio
 import pytest
 
 from app.config import Settings
-from tests.conftest import running_app
+from tests.helpers.apps import running_app
 
 pytestmark = pytest.mark.anyio
 

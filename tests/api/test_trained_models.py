@@ -16,7 +16,8 @@ from app import datasets
 from app.config import Settings
 from app.evaluation import evaluate_classifier
 from app.training.artifacts import load_net
-from tests.conftest import REPO_ROOT, admin_headers, running_app
+from tests.helpers.apps import admin_headers, app_settings, running_app
+from tests.helpers.repo import REPO_ROOT
 
 pytestmark = pytest.mark.anyio
 
@@ -34,10 +35,19 @@ def test_split(fashion_data_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
     return datasets.load_tensors("fashion-mnist", "test", fashion_data_dir)
 
 
+@pytest.fixture(scope="module")
+async def client(weights_dir: Path, fashion_data_dir: Path) -> AsyncIterator:
+    """One app for the module's tests that leave the parameters as they found them."""
+    settings = app_settings(weights_dir, models=("cnn", "lstm", "gan"), data_dir=fashion_data_dir)
+    async with running_app(settings) as client:
+        yield client
+
+
 @pytest.fixture
-async def client(
+async def fresh_client(
     settings_factory: Callable[..., Settings], fashion_data_dir: Path
 ) -> AsyncIterator:
+    """An app of its own, for a test that changes the parameters."""
     settings = settings_factory(models=("cnn", "lstm", "gan"), data_dir=fashion_data_dir)
     async with running_app(settings) as client:
         yield client
@@ -218,12 +228,14 @@ async def test_cnn_evaluation_equals_an_independent_evaluation(client, test_spli
     assert accuracy["recorded"]["test_accuracy"] == manifest["test_accuracy"]
 
 
-async def test_reinitialize_drops_accuracy_to_chance_and_reload_restores_it(client) -> None:
-    await client.post("/admin/models/lstm/reinitialize", json={"seed": 0}, headers=admin_headers())
-    chance = await _run_job(client, "lstm")
+async def test_reinitialize_drops_accuracy_to_chance_and_reload_restores_it(fresh_client) -> None:
+    await fresh_client.post(
+        "/admin/models/lstm/reinitialize", json={"seed": 0}, headers=admin_headers()
+    )
+    chance = await _run_job(fresh_client, "lstm")
     assert chance["result"]["accuracy"] < 0.2
-    await client.post("/admin/models/lstm/reload", headers=admin_headers())
-    restored = await _run_job(client, "lstm")
+    await fresh_client.post("/admin/models/lstm/reload", headers=admin_headers())
+    restored = await _run_job(fresh_client, "lstm")
     assert restored["result"]["accuracy"] >= 0.90
 
 

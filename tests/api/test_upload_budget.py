@@ -14,7 +14,7 @@ import pytest
 from app.api.upload_budget import UploadBudget
 from app.config import Settings
 from app.errors import Overloaded
-from tests.conftest import admin_headers, running_app
+from tests.helpers.apps import admin_headers, running_app
 from tests.helpers.images import garment_png
 
 PREDICT = "/v1/models/cnn/predict"

@@ -8,7 +8,8 @@ import orjson
 import pytest
 import torch
 
-from tests.conftest import admin_headers, assert_same_images_as_v1, image_bytes
+from tests.helpers.apps import admin_headers
+from tests.helpers.images import assert_same_images_as_v1, image_bytes
 
 pytestmark = pytest.mark.anyio
 

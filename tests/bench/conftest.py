@@ -12,44 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import pytest
 import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
 
-from tests.helpers.toy_servers import EchoServer, MetricsServer, ToyServer
+from tests.helpers.toy_servers import EchoServer, MetricsServer, ToyServer, toy_app
 from torchgate_bench.server import free_port
-
-
-def _app(state: ToyServer) -> Starlette:
-    async def ok(request: Request) -> PlainTextResponse:
-        state.counts["ok"] += 1
-        return PlainTextResponse("ok")
-
-    async def fail(request: Request) -> PlainTextResponse:
-        state.counts["fail"] += 1
-        return PlainTextResponse("broken", status_code=500)
-
-    async def upload(request: Request) -> PlainTextResponse:
-        """200 only when the body holds exactly the expected file as a 'file' part."""
-        async with request.form() as form:
-            parts = form.getlist("file")
-            expected = state.expected_upload
-            good = (
-                expected is not None
-                and len(parts) == 1
-                and not isinstance(parts[0], str)
-                and (parts[0].filename, parts[0].content_type, await parts[0].read()) == expected
-            )
-        state.counts["upload_good" if good else "upload_bad"] += 1
-        return PlainTextResponse("ok" if good else "wrong body", status_code=200 if good else 400)
-
-    routes = [
-        Route("/ok", ok),
-        Route("/fail", fail),
-        Route("/upload", upload, methods=["POST"]),
-    ]
-    return Starlette(routes=routes)
 
 
 @pytest.fixture
@@ -57,7 +22,7 @@ def toy_server() -> Iterator[ToyServer]:
     state = ToyServer()
     port = free_port()
     config = uvicorn.Config(
-        _app(state), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        toy_app(state), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -1,4 +1,5 @@
-"""The whole command on alexnet with random weights, for a couple of seconds."""
+"""The whole command on alexnet with random weights, for a second per measurement: these check
+the plumbing (documents, records, rounds), not the figures."""
 
 import json
 import subprocess
@@ -9,7 +10,7 @@ import pytest
 import typer
 
 from app.config import ALL_MODELS
-from tests.conftest import REPO_ROOT
+from tests.helpers.repo import REPO_ROOT
 from tests.helpers.results import read_result
 from torchgate_bench.cli import _parse_env, _served_models
 from torchgate_bench.config import BenchConfig
@@ -21,12 +22,13 @@ def test_env_pairs_are_parsed_and_checked() -> None:
         _parse_env(["missing-equals"])
 
 
+@pytest.mark.integration
 def test_bench_json_smoke(weights_dir: Path, tmp_path: Path) -> None:
     command = [
         sys.executable, "-m", "torchgate_bench", "bench", f"--results-dir={tmp_path}",
-        "--model=alexnet", "--concurrency=4", "--duration=2", "--warmup=1",
+        "--model=alexnet", "--concurrency=4", "--duration=1", "--warmup=0",
         f"--weights-dir={weights_dir}", "--env=TORCHGATE_VERIFY_WEIGHTS=false",
-        "--raw-budget=2", "--raw-threads=1", "--baseline-healthz", "--json",
+        "--raw-budget=1", "--raw-threads=1", "--baseline-healthz", "--json",
         "--served=alexnet,cnn",
     ]  # fmt: skip
     completed = subprocess.run(
@@ -64,10 +66,11 @@ def test_bench_json_smoke(weights_dir: Path, tmp_path: Path) -> None:
     assert record["ratios"]["served / raw (batching on)"] == scenario["served_over_raw"]
 
 
+@pytest.mark.integration
 def test_batching_both_alternates_the_two_servers(tmp_path: Path) -> None:
     command = [
         sys.executable, "-m", "torchgate_bench", "bench", f"--results-dir={tmp_path}",
-        "--model=cnn", "--concurrency=4", "--duration=3", "--warmup=0", "--upload=raw",
+        "--model=cnn", "--concurrency=4", "--duration=1", "--warmup=0", "--upload=raw",
         "--batching=both", "--no-raw", "--json", "--served=one",
     ]  # fmt: skip
     completed = subprocess.run(

@@ -39,6 +39,7 @@ def test_parse_without_a_summary_says_so() -> None:
         parse_output("connection refused", "")
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(find_h2load() is None, reason="h2load is not installed (nghttp2-client)")
 def test_h2load_sends_the_very_message_as_grpc_calls(
     echo_server: EchoServer, tmp_path: Path
@@ -58,6 +59,7 @@ def test_h2load_sends_the_very_message_as_grpc_calls(
     assert result.latency.p50_ms > 0 and result.client_cpu_s is not None
 
 
+@pytest.mark.integration
 def test_failed_calls_are_counted_from_the_servers_metrics(
     metrics_server: MetricsServer,
 ) -> None:

@@ -1,11 +1,14 @@
 import asyncio
 
+import pytest
+
 from tests.helpers.toy_servers import ToyServer
 from torchgate_bench.load import LoadPlan, LoadTarget
 from torchgate_bench.loadgen import drive, generator_processes, run_loadgen
 from torchgate_bench.server import free_port
 
 
+@pytest.mark.integration
 def test_subprocess_generator_counts_every_answer(toy_server: ToyServer) -> None:
     plan = LoadPlan(concurrency=4, duration_s=1.0)
     result = run_loadgen(LoadTarget(f"{toy_server.base_url}/ok"), plan)
@@ -18,6 +21,7 @@ def test_subprocess_generator_counts_every_answer(toy_server: ToyServer) -> None
     assert result.latency.p50_ms <= result.latency.p99_ms
 
 
+@pytest.mark.integration
 def test_non_2xx_answers_are_errors(toy_server: ToyServer) -> None:
     plan = LoadPlan(concurrency=2, duration_s=0.5, warmup_s=0.2)
     result = asyncio.run(
@@ -38,6 +42,7 @@ def test_refused_connections_are_transport_errors() -> None:
     assert set(result.error_kinds or {}) == {"transport"}
 
 
+@pytest.mark.integration
 def test_processes_share_the_connections_and_their_counts_add_up(toy_server: ToyServer) -> None:
     plan = LoadPlan(concurrency=5, duration_s=1.0)
     result = run_loadgen(LoadTarget(f"{toy_server.base_url}/ok"), plan, processes=2)

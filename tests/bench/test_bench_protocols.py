@@ -57,6 +57,7 @@ def test_the_output_names_the_models_served_with_random_weights(tmp_path: Path) 
     assert _random_weights(BenchConfig("resnet101", weights_dir=tmp_path)) == []  # real files
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("message", "errors"), [(b"ok", False), (b"fail", True)])
 def test_the_grpc_generator_counts_answers_and_errors(
     echo_server: EchoServer, tmp_path: Path, message: bytes, errors: bool
@@ -102,6 +103,7 @@ def _failures(count: int) -> str:
     )
 
 
+@pytest.mark.integration
 def test_rounds_alternate_and_grpc_failures_come_from_the_servers_count(
     metrics_server: MetricsServer,
 ) -> None:

@@ -13,12 +13,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO_ROOT, require_binary
+import pytest
+
+from tests.helpers.programs import require_binary
+from tests.helpers.repo import REPO_ROOT
 from tests.helpers.results import read_result
 from torchgate_bench.replicas import FanOutRow, ReplicasConfig, ReplicasResult, ThroughputRound
 from torchgate_bench.replicas_cli import format_report
 
 
+@pytest.mark.integration
 def test_bench_replicas_json_smoke(tmp_path: Path) -> None:
     require_binary("redis-server", "redis-server")
     scratch = tmp_path / "tmp"

@@ -7,6 +7,8 @@ import pytest
 
 from torchgate_bench.server import ServerProcess, cpu_seconds, process_tree, rss_bytes
 
+pytestmark = pytest.mark.integration
+
 
 def test_process_tree_includes_children_and_rss_is_read_from_proc() -> None:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])

@@ -57,6 +57,7 @@ def test_get_script_has_no_body() -> None:
     assert 'wrk.method = "GET"' in script
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(find_wrk() is None, reason="wrk is not installed")
 def test_wrk_sends_a_multipart_body_that_starlette_parses(
     toy_server: ToyServer, tmp_path: Path

@@ -25,7 +25,8 @@ import torchgate_bench.peers
 from app.serving.inputs import FashionInput
 from app.serving.loading import WeightsLocation, load_model
 from app.zoo import SPECS
-from tests.conftest import REPO_ROOT, require_binary
+from tests.helpers.programs import require_binary
+from tests.helpers.repo import REPO_ROOT
 from tests.helpers.results import check_document
 from torchgate_bench.__main__ import cli
 from torchgate_bench.images import garment_png, photo_jpeg
@@ -271,6 +272,7 @@ def test_a_missing_peer_environment_is_named_before_anything_starts(tmp_path: Pa
         run_peers(options)
 
 
+@pytest.mark.integration
 def test_stopping_a_peer_ends_its_whole_process_group(tmp_path: Path) -> None:
     config = PeerConfig(workers=2, threads=1)  # uvicorn's supervisor and two workers
     with PeerServer("fastapi", config, CNN_FILES, tmp_path) as server:
@@ -284,6 +286,7 @@ def test_stopping_a_peer_ends_its_whole_process_group(tmp_path: Path) -> None:
     assert not _group_alive(group)
 
 
+@pytest.mark.integration
 def test_a_real_run_against_the_plain_fastapi_peer(tmp_path: Path) -> None:
     require_binary("wrk", "wrk")
     from torchgate_bench.peers.report import render
@@ -326,6 +329,7 @@ def test_a_real_run_against_the_plain_fastapi_peer(tmp_path: Path) -> None:
     assert record["versions"]["fastapi"] and record["versions"]["uvicorn"]
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(
     os.environ.get("TORCHGATE_TEST_TORCHSERVE") != "1",
     reason="TorchServe needs Java 17 and its own venv (../shared/peers); opt in with "

@@ -17,7 +17,7 @@ from app.api.grpc.tensors import read_inputs as read_grpc_inputs
 from app.api.v2_schemas import InferenceRequest
 from app.api.v2_tensors import read_inputs, split_body
 from app.serving.inputs import FashionInput
-from tests.conftest import REPO_ROOT
+from tests.helpers.repo import REPO_ROOT
 from tests.helpers.results import check_document
 from torchgate_bench.__main__ import cli
 from torchgate_bench.images import garment_png

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, require_binary
+from tests.helpers.programs import require_binary
+from tests.helpers.repo import REPO_ROOT
 from tests.helpers.results import check_document
 from torchgate_bench.peers.requirements import DEFAULT_V2_PYTHON, V2_SETUP
 from torchgate_bench.peers.v2_options import V2Options

@@ -1,8 +1,9 @@
-"""Image files built for tests: hostile ones that decoders must refuse cheaply, and PNGs
-assembled chunk by chunk."""
+"""Image files built for tests: synthetic photos and garments, hostile ones that decoders
+must refuse cheaply, PNGs assembled chunk by chunk, and generated images compared with v1's."""
 
 from __future__ import annotations
 
+import base64
 import io
 import struct
 import zlib
@@ -59,3 +60,29 @@ def garment_png(shade: int = 90) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def image_bytes(
+    size: tuple[int, int] = (500, 375),
+    color: tuple[int, int, int] = (200, 30, 30),
+    fmt: str = "JPEG",
+    mode: str = "RGB",
+) -> bytes:
+    """A small synthetic image; a gradient so that different colours give different inputs."""
+    image = Image.new(mode, size, color if mode == "RGB" else 128)
+    if mode == "RGB":
+        for x in range(0, size[0], 7):
+            for y in range(0, size[1], 11):
+                image.putpixel((x, y), (x % 256, y % 256, (x + y) % 256))
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def assert_same_images_as_v1(images: np.ndarray, encoded_pngs: list[str]) -> None:
+    """Generator outputs in [-1, 1] ([N,1,28,28]) against v1 generate's base64 PNGs: the same
+    pixels, give or take one level of rounding."""
+    pixels = np.round((np.clip(images, -1, 1) + 1) * 127.5).astype(np.uint8)
+    for mine, encoded in zip(pixels, encoded_pngs, strict=True):
+        png = np.asarray(Image.open(io.BytesIO(base64.b64decode(encoded))))
+        assert np.abs(mine[0].astype(int) - png).max() <= 1

@@ -1,10 +1,15 @@
-"""What the bench tests' toy servers (tests/bench/conftest.py fixtures) record, for the tests
-that drive them."""
+"""The bench tests' toy servers (tests/bench/conftest.py fixtures): what each records, for the
+tests that drive them, and the toy HTTP app."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
 
 @dataclass
@@ -35,3 +40,36 @@ class MetricsServer:
 
     def cpu_seconds(self) -> float:  # as ServerProcess's, for code that reads both
         return self.cpu
+
+
+def toy_app(state: ToyServer) -> Starlette:
+    """The toy server's routes: /ok, /fail (500) and /upload (checks one expected file)."""
+
+    async def ok(request: Request) -> PlainTextResponse:
+        state.counts["ok"] += 1
+        return PlainTextResponse("ok")
+
+    async def fail(request: Request) -> PlainTextResponse:
+        state.counts["fail"] += 1
+        return PlainTextResponse("broken", status_code=500)
+
+    async def upload(request: Request) -> PlainTextResponse:
+        """200 only when the body holds exactly the expected file as a 'file' part."""
+        async with request.form() as form:
+            parts = form.getlist("file")
+            expected = state.expected_upload
+            good = (
+                expected is not None
+                and len(parts) == 1
+                and not isinstance(parts[0], str)
+                and (parts[0].filename, parts[0].content_type, await parts[0].read()) == expected
+            )
+        state.counts["upload_good" if good else "upload_bad"] += 1
+        return PlainTextResponse("ok" if good else "wrong body", status_code=200 if good else 400)
+
+    routes = [
+        Route("/ok", ok),
+        Route("/fail", fail),
+        Route("/upload", upload, methods=["POST"]),
+    ]
+    return Starlette(routes=routes)

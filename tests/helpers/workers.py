@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import admin_headers
+from tests.helpers.apps import admin_headers
 
 
 def fresh_client(base: str) -> httpx.Client:

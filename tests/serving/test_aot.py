@@ -1,8 +1,9 @@
 """AOTInductor packages: they agree with eager, are cached by weights, are swapped in while
 requests flow, and never answer with stale weights after a parameter swap.
 
-Each model is compiled once per session (about 20-50 s each on two cores), by the same child
-process path the server uses; every other test loads those packages from the cache.
+Each model is compiled by the same child process path the server uses (about 15 s each on two
+cores), once per clone: the packages are kept in pytest's cache, keyed on what they depend on
+(tests/helpers/compiled.py); every other test loads them from there.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from app.serving.loading import LoadedModel, WeightsLocation, load_model
 from app.serving.registry import ModelRegistry
 from app.serving.reinit import InitPlan, reinitialize
 from app.zoo import SPECS
-from tests.conftest import REPO_ROOT, require_binary
+from tests.helpers.compiled import package_cache_dir
+from tests.helpers.programs import require_binary
+from tests.helpers.repo import REPO_ROOT
 
 MODELS = ("cnn", "lstm", "gan")
 CPU = torch.device("cpu")
@@ -65,10 +68,11 @@ def _target(forward: ModelForward, max_batch: int) -> GraphTarget:
 
 
 @pytest.fixture(scope="session")
-def package_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A cache holding each model's package for its shipped weights, compiled once."""
+def package_dir(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache holding each model's package for its shipped weights, compiled once (and kept
+    between runs: the workers of one run, or runs one after another, compile each once)."""
     require_binary("g++", "g++")  # AOTInductor builds the C++ it writes
-    directory = tmp_path_factory.mktemp("compiled")
+    directory = package_cache_dir(pytestconfig, tmp_path_factory)
     plan = PackagePlan(PackageCache(directory), GraphBuilder(), "")
     for name in MODELS:
         forward = _forward(name, None)
@@ -88,6 +92,7 @@ def _prepared(name: str, plan: PackagePlan) -> ModelForward:
     return forward
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", MODELS)
 def test_a_package_matches_eager_at_every_batch_size(package_dir: Path, name: str) -> None:
     forward = _prepared(name, _plan(package_dir, name, wait=True))
@@ -100,6 +105,7 @@ def test_a_package_matches_eager_at_every_batch_size(package_dir: Path, name: st
         assert difference <= MAX_PROBABILITY_DIFF
 
 
+@pytest.mark.integration
 def test_inputs_the_package_was_not_built_for_run_eager(package_dir: Path) -> None:
     forward = _prepared("lstm", _plan(package_dir, "lstm", wait=True))
     graph = forward.graph.forward
@@ -112,6 +118,7 @@ def test_inputs_the_package_was_not_built_for_run_eager(package_dir: Path) -> No
         assert forward.run(inputs).shape == (inputs[0].shape[0], 10)
 
 
+@pytest.mark.integration
 def test_new_weights_miss_the_cache_and_are_compiled_once(
     package_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -137,6 +144,7 @@ def test_new_weights_miss_the_cache_and_are_compiled_once(
     assert len(list(tmp_path.glob("cnn-*.pt2"))) == 2
 
 
+@pytest.mark.integration
 def test_a_corrupt_package_is_ignored_and_eager_serves(
     package_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -183,6 +191,7 @@ def test_temporary_files_of_killed_compiles_are_removed_later(tmp_path: Path) ->
     assert stored.read_bytes() == b"PK package" and stored.stat().st_mode & 0o777 == 0o644
 
 
+@pytest.mark.integration
 def test_the_graph_is_swapped_in_while_requests_flow(package_dir: Path) -> None:
     forward = _prepared("gan", _plan(package_dir, "gan"))
     reference = forward.module
@@ -201,6 +210,7 @@ def test_the_graph_is_swapped_in_while_requests_flow(package_dir: Path) -> None:
     assert failures == [] and modes == {"eager", "aot"}
 
 
+@pytest.mark.integration
 def test_an_idle_model_gets_its_graph_through_the_worker(package_dir: Path) -> None:
     with ThreadPoolExecutor(1) as worker:  # stands in for the registry's forward worker
         plan = PackagePlan(
@@ -213,6 +223,7 @@ def test_an_idle_model_gets_its_graph_through_the_worker(package_dir: Path) -> N
     assert forward.graph.mode == "aot"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", ["cnn", "gan"])
 def test_a_reinitialize_after_the_swap_answers_with_the_new_weights(
     package_dir: Path, name: str
@@ -235,6 +246,7 @@ def test_a_reinitialize_after_the_swap_answers_with_the_new_weights(
     assert forward.graph.mode == ("aot" if name == "cnn" else "eager")
 
 
+@pytest.mark.integration
 @pytest.mark.anyio
 async def test_readiness_waits_for_graphs_only_when_asked(
     package_dir: Path, tmp_path: Path, settings_factory: Callable[..., Settings]

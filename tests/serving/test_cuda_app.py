@@ -19,7 +19,8 @@ import torch
 from PIL import Image
 
 from app.config import Settings
-from tests.conftest import admin_headers, image_bytes, running_app
+from tests.helpers.apps import admin_headers, running_app
+from tests.helpers.images import image_bytes
 
 STANDIN = os.environ.get("TORCHGATE_TEST_CUDA_STANDIN") == "cpu"
 TARGET = "cpu" if STANDIN else "cuda"

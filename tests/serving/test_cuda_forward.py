@@ -27,8 +27,8 @@ import torch
 from app.serving.forward import ModelForward
 from app.serving.loading import LoadedModel, WeightsLocation, load_model
 from app.zoo import SPECS
-from tests.conftest import REPO_ROOT
-from torchgate_bench.weights import write_random_weights
+from tests.helpers.repo import REPO_ROOT
+from tests.helpers.weights import write_random_weights
 
 STANDIN = os.environ.get("TORCHGATE_TEST_CUDA_STANDIN") == "cpu"
 pytestmark = pytest.mark.skipif(

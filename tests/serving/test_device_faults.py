@@ -12,7 +12,8 @@ import torch
 
 from app.config import Settings
 from app.serving.forward import ModelForward
-from tests.conftest import image_bytes, running_app
+from tests.helpers.apps import running_app
+from tests.helpers.images import image_bytes
 
 pytestmark = pytest.mark.anyio
 

@@ -8,7 +8,7 @@ from app.serving import graphs
 from app.serving.graphs import MAX_PROBABILITY_DIFF, build_graph
 from app.serving.loading import WeightsLocation, load_model
 from app.zoo import SPECS
-from tests.conftest import REPO_ROOT
+from tests.helpers.repo import REPO_ROOT
 
 CPU = torch.device("cpu")
 

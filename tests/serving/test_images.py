@@ -6,8 +6,7 @@ from PIL import Image
 
 from app.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from app.serving.images import decode_image
-from tests.conftest import image_bytes
-from tests.helpers.images import png_claiming
+from tests.helpers.images import image_bytes, png_claiming
 
 LIMIT = 40_000_000
 

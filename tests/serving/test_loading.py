@@ -12,7 +12,8 @@ from app.errors import WeightsUnavailable
 from app.serving import loading
 from app.serving.loading import WeightsLocation, load_model
 from app.zoo import SPECS
-from tests.conftest import REPO_ROOT, write_random_weights
+from tests.helpers.repo import REPO_ROOT
+from tests.helpers.weights import write_random_weights
 
 
 def _where(weights_dir: Path, tmp_path: Path) -> WeightsLocation:
@@ -35,7 +36,7 @@ def test_pretrained_model_loads_its_file_exactly(weights_dir: Path, tmp_path: Pa
 
 def test_preprocessing_comes_from_the_weights_enum(weights_dir: Path, tmp_path: Path) -> None:
     loaded = load_model(SPECS["alexnet"], _where(weights_dir, tmp_path), torch.device("cpu"))
-    from tests.conftest import image_bytes
+    from tests.helpers.images import image_bytes
 
     assert loaded.codec is not None
     tensor = loaded.codec.from_image(image_bytes(), 40_000_000)
@@ -48,7 +49,6 @@ def test_wrong_architecture_in_the_file_is_unavailable(tmp_path: Path) -> None:
         load_model(SPECS["alexnet"], _where(tmp_path, tmp_path), torch.device("cpu"))
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", ["vgg16", "resnet101"])
 def test_large_imagenet_models_load_and_classify(
     name: str, tmp_path_factory: pytest.TempPathFactory

@@ -13,7 +13,8 @@ import pytest
 from app.config import Settings
 from app.serving.store import AppliedReport, ProcessInfo
 from app.serving.store.sqlite_store import SqliteStore
-from tests.conftest import admin_headers, free_port, running_app
+from tests.helpers.apps import admin_headers, running_app
+from tests.helpers.servers import free_port
 
 pytestmark = pytest.mark.anyio
 REINIT = "/admin/models/cnn/reinitialize"

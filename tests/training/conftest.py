@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
-
-DEBIAN = Path("/usr/share/datasets/fashion-mnist")
-SHIPPED = REPO_ROOT / "data" / "fashion-mnist"
-_FILES = ("images-idx3-ubyte.gz", "labels-idx1-ubyte.gz")
+from tests.helpers.datasets import (
+    DEBIAN_FASHION_MNIST,
+    FASHION_MNIST_FILES,
+    SHIPPED_FASHION_MNIST,
+)
 
 
 @pytest.fixture(scope="session")
@@ -22,16 +22,16 @@ def train_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty data dir (the loader finds Debian's files and unpacks them into it), or one
     whose training files are the shipped test split's, when Debian's are not installed."""
     directory = tmp_path_factory.mktemp("data")
-    if all((DEBIAN / f"train-{name}").is_file() for name in _FILES):
+    if all((DEBIAN_FASHION_MNIST / f"train-{name}").is_file() for name in FASHION_MNIST_FILES):
         return directory
     logging.getLogger(__name__).warning(
         "%s has no training split (apt-get install -y dataset-fashion-mnist): the shipped "
         "test split stands in for it",
-        DEBIAN,
+        DEBIAN_FASHION_MNIST,
     )
     staged = directory / "fashion-mnist"
     staged.mkdir()
-    for name in _FILES:
-        shutil.copy(SHIPPED / f"t10k-{name}", staged / f"train-{name}")
-        shutil.copy(SHIPPED / f"t10k-{name}", staged / f"t10k-{name}")
+    for name in FASHION_MNIST_FILES:
+        shutil.copy(SHIPPED_FASHION_MNIST / f"t10k-{name}", staged / f"train-{name}")
+        shutil.copy(SHIPPED_FASHION_MNIST / f"t10k-{name}", staged / f"t10k-{name}")
     return directory

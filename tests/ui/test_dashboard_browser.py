@@ -21,17 +21,17 @@ import pytest
 from PIL import Image
 
 from app.datasets import class_names
-from tests.conftest import (
-    ADMIN_TOKEN,
-    REPO_ROOT,
-    fashion_checkpoints,
-    require_binary,
-    serve_process,
-)
+from tests.helpers.apps import ADMIN_TOKEN
+from tests.helpers.programs import require_binary
+from tests.helpers.repo import REPO_ROOT
+from tests.helpers.servers import serve_process
+from tests.helpers.weights import fashion_checkpoints
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 MODELS = ("cnn", "lstm", "gan", "alexnet")
 WAIT_S = 60

@@ -10,7 +10,7 @@ import pytest
 
 from app.api.ui import CONTENT_SECURITY_POLICY
 from app.config import Settings
-from tests.conftest import running_app
+from tests.helpers.apps import running_app
 
 pytestmark = pytest.mark.anyio
 

@@ -14,7 +14,8 @@ import tritonclient.grpc as triton
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.utils import InferenceServerException
 
-from tests.conftest import REAL_SERVER_MAX_UPLOAD_BYTES, RealServer, image_bytes, metric_total
+from tests.helpers.images import image_bytes
+from tests.helpers.metrics import metric_total
 from tests.helpers.oip import (
     FASHION_INPUTS,
     assert_still_serving,
@@ -27,6 +28,9 @@ from tests.helpers.oip import (
     v2_binary,
     v2_outputs,
 )
+from tests.helpers.servers import REAL_SERVER_MAX_UPLOAD_BYTES, RealServer
+
+pytestmark = pytest.mark.integration  # a real server
 
 # -- health and metadata ------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import torch
 import tritonclient.grpc as triton
 from tritonclient.grpc import service_pb2 as pb
 
-from tests.conftest import assert_same_images_as_v1, image_bytes
+from tests.helpers.images import assert_same_images_as_v1, image_bytes
 from tests.helpers.oip import (
     FASHION_INPUTS,
     assert_still_serving,
@@ -26,6 +26,8 @@ from tests.helpers.oip import (
     v2_binary,
     v2_outputs,
 )
+
+pytestmark = pytest.mark.integration  # a real server
 
 # -- hostile requests: each refused cleanly, the server serving on --------------------------------
 

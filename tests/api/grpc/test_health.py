@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from app.api.grpc.server import stop_grpc_server
 from app.serving.registry import ModelStatus
-from tests.api.grpc.conftest import FakeRegistry, ServerFactory
+from tests.helpers.grpc_servers import FakeRegistry, ServerFactory
 
 pytestmark = pytest.mark.anyio
 SERVING = health_pb2.HealthCheckResponse.SERVING

@@ -15,7 +15,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from app.api.grpc.proto import inference_pb2_grpc
-from tests.api.grpc.conftest import (
+from tests.helpers.grpc_servers import (
     ENHANCE_YOUR_CALM,
     INFER,
     INVALID_ARGUMENT,
@@ -25,6 +25,8 @@ from tests.api.grpc.conftest import (
     infer_cnn,
 )
 from tests.helpers.h2client import RawH2, grpc_frame
+
+pytestmark = pytest.mark.integration  # a real server
 
 
 def test_a_call_without_a_message_is_answered_at_once(limited_server: LimitedServer) -> None:

@@ -28,7 +28,7 @@ from app.errors import (
     UnsupportedMediaType,
 )
 from app.metrics import Metrics
-from tests.conftest import metric_total
+from tests.helpers.metrics import metric_total
 
 pytestmark = pytest.mark.anyio
 Code = grpc.StatusCode

@@ -13,7 +13,7 @@ import pytest
 from h2.settings import SettingCodes
 
 from app.api.grpc.proto import inference_pb2_grpc
-from tests.api.grpc.conftest import (
+from tests.helpers.grpc_servers import (
     DEADLINE_EXCEEDED,
     INFER,
     MAX_RPCS,
@@ -25,8 +25,10 @@ from tests.api.grpc.conftest import (
     cnn_request,
     infer_cnn,
 )
-from tests.conftest import metric_total
 from tests.helpers.h2client import RawH2, grpc_frame
+from tests.helpers.metrics import metric_total
+
+pytestmark = pytest.mark.integration  # a real server
 
 
 def test_unfinished_uploads_are_bounded_and_then_timed_out(limited_server: LimitedServer) -> None:

@@ -24,7 +24,7 @@ from app.api.grpc.server import start_grpc_server
 from app.config import Settings
 from app.errors import ConfigurationError
 from app.metrics import Metrics
-from tests.api.grpc.conftest import FakeRegistry, ServerFactory
+from tests.helpers.grpc_servers import FakeRegistry, ServerFactory
 
 pytestmark = pytest.mark.anyio
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from app.api.http_errors import http_status
 from app.serving.store.base import (
     AppliedReport,
     ControlStore,
@@ -23,7 +24,7 @@ from app.serving.store.base import (
 )
 from app.serving.store.redis_store import RedisStore
 from app.serving.store.sqlite_store import SqliteStore
-from tests.conftest import RedisServer
+from tests.helpers.redis_server import RedisServer
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,7 @@ def make_redis_store(server: RedisServer) -> Iterator[StoreFactory]:
         store.close()
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.integration)])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
     """Stores of one test share one SQLite file, or one Redis key prefix."""
     if request.param == "redis":
@@ -199,6 +200,7 @@ def test_processes_live_while_they_heartbeat_and_leave_on_expiry_or_removal(
     assert wait_for(lambda: store.live_processes() == [], timeout=2)
 
 
+@pytest.mark.integration
 def test_redis_heartbeats_wake_watchers_only_when_readiness_changes(
     make_redis_store: StoreFactory,
 ) -> None:
@@ -239,7 +241,7 @@ def test_one_active_job_per_kind_and_model_across_processes(make_store: StoreFac
     a.create_job(first)
     with pytest.raises(JobConflict) as conflict:
         b.create_job(job(owner="p2"))
-    assert conflict.value.status_code == 409
+    assert http_status(conflict.value) == 409
     assert conflict.value.detail == (
         f"a evaluation job for 'cnn' is already running (job {first.id}); "
         f"poll GET /admin/jobs/{first.id}."
@@ -333,6 +335,7 @@ def test_watch_hears_writes_of_another_process(make_store: StoreFactory) -> None
     assert calls.more_than(seen, timeout=2)
 
 
+@pytest.mark.integration
 def test_a_redis_outage_is_a_named_error_and_the_same_store_recovers(
     tmp_path: Path, make_redis_store: StoreFactory
 ) -> None:
@@ -367,7 +370,7 @@ def test_a_redis_outage_is_a_named_error_and_the_same_store_recovers(
         for name, call in methods.items():
             with pytest.raises(StoreUnavailable) as down:
                 call()
-            assert down.value.status_code == 503, name
+            assert http_status(down.value) == 503, name
             assert f"the control store {server.url} is unreachable" in down.value.detail, name
             assert "inference goes on" in down.value.detail, name
 
