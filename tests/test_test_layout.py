@@ -110,3 +110,11 @@ def test_the_markers_are_registered_and_none_is_deselected_by_default() -> None:
     assert {"integration", "browser", "soak"} <= registered
     assert "--strict-markers" in options["ini_options"]["addopts"]
     assert " -m " not in f" {options['ini_options']['addopts']} "
+
+
+def test_test_modules_have_unique_names() -> None:
+    """pytest imports a test file by its basename (the folders are no packages): two of a name
+    collide, and one of them is never run."""
+    names = [path.name for path in TESTS.rglob("test_*.py")]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    assert not duplicates, f"rename: {duplicates}"
