@@ -25,9 +25,8 @@ from typing import Any
 
 from app.config import Settings
 from app.serving.fanout import FanOut, Signal, await_fan_out, wait_for
+from app.serving.records import apply_record
 from app.serving.registry import ModelRegistry, ModelStatus
-from app.serving.reinit import InitPlan
-from app.serving.runtime import ModelRuntime
 from app.serving.store import (
     AppliedReport,
     ControlStore,
@@ -44,10 +43,6 @@ logger = logging.getLogger(__name__)
 def default_process_id() -> str:
     """``host:pid``: a pod's hostname is its name, and pids tell workers of one host apart."""
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-class UnusableRecord(ValueError):
-    """A record no process can apply: unreadable, an unknown operation, or bad arguments."""
 
 
 class ParameterSync:
@@ -124,9 +119,11 @@ class ParameterSync:
             await wait_for(changed, max(delay, 0.01))
 
     async def _supervised_tick(self) -> None:
-        """One tick; whatever it raises is logged and the next tick tries again."""
+        """One tick; whatever it raises is logged and the next tick tries again. A tick that
+        completes its heartbeat round is progress; ticks woken by a change between two
+        rounds are not, so a round that keeps failing ends in a stall."""
         try:
-            await self._tick()
+            rounded = await self._tick()
             if self._on_tick is not None:
                 self._on_tick()
         except Exception as exc:
@@ -136,14 +133,18 @@ class ParameterSync:
             self.tick_error = error
             self._last_heartbeat = time.time()  # retry at the heartbeat pace, not in a spin
         else:
-            if self.tick_error is not None:
-                logger.info("control-store sync ticks complete again")
-            self.tick_error = None
-            self._progress_at = time.monotonic()
+            if rounded:
+                if self.tick_error is not None:
+                    logger.info("control-store sync ticks complete again")
+                self.tick_error = None
+                self._progress_at = time.monotonic()
 
-    async def _tick(self) -> None:
+    async def _tick(self) -> bool:
+        """One pass; True when it included the heartbeat round (or the store was down:
+        waiting for it is this loop's job, not a reason to restart)."""
+        rounded = time.time() - self._last_heartbeat >= self.settings.heartbeat_s
         try:
-            if time.time() - self._last_heartbeat >= self.settings.heartbeat_s:
+            if rounded:
                 await self._beat()
             if self.registry.loaded and not self.caught_up:
                 await self._catch_up()
@@ -154,23 +155,24 @@ class ParameterSync:
                 logger.warning("%s", exc.detail)
             self.store_error = exc.detail
             self._last_heartbeat = time.time()  # retry at the heartbeat pace, not in a spin
-        else:
-            if self.store_error is not None:
-                logger.info("the control store %s is reachable again", self.store.name)
-            self.store_error = None
+            return True
+        if self.store_error is not None:
+            logger.info("the control store %s is reachable again", self.store.name)
+        self.store_error = None
+        return rounded
 
     async def _beat(self) -> None:
-        """Heartbeat, expire dead processes' jobs, re-read the failed records; while stalled,
-        leave the live set instead, so that admin calls stop waiting for this process."""
+        """Heartbeat, expire dead processes' jobs, re-read the failed records. While stalled,
+        leave the live set instead of heartbeating, so that admin calls stop waiting for this
+        process; a round that completes then brings it back."""
         self._last_heartbeat = time.time()
-        if self.failure() is not None:
-            if not self._left:
-                await asyncio.to_thread(self.store.remove_process, self.process_id)
-                self._left = True
-                logger.error("left the live set: %s", self.failure())
-            return
-        self._left = False
-        await self._heartbeat()
+        if self.failure() is None:
+            self._left = False
+            await self._heartbeat()
+        elif not self._left:
+            await asyncio.to_thread(self.store.remove_process, self.process_id)
+            self._left = True
+            logger.error("left the live set: %s", self.failure())
         await asyncio.to_thread(self.store.expire_jobs)
         names = list(self.registry.entries)
         failed = await asyncio.to_thread(lambda: {n: self.store.failed_records(n) for n in names})
@@ -221,7 +223,7 @@ class ParameterSync:
         error: str | None = None
         if runtime is not None:
             try:
-                await _run_record(runtime, record)
+                await apply_record(runtime, record)
             except Exception as exc:  # reported to the admin caller, never hidden
                 error = getattr(exc, "detail", None) or str(exc) or type(exc).__name__
                 logger.warning(
@@ -280,19 +282,3 @@ class ParameterSync:
         self._closing = True
         with contextlib.suppress(StoreUnavailable):
             await asyncio.to_thread(self.store.remove_process, self.process_id)
-
-
-async def _run_record(runtime: ModelRuntime, record: ParameterRecord) -> None:
-    """Apply ``record`` to ``runtime``; ``UnusableRecord`` when no process could."""
-    if record.problem is not None:
-        raise UnusableRecord(record.problem)
-    if record.op == "reinitialize":
-        try:
-            plan = InitPlan(**record.args)
-        except (TypeError, ValueError) as exc:
-            raise UnusableRecord(f"its arguments are not a reinitialize plan ({exc})") from None
-        await runtime.reinitialize(plan, record.version)
-    elif record.op == "reload":
-        await runtime.reload(record.version)
-    else:
-        raise UnusableRecord(f"unknown operation {record.op!r} (known: reinitialize, reload)")
