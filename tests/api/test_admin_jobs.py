@@ -100,7 +100,7 @@ async def test_a_wedged_evaluation_ends_failed_and_frees_its_slot(
             job = await _job(client, job_id)
             assert job["status"] == "failed"
             assert job["error"].startswith("no progress for 1 s")
-            assert 1.0 <= took < 3.0
+            assert 0.8 <= took < 3.0  # the window (1 s), from the job's start
             again = await client.post(EVALUATE, headers=admin_headers())
             assert again.status_code == 202  # its slot is free
             finished = await client.delete(f"/admin/jobs/{job_id}", headers=admin_headers())

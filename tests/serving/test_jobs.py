@@ -97,7 +97,8 @@ async def test_a_job_that_stands_still_ends_failed_and_frees_its_slot(
     failed = await other.get(job.id)
     assert failed.error is not None
     assert failed.error.startswith(f"no progress for {WINDOW_S:g} s")
-    assert WINDOW_S <= took < WINDOW_S + 0.6
+    # counted from its last move, which the lease keeper sees up to one period (0.15 s) late
+    assert WINDOW_S - 0.2 <= took < WINDOW_S + 1.0
     await other.submit("evaluate", "cnn", Steps(steps=1))  # the slot is free at once
     body.release.set()  # the forward comes back: the thread stops at its next batch
     await _until(body.ended.is_set)
@@ -121,7 +122,7 @@ async def test_a_cancelled_job_ends_cancelled_everywhere_and_its_thread_stops(
     await other.submit("evaluate", "cnn", Steps(steps=1))  # the slot is free at once
     took = await _until(body.ended.is_set)
     assert body.stopped is not None
-    assert took < (0.1 if where == "owner" else 0.6)  # next batch; next write elsewhere
+    assert took < (0.5 if where == "owner" else 1.0)  # next batch; next write elsewhere
     await asyncio.sleep(0.3)
     assert (await owner.get(job.id)).status == "cancelled"  # nothing overwrote it
     assert (await other.cancel(job.id)) == cancelled  # again: the same answer, no change

@@ -83,7 +83,7 @@ async def test_a_killed_sync_task_fails_liveness_at_once_and_leaves_the_live_set
         await _assert_not_live(client, "sync task ended")
         gone = await _until_gone(peers, process_id)
     assert took < 0.5
-    assert gone < 1.0 + 0.5  # its heartbeats stopped: out after TORCHGATE_PROCESS_TIMEOUT_S
+    assert gone < 1.0 + 1.5  # its heartbeats stopped: out after TORCHGATE_PROCESS_TIMEOUT_S
 
 
 async def test_a_wedged_sync_loop_fails_liveness_within_the_stall_setting(
@@ -103,8 +103,8 @@ async def test_a_wedged_sync_loop_fails_liveness_within_the_stall_setting(
         finally:
             release.set()
     # counted from the last completed round, up to one heartbeat (0.2 s) before it wedged
-    assert STALL_S - 0.2 <= took < STALL_S + 0.8
-    assert left_after < 1.0 + 0.8  # no heartbeat since it wedged
+    assert STALL_S - 0.2 <= took < STALL_S + 1.5
+    assert left_after < 1.0 + 1.5  # no heartbeat since it wedged
 
 
 async def test_a_failing_sync_loop_leaves_the_live_set_then_comes_back_when_it_recovers(
@@ -131,6 +131,6 @@ async def test_a_failing_sync_loop_leaves_the_live_set_then_comes_back_when_it_r
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.5)
         back = sync.process_id in {p.process_id for p in peers.live_processes()}
-    assert STALL_S - 0.2 <= took < STALL_S + 0.8
-    assert gone < 1.0
+    assert STALL_S - 0.2 <= took < STALL_S + 1.5
+    assert gone < 2.0  # not the 10 s process timeout
     assert back
