@@ -205,3 +205,19 @@ class Settings(BaseSettings):
     def batch_delay_for(self, model: str, default: float) -> float:
         """The model's batching delay in milliseconds, resolved like ``batch_size_for``."""
         return float(self.max_batch_delay_ms.get(model, self.max_batch_delay_ms.get("*", default)))
+
+    # -- supervision of the control-store sync and of jobs (app/serving/sync.py, jobs.py) --
+    # No completed sync tick for this long: liveness fails (/healthz 503) and the process
+    # leaves the live set, so the orchestrator restarts it. More than one apply of the
+    # largest model (a reinitialize of vgg16 on the CPU takes seconds); two heartbeats at least.
+    sync_stall_s: float = Field(default=10.0, gt=0, le=3600)
+    # A job whose done counter and forwards stood still this long loses its lease and ends
+    # failed, freeing its model's slot:
+    job_progress_timeout_s: float = Field(default=120.0, gt=0, le=86400)
+    # One forward of a job (waiting for the device worker included) may take this long:
+    job_forward_timeout_s: float = Field(default=60.0, gt=0, le=86400)
+
+    @field_validator("sync_stall_s")
+    @classmethod
+    def _stall_longer_than_a_heartbeat(cls, value: float, info: ValidationInfo) -> float:
+        return cls._longer_than_a_heartbeat(value, info)

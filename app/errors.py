@@ -63,6 +63,11 @@ class Unavailable(TorchgateError):
     """Something this process needs (its device, the control store) does not work now."""
 
 
+class ForwardTimeout(Unavailable):
+    """A forward did not come back in time (a wedged device worker): the job waiting for it
+    ends instead of holding its slot."""
+
+
 class DeviceUnavailable(Unavailable):
     """The device failed in a way this process cannot recover from (a sticky CUDA error):
     its other replicas, or this one once restarted, can serve."""

@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             on_tick=lambda: metrics.sample_gauges(*registry.gauge_samples()),
         )
         app.state.registry, app.state.sync = registry, sync
-        app.state.jobs = jobs = Jobs(store, sync.process_id)
+        app.state.jobs = jobs = Jobs(store, sync.process_id, settings.job_progress_timeout_s)
         app.state.evaluator = Evaluator(registry, settings.data_dir, store)
         app.state.drain = drain = Drain()
         tasks = [

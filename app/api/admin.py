@@ -1,4 +1,4 @@
-"""Admin operations behind the bearer token: reinitialize, reload, evaluate, accuracy.
+"""Admin operations behind the bearer token: reinitialize, reload, evaluate, jobs, accuracy.
 
 A parameter change is a record in the control store; the call answers once every live
 process serving the model has applied it (or ``TORCHGATE_ADMIN_WAIT_S`` ran out), listing each.
@@ -18,11 +18,13 @@ from app.api.schemas import (
     AccuracyResponse,
     ErrorResponse,
     EvaluateRequest,
+    FailedRecordInfo,
     JobAccepted,
     JobResponse,
     ParametersResponse,
     ProcessParameters,
     ReinitializeRequest,
+    SkippedEntryInfo,
 )
 from app.errors import InvalidInput
 from app.serving.reinit import InitPlan
@@ -70,6 +72,14 @@ def _parameters(runtime: ModelRuntime, fan_out: FanOut, seed: int | None) -> Par
                 applied_at=report.applied_at,
             )
             for report in fan_out.reports
+        ],
+        failed_records=[
+            FailedRecordInfo.model_validate(failed, from_attributes=True)
+            for failed in fan_out.failed_records
+        ],
+        skipped_entries=[
+            SkippedEntryInfo.model_validate(entry, from_attributes=True)
+            for entry in fan_out.skipped
         ],
     )
 
@@ -134,6 +144,12 @@ async def evaluate_model(
 async def get_job(job_id: str, jobs: JobsDep) -> JobResponse:
     """A job's status, progress (done/total) and, once finished, its result or error."""
     return _job(await jobs.get(job_id))
+
+
+@router.delete("/jobs/{job_id}", response_model=JobResponse)
+async def cancel_job(job_id: str, jobs: JobsDep) -> JobResponse:
+    """Cancel a queued or running job: it ends cancelled and frees its model's slot at once."""
+    return _job(await jobs.cancel(job_id))
 
 
 @router.get("/models/{name}/accuracy", response_model=AccuracyResponse)

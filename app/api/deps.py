@@ -30,11 +30,12 @@ async def get_registry(request: Request) -> ModelRegistry:
     return request.app.state.registry
 
 
-def device_failure(request: Request) -> str | None:
-    """Why this process can no longer serve until it restarts (None: it can); the liveness
-    probes ask for that restart. Before the lifespan there is no registry, and no failure."""
+def liveness_failure(request: Request) -> str | None:
+    """Why this process can no longer serve until it restarts (None: it can): its device
+    failed, or its control-store sync stalled. The liveness probes ask for that restart.
+    Before the lifespan there is no registry, and no failure."""
     registry = getattr(request.app.state, "registry", None)
-    return None if registry is None else registry.device_failure
+    return None if registry is None else registry.liveness_failure
 
 
 async def get_jobs(request: Request) -> Jobs:

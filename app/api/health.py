@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from app.api.deps import RegistryDep, SyncDep, device_failure
+from app.api.deps import RegistryDep, SyncDep, liveness_failure
 from app.api.responses import FastJSONResponse
 from app.api.schemas import HealthResponse
 
@@ -17,14 +17,16 @@ router = APIRouter(tags=["health"])
     responses={
         503: {
             "model": HealthResponse,
-            "description": "The device failed beyond repair (a sticky CUDA error): only a "
-            "restart brings the process back, which a liveness probe asks for.",
+            "description": "The device failed beyond repair (a sticky CUDA error), or the "
+            "control-store sync completed no tick for TORCHGATE_SYNC_STALL_S: only a restart "
+            "brings the process back, which a liveness probe asks for.",
         }
     },
 )
 async def get_liveness(request: Request) -> FastJSONResponse:
-    """Liveness: the process is up and the event loop answers, and its device still works."""
-    failure = device_failure(request)
+    """Liveness: the process is up, the event loop answers, its device still works and its
+    parameter sync still ticks."""
+    failure = liveness_failure(request)
     if failure is not None:
         return FastJSONResponse({"status": "failed", "detail": failure}, status_code=503)
     return FastJSONResponse({"status": "ok", "models": {}})

@@ -16,11 +16,29 @@ class ErrorResponse(BaseModel):
 class HealthResponse(BaseModel):
     status: Literal["ok", "loading", "syncing", "ready", "failed", "draining"] = Field(
         description="syncing: loaded, replaying the control store's parameter changes; "
-        "failed: the device failed (detail says how), the process needs a restart; "
+        "failed: the device failed or the control-store sync stalled (detail says how), the "
+        "process needs a restart; "
         "draining: shutting down, finishing what is in flight."
     )
     models: dict[str, str] = Field(default_factory=dict)
     detail: str | None = Field(default=None, description="Why the process is not ready yet.")
+
+
+class FailedRecordInfo(BaseModel):
+    """A parameter change that could not be applied; the ones after it were."""
+
+    version: int = Field(description="The version the control store gave the record.")
+    op: str = Field(description="reinitialize, reload, or what the damaged record named.")
+    error: str = Field(description="Why: unreadable, unknown op, bad arguments, or what raised.")
+    process_id: str = Field(description="The process (host:pid) that reported it first.")
+    failed_at: float = Field(description="Unix time of that report.")
+
+
+class SkippedEntryInfo(BaseModel):
+    """A control-store entry (a process, a report, a job) that does not decode; left out."""
+
+    key: str = Field(description="Where it is in the store (a SQLite table/row, a Redis key).")
+    error: str
 
 
 class BatchingInfo(BaseModel):
@@ -55,6 +73,11 @@ class ModelInfo(BaseModel):
         description="A graph for the current weights is being built; eager answers meanwhile.",
     )
     load_seconds: float | None = None
+    failed_records: list[FailedRecordInfo] = Field(
+        default_factory=list,
+        description="The newest parameter changes of this model that could not be applied "
+        "(oldest first); later changes were applied.",
+    )
 
 
 class ModelList(BaseModel):
@@ -140,6 +163,15 @@ class ParametersResponse(BaseModel):
     processes: list[ProcessParameters] = Field(
         description="Every live process serving the model, as it stands after the change."
     )
+    failed_records: list[FailedRecordInfo] = Field(
+        default_factory=list,
+        description="The newest parameter changes of this model that could not be applied "
+        "(oldest first), this one included if it could not.",
+    )
+    skipped_entries: list[SkippedEntryInfo] = Field(
+        default_factory=list,
+        description="Damaged control-store entries left out while this call waited.",
+    )
 
 
 class EvaluateRequest(BaseModel):
@@ -162,7 +194,7 @@ class JobResponse(BaseModel):
     kind: str
     model: str
     owner: str = Field(description="The process (host:pid) that runs the job.")
-    status: Literal["queued", "running", "succeeded", "failed"]
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
     progress: JobProgress
     result: dict[str, Any] | None = None
     error: str | None = None

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from app.api import open_inference as oip
-from app.api.deps import RegistryDep, device_failure
+from app.api.deps import RegistryDep, liveness_failure
 from app.api.http_errors import INFERENCE_ERROR_STATUSES
 from app.api.parameters import MODEL_NAME, MODEL_VERSION, serving_state
 from app.api.payloads import check_json_depth
@@ -114,9 +114,9 @@ async def get_server_metadata() -> FastJSONResponse:
 
 @router.get("/health/live", response_model=LiveResponse, responses={503: {"model": LiveResponse}})
 async def get_server_live(request: Request) -> FastJSONResponse:
-    """Liveness: the process is up and the event loop answers, and its device still works
-    (after a sticky CUDA error only a restart helps: 503, as /healthz)."""
-    if device_failure(request) is not None:
+    """Liveness: the process is up and the event loop answers, its device still works and
+    its parameter sync still ticks (otherwise only a restart helps: 503, as /healthz)."""
+    if liveness_failure(request) is not None:
         return FastJSONResponse({"live": False}, status_code=503)
     return FastJSONResponse({"live": True})
 

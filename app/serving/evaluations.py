@@ -10,8 +10,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,11 @@ from typing import Any
 import torch
 
 from app import datasets
-from app.errors import BadRequest, Conflict, InvalidInput, TorchgateError
+from app.errors import BadRequest, Conflict, ForwardTimeout
 from app.evaluation import evaluate_classifier, evaluate_gan_consistency, evaluate_loader
 from app.imagenet import imagenet_classes
+from app.serving.image_batches import SKIPPED_SHOWN, image_batches
 from app.serving.imagenet_layouts import ImageNetFolder, scan_imagenet_folder
-from app.serving.images import decode_image
 from app.serving.inputs import FashionInput
 from app.serving.jobs import JobFn, Progress
 from app.serving.registry import ModelRegistry
@@ -31,8 +30,6 @@ from app.serving.runtime import ModelRuntime
 from app.serving.store import ControlStore
 from app.zoo import ModelKind
 
-IMAGEFOLDER_BATCH = 32
-SKIPPED_SHOWN = 5
 SUBSET_NOTE = (
     "{keys} rank only the logits of the folder's {k} classes, as results on ImageNet subsets "
     "(Imagenette, Imagewoof) are usually quoted; top1/top5 rank all 1000 classes and compare "
@@ -44,12 +41,22 @@ class EvaluationInterrupted(Conflict):
     """The parameters changed under a running evaluation: its figures would mix versions."""
 
 
-def _pinned(runtime: ModelRuntime) -> tuple[Callable[..., torch.Tensor], list[int]]:
-    """A forward that refuses to mix parameter versions within one evaluation."""
+def _pinned(
+    runtime: ModelRuntime, progress: Progress, timeout_s: float
+) -> tuple[Callable[..., torch.Tensor], list[int]]:
+    """A forward that refuses to mix parameter versions within one evaluation, gives up after
+    ``timeout_s``, and tells the job it is alive (or stops it there, once it was ended)."""
     versions: list[int] = []
 
     def forward(*inputs: torch.Tensor) -> torch.Tensor:
-        outputs, version = runtime.forward_blocking(*inputs)
+        try:
+            outputs, version = runtime.forward_blocking(*inputs, timeout_s=timeout_s)
+        except TimeoutError:
+            raise ForwardTimeout(
+                f"a forward of {runtime.spec.name!r} did not return within {timeout_s:g} s "
+                "(TORCHGATE_JOB_FORWARD_TIMEOUT_S); the device worker may be stuck."
+            ) from None
+        progress.beat()
         if versions and version != versions[0]:
             raise EvaluationInterrupted(
                 f"model {runtime.spec.name!r} was reinitialized or reloaded during the "
@@ -95,48 +102,6 @@ def confined_folder(data_dir: Path, relative: str) -> Path:
     return target
 
 
-def _image_batches(
-    samples: list[tuple[str, int]],
-    transform: Callable[..., torch.Tensor],
-    max_pixels: int,
-    skipped: list[str],
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Decode the next batch in a thread while the model runs this one, never holding more
-    than two; an image that does not decode is appended to ``skipped`` instead."""
-
-    def load(chunk: list[tuple[str, int]]) -> tuple[list[torch.Tensor], list[int]]:
-        images, labels = [], []
-        for path, target in chunk:
-            try:
-                image = decode_image(Path(path).read_bytes(), max_pixels)
-            except (TorchgateError, OSError):
-                skipped.append(path)
-                continue
-            images.append(transform(image))
-            labels.append(target)
-        return images, labels
-
-    chunks = [
-        samples[start : start + IMAGEFOLDER_BATCH]
-        for start in range(0, len(samples), IMAGEFOLDER_BATCH)
-    ]
-    decoded = 0
-    with ThreadPoolExecutor(1, thread_name_prefix="evaluation-decode") as pool:
-        pending: Future[tuple[list[torch.Tensor], list[int]]] = pool.submit(load, chunks[0])
-        for following in [*chunks[1:], None]:
-            images, labels = pending.result()
-            if following is not None:
-                pending = pool.submit(load, following)
-            if labels:
-                decoded += len(labels)
-                yield torch.stack(images), torch.tensor(labels)
-    if not decoded:
-        raise InvalidInput(
-            f"none of the {len(samples)} images could be decoded "
-            f"(first: {skipped[:SKIPPED_SHOWN]}); check that they are JPEG, PNG, WebP, BMP or GIF."
-        )
-
-
 class Evaluator:
     """Plans evaluation jobs and remembers each model's latest result."""
 
@@ -144,6 +109,7 @@ class Evaluator:
         self.registry = registry
         self.data_dir = data_dir
         self.store = store
+        self._forward_timeout_s = registry.settings.job_forward_timeout_s
 
     async def latest(self, name: str) -> dict[str, Any] | None:
         """The latest finished evaluation of ``name``, run by whichever process ran it."""
@@ -183,7 +149,7 @@ class Evaluator:
             images, labels = datasets.load_tensors(spec.dataset, "test", self.data_dir)
             if spec.kind is ModelKind.SEQUENCE_CLASSIFIER:
                 images = images.squeeze(1)
-            forward, versions = _pinned(runtime)
+            forward, versions = _pinned(runtime, progress, self._forward_timeout_s)
             result = evaluate_classifier(
                 forward, images, labels, len(runtime.labels), batch_size=1000, progress=progress
             )
@@ -199,8 +165,8 @@ class Evaluator:
 
         def run(progress: Progress) -> dict[str, Any]:
             started = time.perf_counter()
-            generate, versions = _pinned(runtime)
-            classify, _ = _pinned(judge)
+            generate, versions = _pinned(runtime, progress, self._forward_timeout_s)
+            classify, _ = _pinned(judge, progress, self._forward_timeout_s)
             result = evaluate_gan_consistency(
                 generate,
                 classify,
@@ -232,8 +198,8 @@ class Evaluator:
         def run(progress: Progress) -> dict[str, Any]:
             started = time.perf_counter()
             skipped: list[str] = []
-            forward, versions = _pinned(runtime)
-            batches = _image_batches(found.samples, transform, max_pixels, skipped)
+            forward, versions = _pinned(runtime, progress, self._forward_timeout_s)
+            batches = image_batches(found.samples, transform, max_pixels, skipped)
             with contextlib.closing(batches):
                 result = evaluate_loader(
                     forward,

@@ -11,6 +11,7 @@ import gc
 import logging
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
@@ -72,6 +73,9 @@ class ModelRegistry:
         # Set by the first sticky device error (app.serving.faults.DeviceLost): the CUDA
         # context is gone, so nothing on this device can serve until the process restarts.
         self.device_failure: str | None = None
+        # What else can leave this process beyond repair while it runs (the control-store
+        # sync's stall check): each says why, or None.
+        self.liveness_checks: list[Callable[[], str | None]] = []
 
     @property
     def loaded(self) -> bool:
@@ -82,6 +86,12 @@ class ModelRegistry:
     def ready(self) -> bool:
         """Loaded, caught up with the control store, and the device usable: /readyz 200."""
         return self.loaded and self.in_sync and self.device_failure is None
+
+    @property
+    def liveness_failure(self) -> str | None:
+        """Why only a restart helps this process (None: it is live): what liveness answers."""
+        found = (check() for check in self.liveness_checks)
+        return self.device_failure or next((why for why in found if why is not None), None)
 
     def device_lost(self, reason: str) -> None:
         """Take every model on the lost device out of service, saying why (on the event loop:

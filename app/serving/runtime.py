@@ -316,10 +316,17 @@ class ModelRuntime:
         source is where a reload record would have left it."""
         await self.on_worker(lambda: self._publish(version))
 
-    def forward_blocking(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, int]:
-        """Raw outputs for a whole batch, from a non-event-loop thread (evaluation jobs)."""
+    def forward_blocking(
+        self, *inputs: torch.Tensor, timeout_s: float | None = None
+    ) -> tuple[torch.Tensor, int]:
+        """Raw outputs for a whole batch, from a non-event-loop thread (evaluation jobs);
+        ``TimeoutError`` when the device worker has not answered within ``timeout_s``."""
 
         def run() -> tuple[torch.Tensor, int]:
             return self.forward.run(inputs, postprocess=False), self.state.version
 
-        return self._worker.submit(run).result()
+        future = self._worker.submit(run)
+        try:
+            return future.result(timeout=timeout_s)
+        finally:
+            future.cancel()  # timed out before it started: it never will

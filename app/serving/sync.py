@@ -4,7 +4,12 @@ One background task per process: it heartbeats, replays the records a fresh proc
 (before ``/readyz`` turns 200), applies new records in version order on the device worker
 (between batches, like any swap), reports what it applied, and expires the jobs of dead
 processes. Admin calls append a record and wait, bounded, until every live process that
-serves the model has reported it. The request path never comes here.
+serves the model has reported it (``fanout.py``). The request path never comes here.
+
+The task is supervised: every tick catches every error and the next one tries again; a record
+that cannot be applied is marked failed in the store and later records go on; and when no tick
+completes for ``TORCHGATE_SYNC_STALL_S`` (or the task ended), ``failure`` says why, liveness
+fails, and the process leaves the live set so that admin calls stop waiting for it.
 """
 
 from __future__ import annotations
@@ -16,15 +21,16 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from app.config import Settings
+from app.serving.fanout import FanOut, Signal, await_fan_out, wait_for
+from app.serving.records import apply_record
 from app.serving.registry import ModelRegistry, ModelStatus
-from app.serving.reinit import InitPlan
 from app.serving.store import (
     AppliedReport,
     ControlStore,
+    FailedRecord,
     ParameterRecord,
     ProcessInfo,
     StoreUnavailable,
@@ -32,44 +38,11 @@ from app.serving.store import (
 from app.serving.store.base import INITIAL_VERSION, Operation
 
 logger = logging.getLogger(__name__)
-_FALLBACK_POLL_S = 0.25  # a waiting admin call re-reads the store at least this often
 
 
 def default_process_id() -> str:
     """``host:pid``: a pod's hostname is its name, and pids tell workers of one host apart."""
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-@dataclass(frozen=True)
-class FanOut:
-    """An admin change as every live process serving the model took it."""
-
-    record: ParameterRecord
-    reports: list[AppliedReport]
-    converged: bool
-
-
-async def _wait(event: asyncio.Event, seconds: float) -> None:
-    """Wait for ``event`` at most ``seconds``. Not ``asyncio.wait_for``: on Python 3.11 it can
-    swallow a cancellation that arrives as the event fires, and the sync task then never ends
-    (a worker hung in its shutdown that way)."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            await event.wait()
-
-
-class _Signal:
-    """Wakes every waiter at once; each waiter takes the current one before re-checking."""
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-
-    def current(self) -> asyncio.Event:
-        return self._event
-
-    def fire(self) -> None:
-        event, self._event = self._event, asyncio.Event()
-        event.set()
 
 
 class ParameterSync:
@@ -90,10 +63,20 @@ class ParameterSync:
         self.started_at = time.time()
         self.caught_up = False
         self.store_error: str | None = None
+        self.tick_error: str | None = (
+            None  # the last unexpected error of a tick, until one completes
+        )
+        self.failed_records: dict[str, list[FailedRecord]] = {}  # per model, as last read
         self._applied: dict[str, int] = {}  # per model: the newest record taken (ok or not)
-        self._changed = _Signal()
+        self._caught: set[str] = set()  # models replayed so far by the catch-up
+        self._changed = Signal()
         self._on_tick = on_tick
         self._last_heartbeat = 0.0
+        self._progress_at = time.monotonic()  # the last completed tick (or applied record)
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._left = False  # removed itself from the live set while stalled
+        registry.liveness_checks.append(self.failure)
 
     @property
     def ready(self) -> bool:
@@ -103,24 +86,66 @@ class ParameterSync:
     def version_of(self, model: str) -> int:
         return self._applied.get(model, INITIAL_VERSION)
 
+    def failure(self) -> str | None:
+        """Why liveness must fail (None: it need not): the task ended, or no tick completed
+        for ``sync_stall_s``. A process in that state serves parameters nobody updates."""
+        if self._closing:
+            return None
+        if self._task is not None and self._task.done():
+            return (
+                "the control-store sync task ended, so this process no longer applies "
+                "parameter changes; restart it"
+            )
+        idle = time.monotonic() - self._progress_at
+        if idle <= self.settings.sync_stall_s:
+            return None
+        last = f"; last error: {self.tick_error}" if self.tick_error else ""
+        return (
+            f"the control-store sync loop has completed no tick for {idle:.1f} s "
+            f"(TORCHGATE_SYNC_STALL_S={self.settings.sync_stall_s:g}){last}; "
+            "this process no longer applies parameter changes: restart it"
+        )
+
     # -- the background task -----------------------------------------------------------
 
     async def run(self) -> None:
+        self._task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         self.store.watch(lambda: loop.call_soon_threadsafe(self._changed.fire))
         while True:
             changed = self._changed.current()
-            await self._tick()
+            await self._supervised_tick()
+            delay = max(0.0, self._last_heartbeat + self.settings.heartbeat_s - time.time())
+            await wait_for(changed, max(delay, 0.01))
+
+    async def _supervised_tick(self) -> None:
+        """One tick; whatever it raises is logged and the next tick tries again. A tick that
+        completes its heartbeat round is progress; ticks woken by a change between two
+        rounds are not, so a round that keeps failing ends in a stall."""
+        try:
+            rounded = await self._tick()
             if self._on_tick is not None:
                 self._on_tick()
-            delay = max(0.0, self._last_heartbeat + self.settings.heartbeat_s - time.time())
-            await _wait(changed, max(delay, 0.01))
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            if error != self.tick_error:  # once per distinct error, not every heartbeat
+                logger.exception("control-store sync tick failed; retrying at the heartbeat pace")
+            self.tick_error = error
+            self._last_heartbeat = time.time()  # retry at the heartbeat pace, not in a spin
+        else:
+            if rounded:
+                if self.tick_error is not None:
+                    logger.info("control-store sync ticks complete again")
+                self.tick_error = None
+                self._progress_at = time.monotonic()
 
-    async def _tick(self) -> None:
+    async def _tick(self) -> bool:
+        """One pass; True when it included the heartbeat round (or the store was down:
+        waiting for it is this loop's job, not a reason to restart)."""
+        rounded = time.time() - self._last_heartbeat >= self.settings.heartbeat_s
         try:
-            if time.time() - self._last_heartbeat >= self.settings.heartbeat_s:
-                await self._heartbeat()
-                await asyncio.to_thread(self.store.expire_jobs)
+            if rounded:
+                await self._beat()
             if self.registry.loaded and not self.caught_up:
                 await self._catch_up()
             elif self.caught_up:
@@ -130,10 +155,28 @@ class ParameterSync:
                 logger.warning("%s", exc.detail)
             self.store_error = exc.detail
             self._last_heartbeat = time.time()  # retry at the heartbeat pace, not in a spin
-        else:
-            if self.store_error is not None:
-                logger.info("the control store %s is reachable again", self.store.name)
-            self.store_error = None
+            return True
+        if self.store_error is not None:
+            logger.info("the control store %s is reachable again", self.store.name)
+        self.store_error = None
+        return rounded
+
+    async def _beat(self) -> None:
+        """Heartbeat, expire dead processes' jobs, re-read the failed records. While stalled,
+        leave the live set instead of heartbeating, so that admin calls stop waiting for this
+        process; a round that completes then brings it back."""
+        self._last_heartbeat = time.time()
+        if self.failure() is None:
+            self._left = False
+            await self._heartbeat()
+        elif not self._left:
+            await asyncio.to_thread(self.store.remove_process, self.process_id)
+            self._left = True
+            logger.error("left the live set: %s", self.failure())
+        await asyncio.to_thread(self.store.expire_jobs)
+        names = list(self.registry.entries)
+        failed = await asyncio.to_thread(lambda: {n: self.store.failed_records(n) for n in names})
+        self.failed_records.update(failed)
 
     async def _heartbeat(self) -> None:
         info = ProcessInfo(
@@ -149,8 +192,10 @@ class ParameterSync:
         """Replay what happened while this process was away: from the latest reload on.
         The weights were just read from their source, so that reload needs no second read."""
         for name, entry in self.registry.entries.items():
+            if name in self._caught:
+                continue
             records = await asyncio.to_thread(self.store.catch_up_records, name)
-            if records and records[0].op == "reload":
+            if records and records[0].op == "reload" and records[0].problem is None:
                 if entry.runtime is not None:
                     await entry.runtime.adopt_version(records[0].version)
                 await self._report(name, records[0].version, None)
@@ -159,6 +204,7 @@ class ParameterSync:
                 await self._report(name, INITIAL_VERSION, None)
             for record in records:
                 await self._apply(record)
+            self._caught.add(name)
         self.caught_up = self.registry.in_sync = True
         logger.info("caught up with the control store %s", self.store.name)
         await self._heartbeat()
@@ -171,21 +217,34 @@ class ParameterSync:
 
     async def _apply(self, record: ParameterRecord) -> None:
         """Apply one record; a failure moves the version too, with the checksum of whatever
-        the model holds then, so every process's report stays truthful."""
+        the model holds then, so every process's report stays truthful, and the record is
+        marked failed in the store: it never holds back the records after it."""
         runtime = self.registry.entries[record.model].runtime
         error: str | None = None
         if runtime is not None:
             try:
-                if record.op == "reinitialize":
-                    await runtime.reinitialize(InitPlan(**record.args), record.version)
-                else:
-                    await runtime.reload(record.version)
+                await apply_record(runtime, record)
             except Exception as exc:  # reported to the admin caller, never hidden
-                logger.warning("applying %s v%d failed: %s", record.op, record.version, exc)
-                error = getattr(exc, "detail", None) or f"{type(exc).__name__}: {exc}"
+                error = getattr(exc, "detail", None) or str(exc) or type(exc).__name__
+                logger.warning(
+                    "cannot apply %s v%d of %s (from %s, args %s): %s; later records go on",
+                    record.op, record.version, record.model, record.origin or "?",
+                    record.args, error,
+                )  # fmt: skip
+                await self._mark_failed(record, error)
                 if runtime.state.version != record.version:
                     await runtime.adopt_version(record.version)
         await self._report(record.model, record.version, error)
+        self._progress_at = time.monotonic()  # a long replay is progress, not a stall
+
+    async def _mark_failed(self, record: ParameterRecord, error: str) -> None:
+        failed = FailedRecord(
+            record.model, record.version, record.op, error, self.process_id, time.time()
+        )
+        await asyncio.to_thread(self.store.mark_record_failed, failed)
+        known = self.failed_records.setdefault(record.model, [])
+        if all(f.version != record.version for f in known):
+            known.append(failed)
 
     async def _report(self, name: str, version: int, error: str | None) -> None:
         self._applied[name] = version
@@ -213,59 +272,13 @@ class ParameterSync:
             self.store.append_record, model, op, args, self.process_id, self.version_of(model)
         )
         self._changed.fire()  # apply it here at once
-        deadline = time.monotonic() + self.settings.admin_wait_s
-        while True:
-            changed = self._changed.current()
-            live, reports = await asyncio.gather(
-                asyncio.to_thread(self.store.live_processes),
-                asyncio.to_thread(self.store.applied, model),
-            )
-            serving = [p for p in live if p.ready and model in p.models]
-            if self.process_id not in {p.process_id for p in serving}:
-                serving.append(self._self_info())
-            pending = [
-                p.process_id
-                for p in serving
-                if p.process_id not in reports or reports[p.process_id].version < record.version
-            ]
-            if not pending or time.monotonic() >= deadline:
-                break
-            remaining = deadline - time.monotonic()
-            await _wait(changed, min(_FALLBACK_POLL_S, remaining))
-        return self._fan_out(record, serving, reports, pending)
-
-    def _self_info(self) -> ProcessInfo:
-        return ProcessInfo(self.process_id, tuple(self.registry.entries), True, self.started_at)
-
-    def _fan_out(
-        self,
-        record: ParameterRecord,
-        serving: list[ProcessInfo],
-        reports: dict[str, AppliedReport],
-        pending: list[str],
-    ) -> FanOut:
-        listed = []
-        for info in sorted(serving, key=lambda p: p.process_id):
-            if info.process_id in pending:
-                listed.append(
-                    AppliedReport(
-                        info.process_id,
-                        record.model,
-                        reports[info.process_id].version if info.process_id in reports else 0,
-                        reports[info.process_id].sha256 if info.process_id in reports else "",
-                        ok=False,
-                        error=f"did not apply version {record.version} within "
-                        f"{self.settings.admin_wait_s:g} s (TORCHGATE_ADMIN_WAIT_S)",
-                        applied_at=0.0,
-                    )
-                )
-            else:
-                listed.append(reports[info.process_id])
-        exact = {(r.version, r.sha256) for r in listed if r.version == record.version}
-        converged = all(r.ok for r in listed) and len(exact) <= 1
-        return FanOut(record, listed, converged)
+        me = ProcessInfo(self.process_id, tuple(self.registry.entries), True, self.started_at)
+        return await await_fan_out(
+            self.store, record, me, self._changed, self.settings.admin_wait_s
+        )
 
     async def close(self) -> None:
         """Leave the live set at once (a clean stop need not wait for the timeout)."""
+        self._closing = True
         with contextlib.suppress(StoreUnavailable):
             await asyncio.to_thread(self.store.remove_process, self.process_id)

@@ -48,6 +48,10 @@ class FakeRegistry:
         raise ModelNotReady(f"model {name!r} has no runtime in this test.")
 
     @property
+    def liveness_failure(self) -> str | None:
+        return self.device_failure
+
+    @property
     def ready(self) -> bool:
         loaded = all(e.status is not ModelStatus.LOADING for e in self.entries.values())
         return loaded and self.in_sync and self.device_failure is None

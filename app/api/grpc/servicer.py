@@ -31,8 +31,9 @@ class InferenceServicer(GRPCInferenceServiceServicer):
     async def ServerLive(
         self, request: pb.ServerLiveRequest, context: Context
     ) -> pb.ServerLiveResponse:
-        # not live once the device failed beyond repair: only a restart helps (as /healthz)
-        return pb.ServerLiveResponse(live=self._registry.device_failure is None)
+        # not live once the device failed beyond repair or the parameter sync stalled: only a
+        # restart helps (as /healthz)
+        return pb.ServerLiveResponse(live=self._registry.liveness_failure is None)
 
     async def ServerReady(
         self, request: pb.ServerReadyRequest, context: Context

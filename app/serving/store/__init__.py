@@ -6,20 +6,24 @@ from app.errors import ConfigurationError
 from app.serving.store.base import (
     AppliedReport,
     ControlStore,
+    FailedRecord,
     JobConflict,
     JobRecord,
     ParameterRecord,
     ProcessInfo,
+    SkippedEntry,
     StoreUnavailable,
 )
 
 __all__ = [
     "AppliedReport",
     "ControlStore",
+    "FailedRecord",
     "JobConflict",
     "JobRecord",
     "ParameterRecord",
     "ProcessInfo",
+    "SkippedEntry",
     "StoreUnavailable",
     "open_store",
 ]

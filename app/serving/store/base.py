@@ -8,6 +8,8 @@ Implementations are synchronous (sqlite3, redis-py); async code calls them in a 
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -16,8 +18,12 @@ from typing import Any, Literal
 
 from app.errors import Conflict, Unavailable
 
+logger = logging.getLogger(__name__)
 Operation = Literal["reinitialize", "reload"]
+OPERATIONS: tuple[str, ...] = ("reinitialize", "reload")
 INITIAL_VERSION = 1  # the parameters as loaded from their source, before any record
+FAILED_RECORDS_SHOWN = 20  # the newest failed records of a model that answers list
+_SKIPPED_KEPT = 100  # damaged entries remembered for admin answers
 
 
 class StoreUnavailable(Unavailable):
@@ -35,14 +41,38 @@ class ParameterRecord:
     """One parameter change, applied by every process in version order.
 
     ``args`` holds everything needed to repeat it byte for byte: a reinitialize's scheme,
-    its numbers and its seed (picked by the accepting process when the client gave none)."""
+    its numbers and its seed (picked by the accepting process when the client gave none).
+    ``problem`` says why a stored record cannot be read; it is then applied as failed."""
 
     model: str
     version: int
-    op: Operation
+    op: str  # an Operation when written by this service; anything when the store was damaged
     args: dict[str, Any]
     origin: str
     created_at: float
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class FailedRecord:
+    """A record that could not be applied (unreadable, unknown op, bad args, or applying it
+    raised), as the first process that failed on it reported it; later records go on."""
+
+    model: str
+    version: int
+    op: str
+    error: str
+    process_id: str
+    failed_at: float
+
+
+@dataclass(frozen=True)
+class SkippedEntry:
+    """A stored entry (a process, a report, a job) that does not decode and was left out."""
+
+    key: str
+    error: str
+    seen_at: float
 
 
 @dataclass(frozen=True)
@@ -77,7 +107,7 @@ class JobRecord:
     kind: str
     model: str
     owner: str
-    status: str = "queued"  # queued | running | succeeded | failed
+    status: str = "queued"  # queued | running | succeeded | failed | cancelled
     done: int = 0
     total: int = 0
     result: dict[str, Any] | None = None
@@ -100,6 +130,26 @@ class ControlStore(ABC):
         self.url = url
         self.process_timeout_s = process_timeout_s
         self.job_lease_s = job_lease_s
+        self._skipped: dict[str, SkippedEntry] = {}
+        self._skipped_lock = threading.Lock()  # store calls run in several threads
+
+    def skip(self, key: str, error: BaseException | str) -> None:
+        """Leave a damaged entry out of an answer instead of failing the whole read: logged
+        the first time (naming the key), and kept for admin answers (``skipped_since``)."""
+        text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        with self._skipped_lock:
+            first = self._skipped.pop(key, None) is None
+            self._skipped[key] = SkippedEntry(key, text, time.time())
+            while len(self._skipped) > _SKIPPED_KEPT:
+                del self._skipped[next(iter(self._skipped))]
+        if first:
+            logger.warning("control store %s: skipping %s: %s", self.name, key, text)
+
+    def skipped_since(self, since: float) -> list[SkippedEntry]:
+        """Damaged entries this client left out of its answers since ``since`` (unix time)."""
+        with self._skipped_lock:
+            entries = [entry for entry in self._skipped.values() if entry.seen_at >= since]
+        return sorted(entries, key=lambda entry: entry.key)
 
     @property
     def name(self) -> str:
@@ -124,6 +174,14 @@ class ControlStore(ABC):
     def catch_up_records(self, model: str) -> list[ParameterRecord]:
         """What a process that just loaded ``model`` from its source must replay: the
         latest reload record (if any) and every record after it, oldest first."""
+
+    @abstractmethod
+    def mark_record_failed(self, failed: FailedRecord) -> None:
+        """Say that a record could not be applied; the first report of a version is kept."""
+
+    @abstractmethod
+    def failed_records(self, model: str) -> list[FailedRecord]:
+        """The newest ``FAILED_RECORDS_SHOWN`` failed records of ``model``, oldest first."""
 
     # -- processes ---------------------------------------------------------------------
 
@@ -155,12 +213,19 @@ class ControlStore(ABC):
         model is still active (on any process)."""
 
     @abstractmethod
-    def update_job(self, job: JobRecord) -> None:
+    def update_job(self, job: JobRecord) -> bool:
         """Write the owner's view of the job (progress, status, result) and renew its lease
-        for ``job_lease_s``; a finished job releases the kind/model slot."""
+        for ``job_lease_s``; a finished job releases the kind/model slot. Only a job still
+        active in the store is written: False when it ended meanwhile (cancelled, expired)."""
 
     @abstractmethod
-    def get_job(self, job_id: str) -> JobRecord | None: ...
+    def cancel_job(self, job_id: str) -> JobRecord | None:
+        """End an active job ``cancelled`` and free its slot at once; returns the job as it
+        stands then (unchanged when it had already finished), None when there is none."""
+
+    @abstractmethod
+    def get_job(self, job_id: str) -> JobRecord | None:
+        """The job; one whose stored entry does not decode comes back failed, saying so."""
 
     @abstractmethod
     def expire_jobs(self) -> list[JobRecord]:
@@ -190,6 +255,10 @@ def redact(url: str) -> str:
     if sep and "@" in rest:
         return f"{scheme}://***@{rest.split('@', 1)[1]}"
     return url
+
+
+def cancelled_reason(job_id: str) -> str:
+    return f"cancelled by an admin (DELETE /admin/jobs/{job_id}); its model's slot is free."
 
 
 def expired_reason(job: JobRecord) -> str:

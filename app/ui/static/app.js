@@ -277,10 +277,10 @@ async function evaluate() {
       const { done, total } = job.progress;
       $("eval-progress").value = total ? done / total : 0;
       $("eval-status").textContent = `${job.status} · ${done}/${total}`;
-      if (job.status === "succeeded" || job.status === "failed") break;
+      if (!["queued", "running"].includes(job.status)) break;
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     }
-    if (job.status === "failed") throw new Error(job.error || "the evaluation failed");
+    if (job.status !== "succeeded") throw new Error(job.error || `the evaluation ${job.status}`);
     $("eval-progress").value = 1;
     $("eval-status").textContent = `succeeded · 100% · ${job.progress.done}/${job.progress.total}`;
     const accuracy = await getJson(`/admin/models/${encodeURIComponent(name)}/accuracy`, true);

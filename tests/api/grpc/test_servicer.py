@@ -1,4 +1,5 @@
-"""The servicer's own decisions, without a server: what ServerLive says after a device loss."""
+"""The servicer's own decisions, without a server: what ServerLive says after a device loss
+or a stalled parameter sync."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ from app.config import Settings
 pytestmark = pytest.mark.anyio
 
 
-@pytest.mark.parametrize(("failure", "live"), [(None, True), ("CUDA error: lost", False)])
-async def test_server_live_is_false_once_the_device_failed_beyond_repair(
+@pytest.mark.parametrize(
+    ("failure", "live"),
+    [(None, True), ("CUDA error: lost", False), ("the control-store sync loop stalled", False)],
+)
+async def test_server_live_is_false_once_the_process_needs_a_restart(
     failure: str | None, live: bool
 ) -> None:
-    registry = SimpleNamespace(device_failure=failure)
+    registry = SimpleNamespace(liveness_failure=failure)
     servicer = InferenceServicer(registry, Settings())  # type: ignore[arg-type]
     assert (await servicer.ServerLive(pb.ServerLiveRequest(), None)).live is live  # type: ignore[arg-type]

@@ -6,16 +6,16 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from app.api.http_errors import http_status
+from app.errors import Conflict, Unavailable
 from app.serving.store.base import (
     AppliedReport,
-    ControlStore,
+    FailedRecord,
     JobConflict,
     JobRecord,
     ProcessInfo,
@@ -23,59 +23,8 @@ from app.serving.store.base import (
     expired_reason,
 )
 from app.serving.store.redis_store import RedisStore
-from app.serving.store.sqlite_store import SqliteStore
 from tests.helpers.redis_server import RedisServer
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    running = RedisServer(tmp_path_factory.mktemp("redis"), persist=False)
-    running.start()
-    yield running
-    running.stop()
-
-
-StoreFactory = Callable[..., ControlStore]
-
-
-@pytest.fixture
-def make_redis_store(server: RedisServer) -> Iterator[StoreFactory]:
-    """Stores of one test share a key prefix of their own, like the processes of a service."""
-    prefix = f"test-{uuid.uuid4().hex[:8]}"
-    stores: list[RedisStore] = []
-
-    def make(
-        url: str = server.url, process_timeout_s: float = 5, job_lease_s: float = 10
-    ) -> RedisStore:
-        store = RedisStore(url, process_timeout_s, job_lease_s, prefix=prefix)
-        stores.append(store)
-        return store
-
-    yield make
-    for store in stores:
-        store.close()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.integration)])
-def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
-    """Stores of one test share one SQLite file, or one Redis key prefix."""
-    if request.param == "redis":
-        yield request.getfixturevalue("make_redis_store")
-        return
-    stores: list[SqliteStore] = []
-
-    def make(
-        url: str = f"sqlite:///{tmp_path}/state.sqlite3",
-        process_timeout_s: float = 5,
-        job_lease_s: float = 10,
-    ) -> SqliteStore:
-        store = SqliteStore(url, process_timeout_s, job_lease_s)
-        stores.append(store)
-        return store
-
-    yield make
-    for store in stores:
-        store.close()
+from tests.helpers.stores import StoreFactory
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 5) -> bool:
@@ -241,10 +190,10 @@ def test_one_active_job_per_kind_and_model_across_processes(make_store: StoreFac
     a.create_job(first)
     with pytest.raises(JobConflict) as conflict:
         b.create_job(job(owner="p2"))
-    assert http_status(conflict.value) == 409
+    assert isinstance(conflict.value, Conflict)  # 409 over HTTP
     assert conflict.value.detail == (
         f"a evaluation job for 'cnn' is already running (job {first.id}); "
-        f"poll GET /admin/jobs/{first.id}."
+        f"poll GET /admin/jobs/{first.id}, or cancel it with DELETE /admin/jobs/{first.id}."
     )
     b.create_job(job(model="lstm", owner="p2"))  # another model is free
 
@@ -351,6 +300,7 @@ def test_a_redis_outage_is_a_named_error_and_the_same_store_recovers(
         server.stop()
         info = ProcessInfo("p1", ("cnn",), ready=True, started_at=1.0)
         report = AppliedReport("p1", "cnn", 2, "00", ok=True, error=None, applied_at=1.0)
+        failed = FailedRecord("cnn", 2, "reload", "gone", "p1", 1.0)
         methods: dict[str, Callable[[], Any]] = {
             "append_record": lambda: store.append_record("cnn", "reload", {}, "p1", floor=1),
             "records_after": lambda: store.records_after("cnn", 1),
@@ -362,6 +312,9 @@ def test_a_redis_outage_is_a_named_error_and_the_same_store_recovers(
             "applied": lambda: store.applied("cnn"),
             "create_job": lambda: store.create_job(job()),
             "update_job": lambda: store.update_job(job()),
+            "cancel_job": lambda: store.cancel_job("x"),
+            "mark_record_failed": lambda: store.mark_record_failed(failed),
+            "failed_records": lambda: store.failed_records("cnn"),
             "get_job": lambda: store.get_job("x"),
             "expire_jobs": store.expire_jobs,
             "set_accuracy": lambda: store.set_accuracy("cnn", {"top1": 1.0}),
@@ -370,7 +323,7 @@ def test_a_redis_outage_is_a_named_error_and_the_same_store_recovers(
         for name, call in methods.items():
             with pytest.raises(StoreUnavailable) as down:
                 call()
-            assert http_status(down.value) == 503, name
+            assert isinstance(down.value, Unavailable), name  # 503 over HTTP
             assert f"the control store {server.url} is unreachable" in down.value.detail, name
             assert "inference goes on" in down.value.detail, name
 
