@@ -35,7 +35,7 @@ from app.nets.gan import ConditionalGenerator
 from app.serving.weights import file_sha256, pretrained_filename
 from app.zoo import SPECS
 
-ADMIN_TOKEN = "test-admin-token"
+ADMIN_TOKEN = "test-admin-token-0123456789abcdefghij"  # 32+ characters: app/admin_token.py
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # In-process apps never open the gRPC port (8001 by default), so tests can run side by side;
 # a real server gets a free one from serve_process, and a test that wants it passes its own.

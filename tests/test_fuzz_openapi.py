@@ -20,7 +20,7 @@ from schemathesis.python import asgi
 
 from app.config import Settings
 from app.main import create_app
-from tests.conftest import admin_headers
+from tests.conftest import ADMIN_TOKEN, admin_headers
 
 MODELS = ("alexnet", "cnn", "lstm", "gan")
 MAX_EXAMPLES = int(os.environ.get("TORCHGATE_FUZZ_EXAMPLES", "25"))
@@ -56,7 +56,7 @@ def fuzz_app(
         verify_weights=False,
         checkpoint_dir=REPO_ROOT / "models",
         data_dir=REPO_ROOT / "data",
-        admin_token="test-admin-token",
+        admin_token=ADMIN_TOKEN,
         device="cpu",
     )  # type: ignore[call-arg]
     app = create_app(settings)

@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
-from tests.conftest import REPO_ROOT, admin_headers, image_bytes
+from tests.conftest import ADMIN_TOKEN, REPO_ROOT, admin_headers, image_bytes
 from tests.helpers.images import png_claiming
 
 JPEG = "image/jpeg"
@@ -277,7 +277,7 @@ def settings_factory_module(
             "verify_weights": False,
             "checkpoint_dir": REPO_ROOT / "models",
             "data_dir": REPO_ROOT / "data",
-            "admin_token": "test-admin-token",
+            "admin_token": ADMIN_TOKEN,
             "device": "cpu",
             **overrides,
         }

@@ -34,6 +34,7 @@ from app.serving.store.base import (
     StoreUnavailable,
     expired_reason,
 )
+from app.serving.store.connection import refusal_hint
 
 logger = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -119,14 +120,20 @@ def _reachable(
 
 
 class RedisStore(ControlStore):
-    """``redis://[:password@]host:6379/0``; every key lives under ``{prefix}:``."""
+    """``redis[s]://[user[:password]@]host:6379/0``; every key lives under ``{prefix}:``.
+    ``connection``: redis-py's options beyond the URL (connection.py: password, TLS files)."""
 
     def __init__(
-        self, url: str, process_timeout_s: float, job_lease_s: float, prefix: str = "torchgate"
+        self,
+        url: str,
+        process_timeout_s: float,
+        job_lease_s: float,
+        prefix: str = "torchgate",
+        **connection: Any,
     ) -> None:
         super().__init__(url, process_timeout_s, job_lease_s)
         self.prefix = prefix
-        self._client = redis.Redis.from_url(url, **_CLIENT_OPTIONS)
+        self._client = redis.Redis.from_url(url, **_CLIENT_OPTIONS, **connection)
         self._events = self._key("events")
         self._append = self._client.register_script(_APPEND)
         self._forget = self._client.register_script(_FORGET_PROCESSES)
@@ -145,8 +152,8 @@ class RedisStore(ControlStore):
         broken = isinstance(exc, RedisConnectionError | RedisTimeoutError)
         state = f"is unreachable ({reason})" if broken else f"failed ({reason})"
         return StoreUnavailable(
-            f"the control store {self.name} {state}; parameter changes and jobs are refused "
-            "until it is back, inference goes on."
+            f"the control store {self.name} {state}{refusal_hint(exc)}; parameter changes and "
+            "jobs are refused until it is back, inference goes on."
         )
 
     # -- parameter records -------------------------------------------------------------
