@@ -39,14 +39,16 @@ def redis_options(settings: Settings, url: str) -> dict[str, Any]:
     names = ", ".join(SETTINGS[key] for key in options)
     if not options:
         return {}
+    shown = repr(redact(settings.state_url)) if settings.state_url else "unset (SQLite)"
     if not url.startswith(REDIS_SCHEMES):
         raise ConfigurationError(
-            f"{names} only apply to a Redis store; TORCHGATE_STATE_URL is {redact(url)!r}."
+            f"{names}: for a Redis store only (redis://, rediss://), and TORCHGATE_STATE_URL "
+            f"is {shown}."
         )
     tls = [key for key in options if key.startswith("ssl_")]
     if tls and not url.startswith("rediss://"):
         raise ConfigurationError(
-            f"{names}: TLS needs a rediss:// TORCHGATE_STATE_URL, not {redact(url)!r}."
+            f"{names}: TLS needs a rediss:// TORCHGATE_STATE_URL, and it is {shown}."
         )
     if ("ssl_certfile" in options) != ("ssl_keyfile" in options):
         raise ConfigurationError(
