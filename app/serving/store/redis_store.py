@@ -346,7 +346,8 @@ class RedisStore(ControlStore):
                     self._notify()
             except Exception as exc:  # Redis went away, or a bug: neither may end the thread
                 if not down:
-                    logger.warning("watching %s failed: %s: %s", self.name, type(exc).__name__, exc)
+                    failure = f"{type(exc).__name__}: {exc}{refusal_hint(exc)}"
+                    logger.warning("watching %s failed: %s", self.name, failure)
                 down = True
                 self._stop.wait(RETRY_S)
             finally:

@@ -6,6 +6,7 @@ before anything starts."""
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -79,13 +80,21 @@ def test_the_password_setting_or_the_urls_opens_the_store(
 
 @pytest.mark.parametrize("password", ["wrong-password", None])
 def test_a_wrong_or_missing_password_names_the_setting(
-    password_server: RedisServer, connect: Callable[..., ControlStore], password: str | None
+    password_server: RedisServer,
+    connect: Callable[..., ControlStore],
+    password: str | None,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     store = connect(password_server.url, state_password=password)
     with pytest.raises(StoreUnavailable, match="refused the credentials") as refused:
         _round_trip(store)
     assert "TORCHGATE_STATE_PASSWORD" in str(refused.value)
     assert PASSWORD not in str(refused.value) and "wrong-password" not in str(refused.value)
+    store.watch(lambda: None)  # the log of a running process says it too, once
+    deadline = time.monotonic() + 10
+    while "TORCHGATE_STATE_PASSWORD" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "refused the credentials: check TORCHGATE_STATE_PASSWORD" in caplog.text
 
 
 def test_tls_with_a_client_certificate_opens_the_store(
