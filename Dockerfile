@@ -2,7 +2,7 @@
 # NVIDIA container runtime brings the driver, so a slim Python base is enough:
 #   docker build -t torchgate .            (add --build-arg PREFETCH_WEIGHTS=true to bake weights in)
 #   docker run --gpus all -p 8000:8000 -p 8001:8001 -v torchgate-weights:/weights \
-#              -e TORCHGATE_ADMIN_TOKEN=... torchgate
+#              -e TORCHGATE_ADMIN_TOKEN="$TOKEN" torchgate     (TOKEN=$(openssl rand -hex 32))
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -43,6 +44,7 @@ def serve(
     from app.errors import ConfigurationError
     from app.metrics_multiprocess import multiprocess_metrics
     from app.serving.devices import resolve_device
+    from app.serving.store.connection import redis_options
     from app.serving.store.scope import run_scoped_store
     from app.tracing import log_config
 
@@ -57,9 +59,10 @@ def serve(
     logging.config.dictConfig(log_config(log_level, settings.log_format))
     try:
         resolve_device(settings.device)
+        redis_options(settings, settings.state_url or "sqlite://")
+        settings = _one_token_for_every_worker(settings)
     except ConfigurationError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        _refuse(exc)
     # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal to whatever
     # handler was there before it; a no-op one makes a graceful stop exit with status 0.
     signal.signal(signal.SIGTERM, lambda *_: None)
@@ -79,8 +82,12 @@ def serve(
             raise typer.Exit(2)
         _serve_with_admin_listener(settings, host, port, options)
         return
-    # Workers share one control store (parameters, jobs) and one /metrics.
-    with run_scoped_store(settings), multiprocess_metrics(settings.workers):
+    with contextlib.ExitStack() as stack:
+        try:  # workers share one control store (parameters, jobs) and one /metrics
+            stack.enter_context(run_scoped_store(settings))
+        except ConfigurationError as exc:
+            _refuse(exc)
+        stack.enter_context(multiprocess_metrics(settings.workers))
         uvicorn.run(
             "app.main:create_app",
             factory=True,
@@ -91,12 +98,32 @@ def serve(
         )
 
 
+def _refuse(exc: Exception) -> NoReturn:
+    """A configuration that cannot start: one line on stderr, exit status 2."""
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(2) from exc
+
+
+def _one_token_for_every_worker(settings: Settings) -> Settings:
+    """Resolve the admin token here, once (a generated one is shown once, from this process),
+    and hand it to the workers through the environment their settings are read from."""
+    from pydantic import SecretStr
+
+    from app.admin_token import admin_token
+
+    if not settings.admin_enabled:
+        return settings
+    token = admin_token(settings)
+    os.environ["TORCHGATE_ADMIN_TOKEN"] = token
+    os.environ.pop("TORCHGATE_ADMIN_TOKEN_FILE", None)  # read (or written) here, once
+    return settings.model_copy(update={"admin_token": SecretStr(token), "admin_token_file": None})
+
+
 def _serve_with_admin_listener(
     settings: Settings, host: str, port: int, options: dict[str, object]
 ) -> None:
     """The public API and the admin API on two listeners of one process (one set of models)."""
     import asyncio
-    import contextlib
 
     import uvicorn
 

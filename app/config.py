@@ -221,3 +221,17 @@ class Settings(BaseSettings):
     @classmethod
     def _stall_longer_than_a_heartbeat(cls, value: float, info: ValidationInfo) -> float:
         return cls._longer_than_a_heartbeat(value, info)
+
+    # -- secrets (docs/security.md#secrets: what each accepts, and what is refused) ------------
+    # A file holding the admin token (e.g. a Kubernetes Secret mount), instead of
+    # TORCHGATE_ADMIN_TOKEN; where no file is there yet, `serve` writes the token it generates
+    # into a new one, readable by its user only, instead of logging it.
+    admin_token_file: Path | None = None
+    # The control store's Redis password (AUTH), kept out of TORCHGATE_STATE_URL; an ACL user
+    # goes in the URL (redis://torchgate@host:6379/0). A password in the URL too is refused.
+    state_password: SecretStr | None = None
+    # A rediss:// (TLS) store: the CA that signed the server's certificate (unset: the
+    # system's CAs), and a client certificate and key for mutual TLS.
+    state_tls_ca_file: Path | None = None
+    state_tls_cert_file: Path | None = None
+    state_tls_key_file: Path | None = None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import secrets
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,6 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app import __version__
+from app.admin_token import admin_token
 from app.api import ADMIN_ROUTER, PUBLIC_ROUTERS
 from app.api.grpc.server import start_grpc_server, stop_grpc_server
 from app.api.http_errors import install_error_handlers
@@ -26,23 +26,22 @@ from app.serving.evaluations import Evaluator
 from app.serving.jobs import Jobs
 from app.serving.registry import ModelRegistry
 from app.serving.store import open_store
+from app.serving.store.connection import redis_options
 from app.serving.sync import ParameterSync
 from app.tracing import skip_unused_record_fields
 
 logger = logging.getLogger(__name__)
 
 
-def _admin_token(settings: Settings) -> str:
-    if settings.admin_token is not None and settings.admin_token.get_secret_value():
-        return settings.admin_token.get_secret_value()
-    token = secrets.token_urlsafe(32)
-    logger.warning("TORCHGATE_ADMIN_TOKEN is not set; the admin token for this run is: %s", token)
-    return token
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """The app for ``settings`` (read from the environment when omitted)."""
+    """The app for ``settings`` (read from the environment when omitted); a secret that
+    cannot stay as it is raises ConfigurationError here, before anything loads."""
     settings = settings or Settings()
+    # Unset: this app is a service of its own, so its store lives in memory (``serve`` sets
+    # a file shared by its workers before they start).
+    state_url = settings.state_url or "sqlite://"
+    store_options = redis_options(settings, state_url)
+    token = admin_token(settings) if settings.admin_enabled else None
     device = resolve_device(settings.device)
     configure_backends(device)
     configure_threads(
@@ -54,10 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Unset: this app is a service of its own, so its store lives in memory (``serve``
-        # sets a file shared by its workers before they start).
         store = open_store(
-            settings.state_url or "sqlite://", settings.process_timeout_s, settings.job_lease_s
+            state_url, settings.process_timeout_s, settings.job_lease_s, **store_options
         )
         registry = ModelRegistry(settings, device, metrics)
         sync = ParameterSync(
@@ -98,12 +95,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Serve PyTorch models over HTTP, with token-protected admin operations.",
         lifespan=lifespan,
-        docs_url=None,  # served by app/api/ui.py's docs_router from local assets: no CDN
+        # /docs, /redoc and /openapi.json: app/api/docs.py, from local assets, with headers
+        docs_url=None,
         redoc_url=None,
+        openapi_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.admin_token = _admin_token(settings)
+    app.state.admin_token = token
     for router in PUBLIC_ROUTERS:
         app.include_router(router)
     if settings.admin_enabled and settings.admin_port is None:
@@ -127,7 +126,13 @@ def create_admin_app(main_app: FastAPI) -> FastAPI:
     """The admin API on its own listener (TORCHGATE_ADMIN_PORT), so it can be bound to a
     private interface; it shares the main app's models and jobs, and has no lifespan."""
     settings: Settings = main_app.state.settings
-    admin_app = FastAPI(title="torchgate admin", version=__version__)
+    admin_app = FastAPI(  # admin only: no pages, no schema on the admin listener
+        title="torchgate admin",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     admin_app.state = main_app.state
     admin_app.include_router(ADMIN_ROUTER)
     _add_common(admin_app, settings)

@@ -92,6 +92,14 @@ def real_server(
         yield server
 
 
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A self-signed CA, and a server and a client certificate it signed, as PEM files."""
+    from tests.helpers.pki import make_pki  # cryptography, for the TLS tests only
+
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path)

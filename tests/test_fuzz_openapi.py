@@ -21,7 +21,7 @@ from schemathesis.python import asgi
 
 from app.config import Settings
 from app.main import create_app
-from tests.helpers.apps import admin_headers
+from tests.helpers.apps import ADMIN_TOKEN, admin_headers
 
 # The cnn first: schemathesis' coverage phase sends every boundary body of an operation to the
 # first name (about a hundred reinitialize bodies), and a reinitialize of alexnet (61 M
@@ -60,7 +60,7 @@ def fuzz_app(
         verify_weights=False,
         checkpoint_dir=REPO_ROOT / "models",
         data_dir=REPO_ROOT / "data",
-        admin_token="test-admin-token",
+        admin_token=ADMIN_TOKEN,
         device="cpu",
     )  # type: ignore[call-arg]
     app = create_app(settings)

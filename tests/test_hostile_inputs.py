@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
-from tests.helpers.apps import admin_headers
+from tests.helpers.apps import ADMIN_TOKEN, admin_headers
 from tests.helpers.images import image_bytes, png_claiming
 from tests.helpers.repo import REPO_ROOT
 
@@ -278,7 +278,7 @@ def settings_factory_module(
             "verify_weights": False,
             "checkpoint_dir": REPO_ROOT / "models",
             "data_dir": REPO_ROOT / "data",
-            "admin_token": "test-admin-token",
+            "admin_token": ADMIN_TOKEN,
             "device": "cpu",
             **overrides,
         }

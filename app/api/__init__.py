@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from app.api import admin, health, inference, models, ui, v2
+from app.api import admin, docs, health, inference, models, ui, v2
 
 # Gathered in one place, each included straight into the app: FastAPI matches a request by
 # walking the included routers in order, level by level, so the inference routers come first
@@ -13,6 +13,6 @@ PUBLIC_ROUTERS: tuple[APIRouter, ...] = (
     health.router,
     models.router,
     ui.router,
-    ui.docs_router,
+    docs.router,
 )
 ADMIN_ROUTER = admin.router

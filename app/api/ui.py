@@ -3,18 +3,16 @@ training curves and GAN samples that ship with the checkpoints; all read-only, n
 
 from __future__ import annotations
 
-import functools
 import re
 from typing import Literal
 
-from fastapi import APIRouter, Request, Response
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi import APIRouter, Response
 from fastapi.responses import FileResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
 from app.api.deps import RegistryDep, SettingsDep
 from app.errors import NotFound
-from app.ui import DOCS_ASSETS, STATIC_DIR
+from app.ui import STATIC_DIR
 
 # No inline script or style anywhere under /ui: everything the page runs comes from here.
 CONTENT_SECURITY_POLICY = (
@@ -34,18 +32,6 @@ MAX_LISTED_LABELS = 100  # the Fashion-MNIST models' ten, not ImageNet's thousan
 ARTIFACT_NAME = re.compile(r"[a-z0-9]+-(curves|samples)\.png")
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
-# /docs and /redoc from the Swagger UI and ReDoc files that fastapi-offline bundles: no CDN.
-# Module-level handlers (not closures over the app), so a stopped app can be freed.
-docs_router = APIRouter(include_in_schema=False)
-DOCS_FILES = {
-    "swagger-ui-bundle.js": "text/javascript",
-    "swagger-ui.css": "text/css",
-    "redoc.standalone.js": "text/javascript",
-    "favicon.png": "image/png",
-}
-DOCS_ASSET_URL = "/static-offline-docs"
-REDOC_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
-BLANK_SVG = b"data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E"
 
 
 class UIConfig(BaseModel):
@@ -124,48 +110,3 @@ async def get_artifact(name: str, settings: SettingsDep) -> Response:
     if name not in _artifact_names(settings):
         raise NotFound(f"No artifact {name!r}; GET /ui/artifacts lists them.")
     return _secure(FileResponse(settings.checkpoint_dir / name, media_type="image/png"))
-
-
-@docs_router.get("/docs")
-async def get_swagger_ui(request: Request) -> Response:
-    """Swagger UI over /openapi.json, from local assets."""
-    return get_swagger_ui_html(
-        openapi_url=request.app.openapi_url,
-        title=f"{request.app.title} - Swagger UI",
-        swagger_js_url=f"{DOCS_ASSET_URL}/swagger-ui-bundle.js",
-        swagger_css_url=f"{DOCS_ASSET_URL}/swagger-ui.css",
-        swagger_favicon_url=f"{DOCS_ASSET_URL}/favicon.png",
-    )
-
-
-@docs_router.get("/redoc")
-async def get_redoc(request: Request) -> Response:
-    """ReDoc over /openapi.json, from local assets and without web fonts."""
-    return get_redoc_html(
-        openapi_url=request.app.openapi_url,
-        title=f"{request.app.title} - ReDoc",
-        redoc_js_url=f"{DOCS_ASSET_URL}/redoc.standalone.js",
-        redoc_favicon_url=f"{DOCS_ASSET_URL}/favicon.png",
-        with_google_fonts=False,
-    )
-
-
-@docs_router.get(DOCS_ASSET_URL + "/{name}")
-async def get_docs_asset(name: str) -> Response:
-    """One of the bundled documentation files (a fixed list)."""
-    if name not in DOCS_FILES:
-        raise NotFound(f"No documentation asset {name!r}.")
-    response: Response
-    if name == "redoc.standalone.js":
-        response = Response(_offline_redoc(), media_type=DOCS_FILES[name])
-    else:
-        response = FileResponse(DOCS_ASSETS / name, media_type=DOCS_FILES[name])
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
-
-
-@functools.cache
-def _offline_redoc() -> bytes:
-    """The bundled ReDoc, minus the one thing it fetches from the web: its vendor's logo
-    (an inline empty SVG takes its place), so an offline host makes no outside request."""
-    return (DOCS_ASSETS / "redoc.standalone.js").read_bytes().replace(REDOC_LOGO, BLANK_SVG)

@@ -69,7 +69,7 @@ def server_env(config: BenchConfig, weights_dir: Path, random_weights: bool) -> 
             "TORCHGATE_WEIGHTS_DIR": str(weights_dir),
             "TORCHGATE_CHECKPOINT_DIR": str(config.checkpoint_dir.resolve()),
             "TORCHGATE_DOWNLOAD_WEIGHTS": "false",  # loopback only: never fetch during a bench
-            "TORCHGATE_ADMIN_TOKEN": secrets.token_urlsafe(16),
+            "TORCHGATE_ADMIN_TOKEN": secrets.token_urlsafe(32),
         }
     )
     if random_weights:

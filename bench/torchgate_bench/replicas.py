@@ -253,7 +253,7 @@ def run_replicas(config: ReplicasConfig) -> ReplicasResult:
         "TORCHGATE_DEVICE": "cpu",
         "TORCHGATE_TORCH_THREADS": "1",
         "TORCHGATE_WORKERS": "1",
-        "TORCHGATE_ADMIN_TOKEN": secrets.token_urlsafe(16),
+        "TORCHGATE_ADMIN_TOKEN": secrets.token_urlsafe(32),
         "TORCHGATE_ACCESS_LOG": "false",
     }
     pids = result.child_pids

@@ -207,7 +207,7 @@ def measure_startup(
             "TORCHGATE_VERIFY_WEIGHTS": "false",
             "TORCHGATE_DOWNLOAD_WEIGHTS": "false",
             "TORCHGATE_ACCESS_LOG": "false",
-            "TORCHGATE_ADMIN_TOKEN": secrets.token_urlsafe(16),
+            "TORCHGATE_ADMIN_TOKEN": secrets.token_urlsafe(32),
             **dict(env or {}),
         }
         server = ServerProcess(

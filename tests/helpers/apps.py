@@ -16,7 +16,7 @@ from app.config import Settings
 from app.main import create_app
 from tests.helpers.repo import REPO_ROOT
 
-ADMIN_TOKEN = "test-admin-token"
+ADMIN_TOKEN = "test-admin-token-0123456789abcdefghij"  # 32+ characters: app/admin_token.py
 
 
 def admin_headers(token: str = ADMIN_TOKEN) -> dict[str, str]:

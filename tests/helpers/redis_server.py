@@ -13,21 +13,30 @@ from tests.helpers.servers import free_port
 
 class RedisServer:
     """Debian's redis-server on a loopback port, persisting to ``folder`` (append-only file),
-    so a test can stop it and start it again with its data, as a real deployment would."""
+    so a test can stop it and start it again with its data, as a real deployment would;
+    ``tls``: that port speaks TLS only (``options`` then name the certificates), and
+    ``options`` are more redis-server flags (``--requirepass``, ...)."""
 
-    def __init__(self, folder: Path, persist: bool = True) -> None:
+    def __init__(
+        self, folder: Path, persist: bool = True, tls: bool = False, options: tuple[str, ...] = ()
+    ) -> None:
         self.binary = require_binary("redis-server", "redis-server")
         self.folder = folder
         self.persist = persist
+        self.tls = tls
+        self.options = options
         self.port = free_port()
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        port = str(self.port)
+        ports = ["--port", "0", "--tls-port", port] if self.tls else ["--port", port]
+        command = [self.binary, *ports]
+        command += ["--bind", "127.0.0.1", "--save", "", *self.options]
         command += ["--appendonly", "yes" if self.persist else "no", "--dir", str(self.folder)]
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

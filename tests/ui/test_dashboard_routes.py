@@ -1,8 +1,10 @@
 """/ui's routes in process: security headers, the admin panel's whereabouts, the artifact
-whitelist, and /docs and /redoc pointing only at local assets."""
+whitelist, and /docs and /redoc pointing only at local assets, under a policy of their own."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from collections.abc import Callable
 
@@ -77,3 +79,38 @@ async def test_docs_use_local_assets(settings_factory: Callable[..., Settings]) 
             assert "https://" not in page.text.replace("https://github.com", "")
             for url in urls:
                 assert (await client.get(url)).status_code == 200, url
+
+
+def _directives(policy: str) -> dict[str, list[str]]:
+    parts = (directive.split() for directive in policy.split(";") if directive.strip())
+    return {name: sources for name, *sources in parts}
+
+
+async def test_docs_and_their_schema_carry_the_security_headers(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """/docs and /redoc share the dashboard's origin, and so its admin token: no framing, no
+    other origin, and no inline script but the page's own start-up one, by its hash."""
+    async with running_app(settings_factory(models=("cnn",)), ready=False) as client:
+        for path in ["/docs", "/redoc", "/openapi.json"]:
+            response = await client.get(path)
+            assert response.status_code == 200, path
+            assert response.headers["x-frame-options"] == "DENY"
+            assert response.headers["x-content-type-options"] == "nosniff"
+            assert response.headers["referrer-policy"] == "no-referrer"
+            policy = _directives(response.headers["content-security-policy"])
+            assert policy["frame-ancestors"] == policy["base-uri"] == ["'none'"], path
+            assert not [s for v in policy.values() for s in v if "://" in s or s == "*"], path
+            if path == "/openapi.json":
+                assert policy["default-src"] == ["'none'"]  # data: runs and loads nothing
+                continue
+            scripts = policy["script-src"]
+            assert policy["object-src"] == ["'none'"] and "'unsafe-eval'" not in scripts
+            assert "'unsafe-inline'" not in scripts
+            inline = re.findall(r"<script>(.*?)</script>", response.text, re.DOTALL)
+            digests = [hashlib.sha256(script.encode()).digest() for script in inline]
+            hashes = [f"'sha256-{base64.b64encode(digest).decode()}'" for digest in digests]
+            assert scripts == ["'self'", *hashes]
+        assert (
+            "'unsafe-inline'" not in (await client.get("/docs")).headers["content-security-policy"]
+        )  # Swagger UI needs no inline style; ReDoc's styled-components do

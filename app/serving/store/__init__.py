@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from app.errors import ConfigurationError
 from app.serving.store.base import (
     AppliedReport,
@@ -13,6 +15,7 @@ from app.serving.store.base import (
     ProcessInfo,
     SkippedEntry,
     StoreUnavailable,
+    redact,
 )
 
 __all__ = [
@@ -29,8 +32,11 @@ __all__ = [
 ]
 
 
-def open_store(url: str, process_timeout_s: float, job_lease_s: float) -> ControlStore:
-    """``sqlite:///file`` or ``sqlite://`` (memory) for one host, ``redis://...`` for a cluster."""
+def open_store(
+    url: str, process_timeout_s: float, job_lease_s: float, **connection: Any
+) -> ControlStore:
+    """``sqlite:///file`` or ``sqlite://`` (memory) for one host, ``redis://...`` for a cluster;
+    ``connection``: a Redis store's password and TLS files (connection.redis_options)."""
     if url.startswith("sqlite://"):
         from app.serving.store.sqlite_store import SqliteStore
 
@@ -38,8 +44,9 @@ def open_store(url: str, process_timeout_s: float, job_lease_s: float) -> Contro
     if url.startswith(("redis://", "rediss://", "unix://")):
         from app.serving.store.redis_store import RedisStore
 
-        return RedisStore(url, process_timeout_s, job_lease_s)
+        return RedisStore(url, process_timeout_s, job_lease_s, **connection)
     raise ConfigurationError(
-        f"TORCHGATE_STATE_URL {url!r} is not supported: use sqlite:///path/to/state.sqlite3, "
-        "sqlite:// (in memory, one process) or redis://host:6379/0."
+        f"TORCHGATE_STATE_URL {redact(url)!r} is not supported: use "
+        "sqlite:///path/to/state.sqlite3, sqlite:// (in memory, one process) or "
+        "redis://host:6379/0 (rediss:// for TLS)."
     )

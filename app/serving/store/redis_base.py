@@ -11,7 +11,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.serving.store.base import ControlStore, StoreUnavailable
+from app.serving.store.connection import refusal_hint
 
 logger = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -49,14 +50,20 @@ def ms(seconds: float) -> int:
 
 
 class RedisBase(ControlStore):
-    """``redis://[:password@]host:6379/0``; every key lives under ``{prefix}:``."""
+    """``redis[s]://[user[:password]@]host:6379/0``; every key lives under ``{prefix}:``.
+    ``connection``: redis-py's options beyond the URL (connection.py: password, TLS files)."""
 
     def __init__(
-        self, url: str, process_timeout_s: float, job_lease_s: float, prefix: str = "torchgate"
+        self,
+        url: str,
+        process_timeout_s: float,
+        job_lease_s: float,
+        prefix: str = "torchgate",
+        **connection: Any,
     ) -> None:
         super().__init__(url, process_timeout_s, job_lease_s)
         self.prefix = prefix
-        self._client = redis.Redis.from_url(url, **_CLIENT_OPTIONS)
+        self._client = redis.Redis.from_url(url, **_CLIENT_OPTIONS, **connection)
         self._events = self._key("events")
         self._listeners: list[Callable[[], None]] = []
         self._stop = threading.Event()
@@ -70,8 +77,8 @@ class RedisBase(ControlStore):
         broken = isinstance(exc, RedisConnectionError | RedisTimeoutError)
         state = f"is unreachable ({reason})" if broken else f"failed ({reason})"
         return StoreUnavailable(
-            f"the control store {self.name} {state}; parameter changes and jobs are refused "
-            "until it is back, inference goes on."
+            f"the control store {self.name} {state}{refusal_hint(exc)}; parameter changes and "
+            "jobs are refused until it is back, inference goes on."
         )
 
     # -- notifications -----------------------------------------------------------------
@@ -107,7 +114,8 @@ class RedisBase(ControlStore):
                     self._notify()
             except Exception as exc:  # Redis went away, or a bug: neither may end the thread
                 if not down:
-                    logger.warning("watching %s failed: %s: %s", self.name, type(exc).__name__, exc)
+                    failure = f"{type(exc).__name__}: {exc}{refusal_hint(exc)}"
+                    logger.warning("watching %s failed: %s", self.name, failure)
                 down = True
                 self._stop.wait(RETRY_S)
             finally:

@@ -73,9 +73,14 @@ class RedisJobs(RedisBase):
     """The job and accuracy half of ``RedisStore``."""
 
     def __init__(
-        self, url: str, process_timeout_s: float, job_lease_s: float, prefix: str = "torchgate"
+        self,
+        url: str,
+        process_timeout_s: float,
+        job_lease_s: float,
+        prefix: str = "torchgate",
+        **connection: Any,
     ) -> None:
-        super().__init__(url, process_timeout_s, job_lease_s, prefix)
+        super().__init__(url, process_timeout_s, job_lease_s, prefix, **connection)
         self._create_job = self._client.register_script(_CREATE_JOB)
         self._update_job = self._client.register_script(_UPDATE_JOB)
         self._finish_job = self._client.register_script(_FINISH_JOB)

@@ -57,12 +57,17 @@ def _record(model: str, version: int, body: str) -> ParameterRecord:
 
 
 class RedisStore(RedisJobs):
-    """``redis://[:password@]host:6379/0``; every key lives under ``{prefix}:``."""
+    """``redis[s]://[user[:password]@]host:6379/0``; every key lives under ``{prefix}:``."""
 
     def __init__(
-        self, url: str, process_timeout_s: float, job_lease_s: float, prefix: str = "torchgate"
+        self,
+        url: str,
+        process_timeout_s: float,
+        job_lease_s: float,
+        prefix: str = "torchgate",
+        **connection: Any,
     ) -> None:
-        super().__init__(url, process_timeout_s, job_lease_s, prefix)
+        super().__init__(url, process_timeout_s, job_lease_s, prefix, **connection)
         self._append = self._client.register_script(_APPEND)
         self._forget = self._client.register_script(_FORGET_PROCESSES)
 

@@ -128,7 +128,7 @@ def torchgate_env(
             "TORCHGATE_WEIGHTS_DIR": str(weights_dir),
             "TORCHGATE_CHECKPOINT_DIR": str(checkpoint_dir.resolve()),
             "TORCHGATE_DOWNLOAD_WEIGHTS": "false",
-            "TORCHGATE_ADMIN_TOKEN": secrets.token_urlsafe(16),
+            "TORCHGATE_ADMIN_TOKEN": secrets.token_urlsafe(32),
         }
     )
     if random_weights:
