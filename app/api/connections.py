@@ -13,7 +13,9 @@ composition, through the public ``asyncio.Protocol`` interface) and only counts 
 
 Past either, the connection is closed (RFC 9110 allows closing instead of a 431). The app tells
 the guard when a request starts and when its answer has been sent (app/api/middleware.py, via
-``request_started``/``response_sent``, keyed by the client's address).
+``request_started``/``response_sent``, keyed by the client's address). When the connection is
+lost with a request unanswered, the guard cancels that request's task, so the work it waits for
+(a decode slot, a batch) is dropped instead of done for nobody; the middleware ends it as 499.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ class GuardedHttpProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._client: Address | None = None
         self._in_request = False
+        self._request: asyncio.Task[object] | None = None
+        self.client_gone = False
         self._head_bytes = 0
         self._deadline: asyncio.TimerHandle | None = None
 
@@ -71,7 +75,7 @@ class GuardedHttpProtocol(asyncio.Protocol):
                 self._arm()  # the first byte of the next request, after an answer
             self._head_bytes += len(data)
             if self._head_bytes > self.max_header_bytes:
-                self._close("its request head passed %d bytes" % self.max_header_bytes)
+                self._close(f"its request head passed {self.max_header_bytes} bytes")
                 return
         self._inner.data_received(data)
 
@@ -83,6 +87,9 @@ class GuardedHttpProtocol(asyncio.Protocol):
         if self._client is not None and self.by_client.get(self._client) is self:
             del self.by_client[self._client]
         self._inner.connection_lost(exc)
+        if self._in_request and self._request is not None and not self._request.done():
+            self.client_gone = True
+            self._request.cancel()
 
     def pause_writing(self) -> None:
         self._inner.pause_writing()
@@ -91,14 +98,17 @@ class GuardedHttpProtocol(asyncio.Protocol):
         self._inner.resume_writing()
 
     # what the app reports
-    def request_started(self) -> None:
-        """The head is complete (the app was called): the body has deadlines of its own."""
+    def request_started(self, task: asyncio.Task[object] | None) -> None:
+        """The head is complete (the app was called, in ``task``): the body has deadlines of
+        its own (the middleware's)."""
         self._in_request = True
+        self._request = task
         self._disarm()
 
     def response_sent(self) -> None:
         """The answer has gone; the next request's head is timed from its first byte."""
         self._in_request = False
+        self._request = None
         self._head_bytes = 0
 
     def _arm(self) -> None:
@@ -113,7 +123,7 @@ class GuardedHttpProtocol(asyncio.Protocol):
     def _timed_out(self) -> None:
         self._deadline = None
         if not self._in_request:
-            self._close("its request head did not arrive within %g s" % self.header_timeout_s)
+            self._close(f"its request head did not arrive within {self.header_timeout_s:g} s")
 
     def _close(self, why: str) -> None:
         logger.info("closing the connection from %s: %s", self._client, why)
