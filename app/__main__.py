@@ -71,7 +71,9 @@ def serve(
         "log_config": log_config(log_level, settings.log_format),
         "access_log": settings.access_log,
         "loop": "uvloop",
-        "http": "httptools",
+        # uvicorn's httptools protocol with a deadline and a size bound on request heads
+        "http": "app.api.connections:GuardedHttpProtocol",
+        "limit_concurrency": settings.max_connections,  # more connections or requests: 503
         "timeout_graceful_shutdown": 30,
     }
     host = host or settings.host

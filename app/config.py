@@ -95,6 +95,20 @@ class Settings(BaseSettings):
     max_images_per_request: int = Field(default=64, gt=0)
     max_tensor_elements: int = Field(default=16_777_216, gt=0)
     max_json_depth: int = Field(default=32, ge=6, le=1000)
+    # Read deadlines and bounds for HTTP clients, for a container with no proxy in front
+    # (app/api/connections.py, app/api/middleware.py): a request's head must arrive whole
+    # within header_timeout_s and header bytes; a body may pause at most body_chunk_timeout_s
+    # between chunks, and must arrive whole within body_timeout_s (unset: at a rate of
+    # min_upload_bytes_per_s for the largest body allowed, at least 30 s); at most
+    # max_connections connections (and requests) per process, more get 503.
+    header_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024)
+    body_chunk_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    body_timeout_s: float | None = Field(default=None, gt=0)
+    min_upload_bytes_per_s: int = Field(default=100_000, gt=0)
+    max_connections: int = Field(default=1024, ge=1)
+    # JSON bodies larger than this are parsed (and inflated, and scanned) off the event loop
+    json_offload_bytes: int = Field(default=64 * 1024, ge=0)
     max_queue: int | None = Field(default=None, gt=0)
     queue_timeout_s: float = Field(default=30.0, gt=0)
     half: bool = False
@@ -174,6 +188,13 @@ class Settings(BaseSettings):
         if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
             return value
         raise ValueError("device must be auto, cpu, cuda or cuda:N")
+
+    @property
+    def body_deadline_s(self) -> float:
+        """The whole body's deadline: set, or the largest body at the slowest allowed rate."""
+        if self.body_timeout_s is not None:
+            return self.body_timeout_s
+        return max(30.0, self.max_upload_bytes / self.min_upload_bytes_per_s)
 
     def torch_threads_per_worker(self, cores: int, cuda: bool = False) -> int:
         """Intra-op threads: on the CPU each worker's share of the cores (big models are

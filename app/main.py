@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from app import __version__
 from app.admin_token import admin_token
 from app.api import ADMIN_ROUTER, PUBLIC_ROUTERS
+from app.api.connections import GuardedHttpProtocol
 from app.api.grpc.server import start_grpc_server, stop_grpc_server
 from app.api.http_errors import install_error_handlers
 from app.api.middleware import ServingMiddleware
@@ -49,6 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
     skip_unused_record_fields()  # in every worker process: each builds its own app
+    # serve's HTTP connections (uvicorn's protocol, guarded), in this worker process
+    GuardedHttpProtocol.configure(settings.header_timeout_s, settings.max_header_bytes)
     metrics = Metrics(device)
 
     @asynccontextmanager
@@ -119,6 +122,8 @@ def _add_common(app: FastAPI, settings: Settings) -> None:
         metrics=app.state.metrics,
         max_body_bytes=settings.max_upload_bytes,
         budget=app.state.upload_budget,  # one per process: the admin app shares the main one's
+        chunk_timeout_s=settings.body_chunk_timeout_s,
+        body_deadline_s=settings.body_deadline_s,
     )
 
 

@@ -6,11 +6,12 @@ import base64
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from pydantic import ValidationError
 
-from app.api.deps import RegistryDep
 from app.api.http_errors import INFERENCE_ERROR_STATUSES
-from app.api.parameters import MODEL_NAME, TOP_K, serving_state
-from app.api.parsing import read_predict_payload, resolve_top_k
+from app.api.parameters import MODEL_NAME, SMALL_JSON_BYTES, TOP_K, serving_state
+from app.api.parsing import read_predict_payload, read_small_body, resolve_top_k
+from app.api.payloads import describe_validation_error
 from app.api.responses import FastJSONResponse
 from app.api.schemas import (
     ErrorResponse,
@@ -27,6 +28,7 @@ from app.api.v1_adapter import (
     generator,
     predict_response,
 )
+from app.errors import InvalidInput
 from app.serving.heads import generate as generate_images
 
 router = APIRouter(prefix="/v1", tags=["inference"])
@@ -69,7 +71,7 @@ async def predict(request: Request) -> FastJSONResponse:
     name: str = request.path_params["name"]  # parameters read here: app/api/parameters.py
     registry, settings = serving_state(request)
     runtime = classifier(registry, name)
-    payload = await read_predict_payload(request, settings)
+    payload = await read_predict_payload(request, settings, runtime.on_decode_pool)
     top_k = request.query_params.get("top_k")
     k = resolve_top_k(top_k, payload.top_k, num_classes=len(runtime.labels))
     if payload.images is not None:
@@ -80,18 +82,35 @@ async def predict(request: Request) -> FastJSONResponse:
     return await predict_response(runtime, name, samples, k)
 
 
+_GENERATE_OPENAPI = {
+    "parameters": [MODEL_NAME],
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": GenerateRequest.model_json_schema()}},
+    },
+}
+
+
 @router.post(
     "/models/{name}/generate",
     response_model=GenerateResponse,
     responses={**_ERRORS, 200: {"content": {"image/png": {}}, "description": "PNG grid or JSON."}},
+    openapi_extra=_GENERATE_OPENAPI,
 )
-async def generate(name: str, request: GenerateRequest, registry: RegistryDep) -> Response:
+async def generate(request: Request) -> Response:
     """Draw images from the class-conditional generator, as one PNG grid or base64 PNGs."""
+    name: str = request.path_params["name"]  # parameters read here: app/api/parameters.py
+    registry, _ = serving_state(request)
     runtime = generator(registry, name)
-    generation = await generate_images(runtime, request.n, request.label, request.seed)
+    body = await read_small_body(request, SMALL_JSON_BYTES)  # at most a few fields
+    try:
+        params = GenerateRequest.model_validate_json(body or b"{}")
+    except ValidationError as exc:
+        raise InvalidInput(describe_validation_error(exc)) from exc
+    generation = await generate_images(runtime, params.n, params.label, params.seed)
     headers = answer_headers(runtime, generation.version)
     headers["X-Seed"] = str(generation.seed)
-    if request.format == "png":
+    if params.format == "png":
         grid = (await encode_pngs(runtime, generation.images, grid=True))[0]
         return Response(grid, media_type="image/png", headers=headers)
     pngs = await encode_pngs(runtime, generation.images, grid=False)

@@ -3,14 +3,24 @@
 One layer, not one per concern: each layer wraps ``send`` (and here ``receive``) once more, and
 for a small model at thousands of requests per second the Python per request is the server's
 cost. It gives each request its ``X-Request-ID`` (the client's, if valid, or a fresh one),
-counts and times it by route template, refuses bodies over the upload limit (by
-``Content-Length`` before reading, and while streaming), and takes the body's bytes from the
-process's upload budget as they arrive (app/api/upload_budget.py), giving them back once the
-request is answered.
+counts and times it by route template, and guards its body:
+
+- over the upload limit: 413, by ``Content-Length`` before reading, or while streaming;
+- the bytes are taken from the process's upload budget as they arrive
+  (app/api/upload_budget.py) and given back once the request is answered;
+- no gap between body chunks longer than ``chunk_timeout_s``, and the whole body within
+  ``body_deadline_s``: else 408 and the connection is closed, so a client that stalls cannot
+  hold a connection, a task and its bytes.
+
+It tells the connection's guard (app/api/connections.py) when a request starts and when its
+answer has gone. If the client disconnects while its request waits (for a decode slot, a batch,
+the forward), the guard cancels the request's task: work not started yet is dropped, and the
+request ends as 499 (nginx's "client closed request").
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import orjson
@@ -18,7 +28,8 @@ from prometheus_client import Counter, Histogram
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.http_errors import error_key
+from app.api.connections import GuardedHttpProtocol
+from app.api.http_errors import CLIENT_CLOSED_REQUEST, error_key
 from app.api.upload_budget import UploadBudget
 from app.errors import Overloaded
 from app.metrics import Metrics, model_label
@@ -65,15 +76,28 @@ def _read_headers(scope: Scope) -> tuple[str | None, int | None]:
     return incoming, declared
 
 
+def _guard(scope: Scope) -> GuardedHttpProtocol | None:
+    client = scope.get("client")
+    return GuardedHttpProtocol.by_client.get(client) if isinstance(client, tuple) else None
+
+
 class ServingMiddleware:
-    """Request id, metrics, body limit and upload budget for every HTTP request."""
+    """Request id, metrics, body limit, upload budget and body deadlines for every request."""
 
     def __init__(
-        self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, budget: UploadBudget
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        max_body_bytes: int,
+        budget: UploadBudget,
+        chunk_timeout_s: float = 10.0,
+        body_deadline_s: float = 210.0,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.budget = budget
+        self.chunk_timeout_s = chunk_timeout_s
+        self.body_deadline_s = body_deadline_s
         self._observer = RequestObserver(metrics)
 
     def _too_large(self) -> str:
@@ -89,13 +113,27 @@ class ServingMiddleware:
         started = time.perf_counter()
         incoming, declared = _read_headers(scope)
         id_header = (_ID_KEY, adopt_request_id(incoming).encode())
+        guard = _guard(scope)
+        if guard is not None:
+            guard.request_started(asyncio.current_task())
         status = 500
         received = 0
+        body_done = False
         budget, limit = self.budget, self.max_body_bytes
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.body_deadline_s
 
-        async def receive_counted() -> Message:
-            nonlocal received
-            message = await receive()
+        async def receive_guarded() -> Message:
+            nonlocal received, body_done
+            if body_done:  # after the body, a disconnect listener may wait as long as it likes
+                return await receive()
+            try:
+                async with asyncio.timeout(min(self.chunk_timeout_s, deadline - loop.time())):
+                    message = await receive()
+            except TimeoutError:
+                raise HTTPException(
+                    408, self._too_slow(received), {"Connection": "close"}
+                ) from None
             size = len(message.get("body", b""))
             if size:
                 if received + size > limit:
@@ -107,6 +145,7 @@ class ServingMiddleware:
                     headers = {"Retry-After": str(exc.retry_after_s)}
                     raise HTTPException(503, exc.detail, headers) from exc
                 received += size
+            body_done = not message.get("more_body", False)
             return message
 
         async def send_with_id(message: Message) -> None:
@@ -115,15 +154,30 @@ class ServingMiddleware:
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
+            last = message["type"] == "http.response.body" and not message.get("more_body")
+            if last and guard is not None:
+                guard.response_sent()
 
         try:
             if declared is not None and declared > limit:
                 await self._refuse(scope, send_with_id)
             else:
-                await self.app(scope, receive_counted, send_with_id)
+                await self.app(scope, receive_guarded, send_with_id)
+        except asyncio.CancelledError:
+            if guard is None or not guard.client_gone:
+                raise
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]  # ours: the client left
+            status = CLIENT_CLOSED_REQUEST
         finally:
             budget.give_back(received)
             self._observer.observe(scope, status, time.perf_counter() - started)
+
+    def _too_slow(self, received: int) -> str:
+        return (
+            f"the request body stalled after {received:,} bytes: it must not pause longer than "
+            f"{self.chunk_timeout_s:g} s (TORCHGATE_BODY_CHUNK_TIMEOUT_S) and must arrive "
+            f"within {self.body_deadline_s:g} s (TORCHGATE_BODY_TIMEOUT_S)."
+        )
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         """413 before reading a byte; the connection closes, so the body is never read."""

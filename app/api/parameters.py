@@ -16,6 +16,10 @@ from fastapi import Request
 from app.config import Settings
 from app.serving.registry import ModelRegistry
 
+# The largest body of a public route that takes a few JSON fields (generate), parsed on the
+# event loop: past it, 413 (app/api/parsing.py's read_small_body).
+SMALL_JSON_BYTES = 64 * 1024
+
 
 def serving_state(request: Request) -> tuple[ModelRegistry, Settings]:
     """The process's models and settings (what ``RegistryDep``/``SettingsDep`` give)."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from fastapi import Request
@@ -17,7 +19,10 @@ from app.api.payloads import (
     parse_json_object,
 )
 from app.config import Settings
-from app.errors import BadRequest, InvalidInput, UnsupportedMediaType
+from app.errors import BadRequest, InvalidInput, PayloadTooLarge, UnsupportedMediaType
+
+# Runs a function off the event loop and awaits its result (ModelRuntime.on_decode_pool).
+Offload = Callable[..., Awaitable[Any]]
 
 
 @dataclass(frozen=True)
@@ -58,9 +63,10 @@ async def _read_multipart(request: Request, max_images: int) -> PredictPayload:
         await form.close()
 
 
-async def _read_json(request: Request, settings: Settings) -> PredictPayload:
+def parse_json_payload(body: bytes, settings: Settings) -> PredictPayload:
+    """A JSON predict body to images or an array: CPU work proportional to the body, which the
+    route runs off the event loop when the body is large (``Offload``)."""
     max_images = settings.max_images_per_request
-    body = await request.body()
     check_json_depth(body, settings.max_json_depth)
     payload = parse_json_object(body)
     unknown = set(payload) - {"images", "inputs", "top_k"}
@@ -81,15 +87,21 @@ async def _read_json(request: Request, settings: Settings) -> PredictPayload:
     return PredictPayload(array=array, top_k=top_k)
 
 
-async def read_predict_payload(request: Request, settings: Settings) -> PredictPayload:
+async def read_predict_payload(
+    request: Request, settings: Settings, offload: Offload
+) -> PredictPayload:
     """Dispatch on Content-Type: multipart/form-data, application/json, or a raw image body
     (``image/*`` or ``application/octet-stream``: one image, no multipart parsing, the
-    cheapest form for small images)."""
+    cheapest form for small images). A JSON body over TORCHGATE_JSON_OFFLOAD_BYTES is parsed
+    by ``offload`` (the model's decode pool), never on the event loop."""
     media = media_type(request.headers.get("content-type", ""))
     if media == "multipart/form-data":
         return await _read_multipart(request, settings.max_images_per_request)
     if media == "application/json" or media.endswith("+json"):
-        return await _read_json(request, settings)
+        body = await request.body()
+        if len(body) > settings.json_offload_bytes:
+            return await offload(parse_json_payload, body, settings)
+        return parse_json_payload(body, settings)
     if is_raw_image(media):
         return PredictPayload(images=[await request.body()])
     raise UnsupportedMediaType(
@@ -97,6 +109,22 @@ async def read_predict_payload(request: Request, settings: Settings) -> PredictP
         "'file' parts, application/json with 'images' or 'inputs', or one image as the body "
         "(Content-Type image/png, image/jpeg, ...)."
     )
+
+
+async def read_small_body(request: Request, limit: int) -> bytes:
+    """The body of a route that takes a few JSON fields, refused (413) past ``limit`` bytes by
+    its declared length or as it streams: such a body is parsed on the event loop."""
+    declared = request.headers.get("content-length", "")
+    too_large = PayloadTooLarge(f"this endpoint takes a JSON body of at most {limit:,} bytes.")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def resolve_top_k(*candidates: object, num_classes: int, default: int = 5) -> int:

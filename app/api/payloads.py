@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from typing import Any
 
 import numpy as np
 import orjson
+from pydantic import ValidationError
 
 from app.errors import BadRequest, InvalidInput, PayloadTooLarge
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """A pydantic error as one line a client can act on: each field and what is wrong."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        location = ".".join(str(part) for part in error.get("loc", ()))
+        message = error.get("msg", "invalid value")
+        parts.append(f"{location}: {message}" if location else message)
+    return "; ".join(parts[:5]) or "invalid request"
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -76,27 +86,54 @@ def decode_base64_images(items: object, limit: int) -> list[bytes]:
     return decoded
 
 
-# A JSON string token (skipped whole, at C speed) or one bracket; only brackets move the depth.
-_JSON_NESTING = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+_QUOTE, _BACKSLASH = ord('"'), ord("\\")
+
+
+def _string_quotes(data: np.ndarray) -> np.ndarray:
+    """Positions of the quotes that open or close strings (not those escaped by an odd run of
+    backslashes), in order."""
+    quotes = np.flatnonzero(data == _QUOTE)
+    if quotes.size == 0:
+        return quotes
+    slashes = np.flatnonzero(data == _BACKSLASH)
+    if slashes.size == 0:
+        return quotes
+    # each backslash run: its start; a quote's run is the one that ends right before it
+    starts = slashes[np.r_[True, np.diff(slashes) != 1]]
+    before = quotes - 1
+    run = np.searchsorted(starts, before, side="right") - 1
+    ends_here = np.isin(before, slashes)
+    length = np.where(ends_here & (run >= 0), before - starts[np.maximum(run, 0)] + 1, 0)
+    return quotes[length % 2 == 0]
+
+
+def json_depth(body: bytes) -> int:
+    """How deep the brackets of a JSON text nest, brackets inside strings aside (exact for any
+    text whose backslashes are all inside strings, i.e. all valid JSON; the parser refuses the
+    rest anyway).
+
+    Vectorized (numpy over the bytes), so its cost is a few passes at memory speed whatever the
+    body holds: a scan of 3 MiB of ``[],`` in Python took half a second of the event loop."""
+    data = np.frombuffer(body, dtype=np.uint8)
+    opening = (data == ord("[")) | (data == ord("{"))
+    brackets = np.flatnonzero(opening | (data == ord("]")) | (data == ord("}")))
+    if brackets.size == 0:
+        return 0
+    steps = opening[brackets].view(np.int8) * np.int8(2) - np.int8(1)  # +1 opens, -1 closes
+    quotes = _string_quotes(data)
+    if quotes.size:
+        steps = steps[np.searchsorted(quotes, brackets) % 2 == 0]  # even quotes before: outside
+    return int(np.cumsum(steps, dtype=np.int32).max(initial=0))
 
 
 def check_json_depth(body: bytes, max_depth: int) -> None:
     """Refuse JSON nested deeper than ``max_depth`` before any parser recurses into it.
 
-    Tensors need at most five levels; a few dozen leave room for metadata. The scan visits
-    brackets and whole strings only, so its cost follows the rows, not the numbers."""
-    depth = 0
-    for match in _JSON_NESTING.finditer(body):
-        token = match.group()
-        if token in (b"[", b"{"):
-            depth += 1
-            if depth > max_depth:
-                raise BadRequest(
-                    f"the JSON body is nested deeper than {max_depth} levels "
-                    "(TORCHGATE_MAX_JSON_DEPTH)."
-                )
-        elif token in (b"]", b"}"):
-            depth -= 1
+    Tensors need at most five levels; a few dozen leave room for metadata."""
+    if json_depth(body) > max_depth:
+        raise BadRequest(
+            f"the JSON body is nested deeper than {max_depth} levels (TORCHGATE_MAX_JSON_DEPTH)."
+        )
 
 
 def check_tensor_elements(count: int, limit: int) -> None:

@@ -11,6 +11,9 @@ ordinary traffic never come near the bound.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from app.errors import Overloaded
 
 
@@ -34,3 +37,12 @@ class UploadBudget:
 
     def give_back(self, size: int) -> None:
         self.held -= size
+
+    @contextmanager
+    def holding(self, size: int) -> Iterator[None]:
+        """``size`` bytes taken for the block (e.g. a body's inflated copy), given back after."""
+        self.take(size)
+        try:
+            yield
+        finally:
+            self.give_back(size)

@@ -15,8 +15,8 @@ from app.api import open_inference as oip
 from app.api.deps import RegistryDep, liveness_failure
 from app.api.http_errors import INFERENCE_ERROR_STATUSES
 from app.api.parameters import MODEL_NAME, MODEL_VERSION, serving_state
-from app.api.payloads import check_json_depth
 from app.api.responses import FastJSONResponse, version_headers
+from app.api.v2_requests import ReadRequest, is_encoded, read_request
 from app.api.v2_schemas import (
     ErrorV2Response,
     InferenceResponse,
@@ -26,10 +26,11 @@ from app.api.v2_schemas import (
     ReadyResponse,
     ServerMetadataResponse,
     inference_request_schema,
-    parse_inference_request,
 )
-from app.api.v2_tensors import decompress, encode_response, read_inputs, split_body
+from app.api.v2_tensors import encode_response
+from app.config import Settings
 from app.serving.registry import ModelRegistry
+from app.serving.runtime import ModelRuntime
 from app.tracing import current_request_id
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
@@ -75,17 +76,22 @@ async def _infer(request: Request) -> Response:
     registry, settings = serving_state(request)
     runtime = oip.model_runtime(registry, name, version)
     headers = request.headers
-    body = decompress(
-        await request.body(), headers.get("content-encoding"), settings.max_upload_bytes
-    )
-    header, binary = split_body(body, headers.get(HEADER_LENGTH))
-    check_json_depth(header, settings.max_json_depth)
-    parsed = parse_inference_request(header)
-    oip.check_declared(runtime, [item.shape for item in parsed.inputs], settings)
-    tensors = read_inputs(parsed.inputs, binary)
+    body = await request.body()
+    encoding = headers.get("content-encoding")
+    work = (body, encoding, headers.get(HEADER_LENGTH), runtime, settings)
+    if is_encoded(encoding) or len(body) > settings.json_offload_bytes:
+        read = await runtime.on_decode_pool(read_request, *work)
+    else:
+        read = read_request(*work)
+    with request.app.state.upload_budget.holding(read.inflated_bytes):
+        return await _answer(runtime, read, settings)
+
+
+async def _answer(runtime: ModelRuntime, read: ReadRequest, settings: Settings) -> Response:
+    parsed = read.parsed
     requested = parsed.output_requests()
     result = await oip.infer(
-        runtime, tensors, [output for output, _ in requested], parsed.top_k(), settings
+        runtime, read.tensors, [output for output, _ in requested], parsed.top_k(), settings
     )
     binary_flags = [flag for _, flag in requested] or [parsed.binary_default()] * len(
         result.outputs

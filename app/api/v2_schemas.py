@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.api.open_inference import integer_parameter, output_request
+from app.api.payloads import describe_validation_error
 from app.api.v2_models import OutputRequest
 from app.errors import BadRequest
 
@@ -123,21 +124,12 @@ def _flag(parameters: Parameters, key: str, where: str, default: bool) -> bool:
     return value
 
 
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors(include_url=False):
-        location = ".".join(str(part) for part in error.get("loc", ()))
-        message = error.get("msg", "invalid value")
-        parts.append(f"{location}: {message}" if location else message)
-    return "; ".join(parts[:5]) or "invalid inference request"
-
-
 def parse_inference_request(header: bytes) -> InferenceRequest:
     """Validate the JSON header of an inference request; any flaw is a 400 naming the field."""
     try:
         return InferenceRequest.model_validate_json(header)
     except ValidationError as exc:
-        raise BadRequest(f"invalid inference request: {_describe(exc)}") from exc
+        raise BadRequest(f"invalid inference request: {describe_validation_error(exc)}") from exc
 
 
 def _inline(node: Any, definitions: dict[str, Any]) -> Any:

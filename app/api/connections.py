@@ -1,0 +1,132 @@
+"""What uvicorn's HTTP/1.1 server lacks for a service facing the open network: a deadline and a
+size bound for each request's headers, whatever parser is in use.
+
+uvicorn closes idle keep-alive connections, but a connection that sends its headers a line
+every few seconds (slowloris), or a header block of megabytes, is kept and read for as long as
+the client likes: httptools has no header limit, and nothing times a request's head. Rather
+than parse HTTP ourselves, ``GuardedHttpProtocol`` wraps uvicorn's own protocol object (by
+composition, through the public ``asyncio.Protocol`` interface) and only counts bytes and time:
+
+- from a connection's start, and from the first byte after an answer, its next request must
+  reach the app within ``header_timeout_s`` (the app is called once the head is complete);
+- the bytes received meanwhile may not exceed ``max_header_bytes``.
+
+Past either, the connection is closed (RFC 9110 allows closing instead of a 431). The app tells
+the guard when a request starts and when its answer has been sent (app/api/middleware.py, via
+``request_started``/``response_sent``, keyed by the client's address). When the connection is
+lost with a request unanswered, the guard cancels that request's task, so the work it waits for
+(a decode slot, a batch) is dropped instead of done for nobody; the middleware ends it as 499.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, ClassVar
+
+from uvicorn.config import HTTP_PROTOCOLS
+from uvicorn.importer import import_from_string
+
+logger = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+
+
+class GuardedHttpProtocol(asyncio.Protocol):
+    """uvicorn's httptools protocol, with a deadline and a byte bound on each request head."""
+
+    inner_class: ClassVar[type[asyncio.Protocol]] = import_from_string(HTTP_PROTOCOLS["httptools"])
+    header_timeout_s: ClassVar[float] = 10.0
+    max_header_bytes: ClassVar[int] = 64 * 1024
+    # The guards of this process's open connections, by client address: the app finds the
+    # guard of a request's connection here (scope["client"]).
+    by_client: ClassVar[dict[Address, GuardedHttpProtocol]] = {}
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._inner = self.inner_class(**kwargs)
+        self._loop = kwargs.get("_loop") or asyncio.get_event_loop()
+        self._transport: asyncio.Transport | None = None
+        self._client: Address | None = None
+        self._in_request = False
+        self._request: asyncio.Task[object] | None = None
+        self.client_gone = False
+        self._head_bytes = 0
+        self._deadline: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def configure(cls, header_timeout_s: float, max_header_bytes: int) -> None:
+        """Set this process's limits (``serve`` does, from the settings, in every worker)."""
+        cls.header_timeout_s = header_timeout_s
+        cls.max_header_bytes = max_header_bytes
+
+    # asyncio.Protocol, delegated
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self._client = (str(peer[0]), int(peer[1]))
+            self.by_client[self._client] = self
+        self._inner.connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if not self._in_request:
+            if self._deadline is None:
+                self._arm()  # the first byte of the next request, after an answer
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_header_bytes:
+                self._close(f"its request head passed {self.max_header_bytes} bytes")
+                return
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        if self._client is not None and self.by_client.get(self._client) is self:
+            del self.by_client[self._client]
+        self._inner.connection_lost(exc)
+        if self._in_request and self._request is not None and not self._request.done():
+            self.client_gone = True
+            self._request.cancel()
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    # what the app reports
+    def request_started(self, task: asyncio.Task[object] | None) -> None:
+        """The head is complete (the app was called, in ``task``): the body has deadlines of
+        its own (the middleware's)."""
+        self._in_request = True
+        self._request = task
+        self._disarm()
+
+    def response_sent(self) -> None:
+        """The answer has gone; the next request's head is timed from its first byte."""
+        self._in_request = False
+        self._request = None
+        self._head_bytes = 0
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._deadline = self._loop.call_later(self.header_timeout_s, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _timed_out(self) -> None:
+        self._deadline = None
+        if not self._in_request:
+            self._close(f"its request head did not arrive within {self.header_timeout_s:g} s")
+
+    def _close(self, why: str) -> None:
+        logger.info("closing the connection from %s: %s", self._client, why)
+        self._disarm()
+        if self._transport is not None:
+            self._transport.close()
