@@ -7,9 +7,11 @@ the client likes: httptools has no header limit, and nothing times a request's h
 than parse HTTP ourselves, ``GuardedHttpProtocol`` wraps uvicorn's own protocol object (by
 composition, through the public ``asyncio.Protocol`` interface) and only counts bytes and time:
 
-- from a connection's start, and from the first byte after an answer, its next request must
-  reach the app within ``header_timeout_s`` (the app is called once the head is complete);
-- the bytes received meanwhile may not exceed ``max_header_bytes``.
+- from a connection's start, and from the first byte after an answer, its next request's head
+  must arrive whole within ``header_timeout_s``;
+- the bytes received until the blank line that ends a head (found by a byte search, nothing
+  is interpreted) may not exceed ``max_header_bytes``; body bytes after it are the
+  middleware's to bound and time.
 
 Past either, the connection is closed (RFC 9110 allows closing instead of a 431). The app tells
 the guard when a request starts and when its answer has been sent (app/api/middleware.py, via
@@ -32,6 +34,14 @@ logger = logging.getLogger(__name__)
 Address = tuple[str, int]
 
 
+def _head_end(data: bytes) -> int:
+    """Where the blank line ending a request head ends in ``data`` (-1: not there yet); heads
+    end with CRLF CRLF, or LF LF from lenient clients."""
+    ends = [at + 3 for at in (data.find(b"\n\r\n"),) if at >= 0]
+    ends += [at + 2 for at in (data.find(b"\n\n"),) if at >= 0]
+    return min(ends, default=-1)
+
+
 class GuardedHttpProtocol(asyncio.Protocol):
     """uvicorn's httptools protocol, with a deadline and a byte bound on each request head."""
 
@@ -48,6 +58,8 @@ class GuardedHttpProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._client: Address | None = None
         self._in_request = False
+        self._in_head = True  # counting a head's bytes: until its blank line
+        self._tail = b""  # the last bytes seen, for a blank line split across reads
         self._request: asyncio.Task[object] | None = None
         self.client_gone = False
         self._head_bytes = 0
@@ -70,13 +82,20 @@ class GuardedHttpProtocol(asyncio.Protocol):
         self._arm()
 
     def data_received(self, data: bytes) -> None:
-        if not self._in_request:
+        if self._in_head:
             if self._deadline is None:
                 self._arm()  # the first byte of the next request, after an answer
-            self._head_bytes += len(data)
+            seen = self._tail + data
+            end = _head_end(seen)
+            counted = len(data) if end < 0 else max(0, end - len(self._tail))
+            self._head_bytes += counted
             if self._head_bytes > self.max_header_bytes:
                 self._close(f"its request head passed {self.max_header_bytes} bytes")
                 return
+            if end >= 0:
+                self._head_complete()
+            else:
+                self._tail = seen[-3:]
         self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:
@@ -99,17 +118,23 @@ class GuardedHttpProtocol(asyncio.Protocol):
 
     # what the app reports
     def request_started(self, task: asyncio.Task[object] | None) -> None:
-        """The head is complete (the app was called, in ``task``): the body has deadlines of
-        its own (the middleware's)."""
+        """The app was called, in ``task``: the head is complete, and the body has deadlines
+        of its own (the middleware's)."""
         self._in_request = True
         self._request = task
-        self._disarm()
+        self._head_complete()
 
     def response_sent(self) -> None:
         """The answer has gone; the next request's head is timed from its first byte."""
         self._in_request = False
         self._request = None
+        self._in_head = True
+        self._tail = b""
         self._head_bytes = 0
+
+    def _head_complete(self) -> None:
+        self._in_head = False
+        self._disarm()
 
     def _arm(self) -> None:
         self._disarm()
@@ -122,7 +147,7 @@ class GuardedHttpProtocol(asyncio.Protocol):
 
     def _timed_out(self) -> None:
         self._deadline = None
-        if not self._in_request:
+        if self._in_head:
             self._close(f"its request head did not arrive within {self.header_timeout_s:g} s")
 
     def _close(self, why: str) -> None:

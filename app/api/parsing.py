@@ -12,12 +12,13 @@ from starlette.datastructures import UploadFile
 
 from app.api.payloads import (
     check_batch_size,
-    check_json_depth,
+    check_json,
     check_tensor_elements,
     decode_base64_images,
     float_array,
     parse_json_object,
 )
+from app.api.upload_budget import UploadBudget
 from app.config import Settings
 from app.errors import BadRequest, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 
@@ -63,12 +64,16 @@ async def _read_multipart(request: Request, max_images: int) -> PredictPayload:
         await form.close()
 
 
-def parse_json_payload(body: bytes, settings: Settings) -> PredictPayload:
+def parse_json_payload(body: bytes, settings: Settings, budget: UploadBudget) -> PredictPayload:
     """A JSON predict body to images or an array: CPU work proportional to the body, which the
-    route runs off the event loop when the body is large (``Offload``)."""
+    route runs off the event loop when the body is large (``Offload``); what the parsed
+    values cost in memory is held in ``budget`` meanwhile."""
+    with budget.holding(check_json(body, settings.max_json_depth)):
+        return _payload(parse_json_object(body), settings)
+
+
+def _payload(payload: dict[str, Any], settings: Settings) -> PredictPayload:
     max_images = settings.max_images_per_request
-    check_json_depth(body, settings.max_json_depth)
-    payload = parse_json_object(body)
     unknown = set(payload) - {"images", "inputs", "top_k"}
     if unknown:
         raise BadRequest(
@@ -81,7 +86,10 @@ def parse_json_payload(body: bytes, settings: Settings) -> PredictPayload:
     if has_images:
         images = decode_base64_images(payload["images"], max_images)
         return PredictPayload(images=images, top_k=top_k)
-    array = float_array(payload["inputs"])
+    inputs = payload["inputs"]
+    if isinstance(inputs, list):  # refused before numpy walks a million rows
+        check_batch_size(len(inputs), max_images)
+    array = float_array(inputs)
     check_tensor_elements(array.size, settings.max_tensor_elements)
     check_batch_size(array.shape[0], max_images)
     return PredictPayload(array=array, top_k=top_k)
@@ -99,9 +107,10 @@ async def read_predict_payload(
         return await _read_multipart(request, settings.max_images_per_request)
     if media == "application/json" or media.endswith("+json"):
         body = await request.body()
+        budget = request.app.state.upload_budget
         if len(body) > settings.json_offload_bytes:
-            return await offload(parse_json_payload, body, settings)
-        return parse_json_payload(body, settings)
+            return await offload(parse_json_payload, body, settings, budget)
+        return parse_json_payload(body, settings, budget)
     if is_raw_image(media):
         return PredictPayload(images=[await request.body()])
     raise UnsupportedMediaType(

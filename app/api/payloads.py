@@ -126,14 +126,33 @@ def json_depth(body: bytes) -> int:
     return int(np.cumsum(steps, dtype=np.int32).max(initial=0))
 
 
-def check_json_depth(body: bytes, max_depth: int) -> None:
-    """Refuse JSON nested deeper than ``max_depth`` before any parser recurses into it.
+# Containers a JSON body may hold whatever its size; beyond it, one per 16 bytes at most.
+_FREE_CONTAINERS = 4096
+_BYTES_PER_CONTAINER = 16
+# What a parsed JSON value costs in memory, about (a list, a float, a short string).
+PARSED_VALUE_BYTES = 64
 
-    Tensors need at most five levels; a few dozen leave room for metadata."""
-    if json_depth(body) > max_depth:
+
+def check_json(body: bytes, max_depth: int) -> int:
+    """Refuse JSON a parser would pay dearly for, before any parser sees it, and return what
+    parsing the rest will cost in memory (to hold in the upload budget meanwhile).
+
+    Refused: nesting deeper than ``max_depth`` (tensors need five levels; a few dozen leave
+    room for metadata), and a body made mostly of arrays and objects, which no tensor is (its
+    rows hold numbers): 3 MiB of ``[],`` parse into a million lists that numpy or a validator
+    would then walk one by one, holding the GIL. Counting is done by ``bytes.count`` (C); the
+    depth scan runs only when there are enough brackets to matter."""
+    containers = body.count(b"[") + body.count(b"{")
+    if containers > max_depth and json_depth(body) > max_depth:
         raise BadRequest(
             f"the JSON body is nested deeper than {max_depth} levels (TORCHGATE_MAX_JSON_DEPTH)."
         )
+    if containers > _FREE_CONTAINERS and containers * _BYTES_PER_CONTAINER > len(body):
+        raise BadRequest(
+            f"the JSON body holds {containers:,} arrays and objects in {len(body):,} bytes: "
+            "a tensor's rows hold numbers; send it as flat data, or as binary."
+        )
+    return (body.count(b",") + containers + 1) * PARSED_VALUE_BYTES
 
 
 def check_tensor_elements(count: int, limit: int) -> None:

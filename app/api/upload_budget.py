@@ -11,6 +11,7 @@ ordinary traffic never come near the bound.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -18,25 +19,30 @@ from app.errors import Overloaded
 
 
 class UploadBudget:
-    """Bytes of request bodies taken and not given back yet (one event loop: no lock)."""
+    """Bytes of request bodies (and what parsing them costs) taken and not given back yet;
+    taken on the event loop as bytes arrive, and in the decode pool while a body is inflated or
+    parsed there, hence the lock."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.held = 0
+        self._lock = threading.Lock()
 
     def take(self, size: int) -> None:
         """Take ``size`` bytes, or raise ``Overloaded`` when they do not fit. A request alone
         always fits, so a bound below the upload limit cannot refuse everything."""
-        if self.held and self.held + size > self.max_bytes:
-            raise Overloaded(
-                f"the server is reading {self.held:,} bytes of other uploads and takes at most "
-                f"{self.max_bytes:,} at once (TORCHGATE_MAX_UPLOAD_BYTES_IN_FLIGHT); retry "
-                "shortly."
-            )
-        self.held += size
+        with self._lock:
+            if self.held and self.held + size > self.max_bytes:
+                raise Overloaded(
+                    f"the server is reading {self.held:,} bytes of other uploads and takes at "
+                    f"most {self.max_bytes:,} at once (TORCHGATE_MAX_UPLOAD_BYTES_IN_FLIGHT); "
+                    "retry shortly."
+                )
+            self.held += size
 
     def give_back(self, size: int) -> None:
-        self.held -= size
+        with self._lock:
+            self.held -= size
 
     @contextmanager
     def holding(self, size: int) -> Iterator[None]:

@@ -78,13 +78,16 @@ async def _infer(request: Request) -> Response:
     headers = request.headers
     body = await request.body()
     encoding = headers.get("content-encoding")
-    work = (body, encoding, headers.get(HEADER_LENGTH), runtime, settings)
+    budget = request.app.state.upload_budget
+    work = (body, encoding, headers.get(HEADER_LENGTH), runtime, settings, budget)
     if is_encoded(encoding) or len(body) > settings.json_offload_bytes:
         read = await runtime.on_decode_pool(read_request, *work)
     else:
         read = read_request(*work)
-    with request.app.state.upload_budget.holding(read.inflated_bytes):
+    try:
         return await _answer(runtime, read, settings)
+    finally:
+        budget.give_back(read.held_bytes)
 
 
 async def _answer(runtime: ModelRuntime, read: ReadRequest, settings: Settings) -> Response:

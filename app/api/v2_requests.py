@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.api import open_inference as oip
-from app.api.payloads import check_json_depth
+from app.api.payloads import check_json
+from app.api.upload_budget import UploadBudget
 from app.api.v2_schemas import InferenceRequest, parse_inference_request
 from app.api.v2_tensors import Tensor, decompress, read_inputs, split_body
 from app.config import Settings
@@ -20,11 +21,12 @@ from app.serving.runtime import ModelRuntime
 
 @dataclass(frozen=True)
 class ReadRequest:
-    """The parsed header, the input tensors, and the bytes the inflated body holds."""
+    """The parsed header, the input tensors, and the bytes taken from the upload budget for the
+    inflated body (the route gives them back once it has answered)."""
 
     parsed: InferenceRequest
     tensors: list[Tensor]
-    inflated_bytes: int
+    held_bytes: int
 
 
 def is_encoded(encoding: str | None) -> bool:
@@ -37,13 +39,21 @@ def read_request(
     header_length: str | None,
     runtime: ModelRuntime,
     settings: Settings,
+    budget: UploadBudget,
 ) -> ReadRequest:
-    """Inflate, split the JSON header from the binary data, check the nesting, parse, check the
-    declared shapes against the model's inputs and limits, and read the tensors."""
+    """Inflate (the inflated bytes taken from ``budget``), split the JSON header from the
+    binary data, check it (what parsing it costs held meanwhile), parse, check the declared
+    shapes against the model's inputs and limits, and read the tensors."""
     data = decompress(body, encoding, settings.max_upload_bytes)
-    header, binary = split_body(data, header_length)
-    check_json_depth(header, settings.max_json_depth)
-    parsed = parse_inference_request(header)
-    oip.check_declared(runtime, [item.shape for item in parsed.inputs], settings)
-    tensors = read_inputs(parsed.inputs, binary)
-    return ReadRequest(parsed, tensors, len(data) if data is not body else 0)
+    held = len(data) if data is not body else 0
+    budget.take(held)
+    try:
+        header, binary = split_body(data, header_length)
+        with budget.holding(check_json(header, settings.max_json_depth)):
+            parsed = parse_inference_request(header)
+            oip.check_declared(runtime, [item.shape for item in parsed.inputs], settings)
+            tensors = read_inputs(parsed.inputs, binary)
+    except BaseException:
+        budget.give_back(held)
+        raise
+    return ReadRequest(parsed, tensors, held)

@@ -18,6 +18,9 @@ from app.errors import BadRequest
 Parameters = dict[str, Any]
 
 
+MAX_TENSORS = 64  # inputs or outputs one request may name (the models have one or two)
+
+
 class MetadataTensor(BaseModel):
     name: str
     datatype: str
@@ -75,8 +78,9 @@ class InferenceRequest(BaseModel):
 
     id: str | None = None
     parameters: Parameters = Field(default_factory=dict)
-    inputs: list[RequestInput] = Field(min_length=1)
-    outputs: list[RequestOutput] = Field(default_factory=list)
+    # bounded, so a header of a million items fails at the 65th, not with a million errors
+    inputs: list[RequestInput] = Field(min_length=1, max_length=MAX_TENSORS)
+    outputs: list[RequestOutput] = Field(default_factory=list, max_length=MAX_TENSORS)
 
     def top_k(self) -> int | None:
         return integer_parameter(self.parameters, "top_k", "the request")

@@ -1,6 +1,6 @@
 """One real server for the abuse cases, with tight limits so each case is over in seconds, and
 the figures every case measured, printed at the end of the run (and written to
-``$TORCHGATE_ABUSE_REPORT`` when set)."""
+``$TORCHGATE_TEST_ABUSE_REPORT`` when set)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+
+from tests.helpers.abuse import ADMIN_TOKEN, FIGURES, LIMITS, AbuseServer, Figures
 from tests.helpers.servers import free_port, serve_process
-
-from tests.helpers.abuse import ADMIN_TOKEN, LIMITS, AbuseServer, Figures
-
-_FIGURES: list[Figures] = []
 
 
 @pytest.fixture(scope="package")
@@ -35,17 +33,19 @@ def abuse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AbuseServ
 
 
 @pytest.fixture
-def record_figures() -> Iterator[list[Figures]]:
-    """Append a case's figures here: they are printed with the run's summary."""
-    yield _FIGURES
+def record_figures(request: pytest.FixtureRequest) -> list[Figures]:
+    """Append a case's figures here: they are printed with the run's summary (in the process
+    that ran the case: run the suite with ``-n 0`` to see them all)."""
+    return request.config.stash.setdefault(FIGURES, [])
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not _FIGURES:
+    figures = terminalreporter.config.stash.get(FIGURES, [])
+    if not figures:
         return
     terminalreporter.section("abuse cases: the service for everyone else")
-    for figures in _FIGURES:
-        terminalreporter.write_line(figures.line())
-    report = os.environ.get("TORCHGATE_ABUSE_REPORT")
+    for case in figures:
+        terminalreporter.write_line(case.line())
+    report = os.environ.get("TORCHGATE_TEST_ABUSE_REPORT")
     if report:
-        Path(report).write_text(json.dumps([asdict(f) for f in _FIGURES], indent=2) + "\n")
+        Path(report).write_text(json.dumps([asdict(f) for f in figures], indent=2) + "\n")

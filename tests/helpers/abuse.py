@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.helpers.images import garment_png
 
 PROBE_TIMEOUT_S = 5.0
+FIGURES = pytest.StashKey[list["Figures"]]()  # the figures each case measured, for the summary
 ADMIN_TOKEN = "abuse-suite-admin-token-0123456789abcdef"
 # Tight limits, so that each case is over in seconds (the defaults are docs/security.md's).
 LIMITS = {
