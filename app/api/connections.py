@@ -29,6 +29,8 @@ from typing import Any, ClassVar
 from uvicorn.config import HTTP_PROTOCOLS
 from uvicorn.importer import import_from_string
 
+from app.api.coalescing import CoalescingTransport
+
 logger = logging.getLogger(__name__)
 
 Address = tuple[str, int]
@@ -78,7 +80,8 @@ class GuardedHttpProtocol(asyncio.Protocol):
         if isinstance(peer, tuple) and len(peer) >= 2:
             self._client = (str(peer[0]), int(peer[1]))
             self.by_client[self._client] = self
-        self._inner.connection_made(transport)
+        # one socket write per loop turn for the protocol's answers (app/api/coalescing.py)
+        self._inner.connection_made(CoalescingTransport(transport, self._loop))  # type: ignore[arg-type]
         self._arm()
 
     def data_received(self, data: bytes) -> None:
