@@ -73,6 +73,7 @@ class ParameterSync:
         self._on_tick = on_tick
         self._last_heartbeat = 0.0
         self._progress_at = time.monotonic()  # the last completed tick (or applied record)
+        self._wake_at: float | None = None  # when the loop, asleep between ticks, is due
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._left = False  # removed itself from the live set while stalled
@@ -96,9 +97,12 @@ class ParameterSync:
                 "the control-store sync task ended, so this process no longer applies "
                 "parameter changes; restart it"
             )
-        idle = time.monotonic() - self._progress_at
+        now = time.monotonic()
+        idle = now - self._progress_at
         if idle <= self.settings.sync_stall_s:
             return None
+        if self._wake_at is not None and now > self._wake_at + self.settings.heartbeat_s:
+            return None  # asleep past its time: the event loop has not run it, it did not stall
         last = f"; last error: {self.tick_error}" if self.tick_error else ""
         return (
             f"the control-store sync loop has completed no tick for {idle:.1f} s "
@@ -116,7 +120,14 @@ class ParameterSync:
             changed = self._changed.current()
             await self._supervised_tick()
             delay = max(0.0, self._last_heartbeat + self.settings.heartbeat_s - time.time())
+            self._wake_at = time.monotonic() + max(delay, 0.01)
             await wait_for(changed, max(delay, 0.01))
+            woke, due = time.monotonic(), self._wake_at
+            self._wake_at = None
+            if woke - due > self.settings.heartbeat_s:
+                # The event loop was held up (blocked, starved of the GIL while models load,
+                # paused): that time is not the sync loop's, so its stall clock starts again.
+                self._progress_at += woke - due
 
     async def _supervised_tick(self) -> None:
         """One tick; whatever it raises is logged and the next tick tries again. A tick that

@@ -134,3 +134,13 @@ async def test_a_failing_sync_loop_leaves_the_live_set_then_comes_back_when_it_r
     assert STALL_S - 0.2 <= took < STALL_S + 1.5
     assert gone < 2.0  # not the 10 s process timeout
     assert back
+
+
+async def test_an_event_loop_held_up_is_not_a_stall_of_the_sync_loop(settings: Settings) -> None:
+    """Time the event loop did not give the sync task (blocked, starved of the GIL while models
+    load, or paused between tests) does not count: liveness stays 200 once it runs again."""
+    async with running_app(settings) as client:
+        time.sleep(3 * STALL_S)  # the whole event loop held up, the sync loop asleep in it
+        assert (await client.get("/healthz")).status_code == 200
+        await asyncio.sleep(2 * 0.2)  # its next rounds complete
+        assert (await client.get("/healthz")).status_code == 200
