@@ -115,6 +115,30 @@ async def _answer(runtime: ModelRuntime, read: ReadRequest, settings: Settings) 
     return Response(content, media_type="application/octet-stream", headers=response_headers)
 
 
+# The inference routes first: FastAPI tries a router's routes in order, and these are the
+# ones clients call thousands of times a second (the rest are probes and metadata).
+@router.post(
+    "/models/{name}/infer",
+    response_model=InferenceResponse,
+    responses=_INFER_RESPONSES,
+    openapi_extra=_INFER_OPENAPI,
+)
+async def infer_tensors(request: Request) -> Response:
+    """Run the model on JSON or binary tensors (the binary tensor data extension)."""
+    return await _infer(request)
+
+
+@router.post(
+    "/models/{name}/versions/{version}/infer",
+    response_model=InferenceResponse,
+    responses=_INFER_RESPONSES,
+    openapi_extra={**_INFER_OPENAPI, "parameters": [MODEL_NAME, MODEL_VERSION]},
+)
+async def infer_version_tensors(request: Request) -> Response:
+    """Inference on an explicit model version (every model has version 1)."""
+    return await _infer(request)
+
+
 @router.get("", response_model=ServerMetadataResponse)
 async def get_server_metadata() -> FastJSONResponse:
     """Server metadata: name, version and the protocol extensions it supports."""
@@ -173,25 +197,3 @@ async def get_model_version_ready(
 ) -> FastJSONResponse:
     """Model readiness for an explicit version."""
     return _model_ready(name, version, registry)
-
-
-@router.post(
-    "/models/{name}/infer",
-    response_model=InferenceResponse,
-    responses=_INFER_RESPONSES,
-    openapi_extra=_INFER_OPENAPI,
-)
-async def infer_tensors(request: Request) -> Response:
-    """Run the model on JSON or binary tensors (the binary tensor data extension)."""
-    return await _infer(request)
-
-
-@router.post(
-    "/models/{name}/versions/{version}/infer",
-    response_model=InferenceResponse,
-    responses=_INFER_RESPONSES,
-    openapi_extra={**_INFER_OPENAPI, "parameters": [MODEL_NAME, MODEL_VERSION]},
-)
-async def infer_version_tensors(request: Request) -> Response:
-    """Inference on an explicit model version (every model has version 1)."""
-    return await _infer(request)
