@@ -77,7 +77,15 @@ async def test_a_killed_sync_task_fails_liveness_at_once_and_leaves_the_live_set
     async with running_app(settings) as client:
         process_id = client.app_state.sync.process_id  # type: ignore[attr-defined]
         assert process_id in {p.process_id for p in peers.live_processes()}
-        [task] = [t for t in asyncio.all_tasks() if t.get_name() == "control-store-sync"]
+        sync = client.app_state.sync  # type: ignore[attr-defined]
+        # this app's task: an earlier test's app may still be finishing on a shared loop
+        [task] = [
+            t
+            for t in asyncio.all_tasks()
+            if t.get_name() == "control-store-sync"
+            and getattr(t.get_coro(), "cr_frame", None) is not None
+            and t.get_coro().cr_frame.f_locals.get("self") is sync  # type: ignore[union-attr]
+        ]
         task.cancel()
         took = await _until_not_live(client)
         await _assert_not_live(client, "sync task ended")
