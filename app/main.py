@@ -25,6 +25,7 @@ from app.metrics import Metrics
 from app.serving.devices import configure_backends, configure_threads, resolve_device
 from app.serving.evaluations import Evaluator
 from app.serving.jobs import Jobs
+from app.serving.precision_jobs import PrecisionTrials, blocking_change
 from app.serving.registry import ModelRegistry
 from app.serving.store import open_store
 from app.serving.store.connection import redis_options
@@ -69,6 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.registry, app.state.sync = registry, sync
         app.state.jobs = jobs = Jobs(store, sync.process_id, settings.job_progress_timeout_s)
         app.state.evaluator = Evaluator(registry, settings.data_dir, store)
+        promote = blocking_change(sync.change, asyncio.get_running_loop())
+        app.state.trials = PrecisionTrials(registry, settings.data_dir, promote)
         app.state.drain = drain = Drain()
         tasks = [
             asyncio.create_task(registry.load_all(), name="load-models"),

@@ -121,6 +121,13 @@ class Metrics:
             buckets=_BATCH_BUCKETS,
             registry=self.registry,
         )
+        # Bounded: six models times the four precisions of app.serving.precision.
+        self.inferences = Counter(
+            "torchgate_inferences_total",
+            "Inputs run through a forward pass, by model and the precision that served them.",
+            ["model", "precision"],
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "torchgate_queue_depth",
             "Items waiting in a model's batching queue.",

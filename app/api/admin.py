@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from app.api import admin_precision
 from app.api.deps import AdminDep, EvaluatorDep, JobsDep, RegistryDep, SyncDep
 from app.api.schemas import (
     AccuracyResponse,
@@ -161,3 +162,6 @@ async def get_accuracy(
     return AccuracyResponse(
         model=name, latest=await evaluator.latest(name), recorded=runtime.recorded_accuracy()
     )
+
+
+router.include_router(admin_precision.router)

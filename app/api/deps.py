@@ -12,6 +12,7 @@ from app.config import Settings
 from app.errors import Forbidden, Unauthorized
 from app.serving.evaluations import Evaluator
 from app.serving.jobs import Jobs
+from app.serving.precision_jobs import PrecisionTrials
 from app.serving.registry import ModelRegistry
 from app.serving.sync import ParameterSync
 
@@ -50,6 +51,10 @@ async def get_evaluator(request: Request) -> Evaluator:
     return request.app.state.evaluator
 
 
+async def get_trials(request: Request) -> PrecisionTrials:
+    return request.app.state.trials
+
+
 async def require_admin(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -72,4 +77,5 @@ RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 JobsDep = Annotated[Jobs, Depends(get_jobs)]
 SyncDep = Annotated[ParameterSync, Depends(get_sync)]
 EvaluatorDep = Annotated[Evaluator, Depends(get_evaluator)]
+TrialsDep = Annotated[PrecisionTrials, Depends(get_trials)]
 AdminDep = Depends(require_admin)

@@ -55,7 +55,15 @@ class ModelInfo(BaseModel):
     status: Literal["loading", "ready", "unavailable", "error"]
     reason: str | None = None
     device: str
-    dtype: str | None = None
+    dtype: str | None = Field(
+        default=None,
+        description="The precision served: float32, or one promoted by a precision trial.",
+    )
+    precision_accuracy: dict[str, Any] | None = Field(
+        default=None,
+        description="What the promoted precision measured against float32 when promoted "
+        "(null: float32 as loaded).",
+    )
     training: bool = False
     parameter_count: int | None = None
     weights_source: str | None = None
@@ -181,6 +189,39 @@ class EvaluateRequest(BaseModel):
         default=None,
         max_length=1024,
         description="ImageNet models: an ImageFolder directory relative to the data dir.",
+    )
+
+
+class PrecisionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dtype: Literal["float32", "bfloat16", "float16", "int8_dynamic"] = Field(
+        description="The candidate precision; int8_dynamic quantizes Linear/LSTM layers (CPU)."
+    )
+    max_accuracy_drop: float = Field(
+        default=0.005,
+        ge=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+        description="Promote only if accuracy (agreement, GAN consistency) falls at most this "
+        "much below float32's; 0 refuses any drop.",
+    )
+    image_folder: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="ImageNet models: a labelled folder under the data dir (as /evaluate takes).",
+    )
+    inputs_folder: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="ImageNet models: images without labels under the data dir; the candidate "
+        "is then judged by top-1 agreement with float32.",
+    )
+    limit: int | None = Field(
+        default=None,
+        ge=10,
+        le=1_000_000,
+        description="Use the first N samples of the set (the GAN: N/10 per class).",
     )
 
 

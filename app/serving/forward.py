@@ -20,6 +20,13 @@ from app.serving.aot import CompiledGraph
 from app.serving.aot_builds import GraphBuilder, GraphTarget, PackagePlan, obtain_graph, verified
 from app.serving.faults import DeviceFault, DeviceLost, device_fault, device_responds
 from app.serving.graphs import TRACED_MODES, ServingGraph, build_graph
+from app.serving.precision import (
+    CAST_DTYPES,
+    FLOAT32,
+    convert,
+    input_dtype,
+    is_convolutional,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +138,22 @@ class ModelForward:
         self._building: int | None = None  # the generation whose graph is being built
         self._pending: tuple[int, ServingGraph] | None = None
         self._pending_lock = threading.Lock()
+        # The promoted precision (app.serving.precision): a reduced copy of ``module`` serves
+        # eager in its place, made again from the float32 master after every parameter swap.
+        self.precision = FLOAT32
+        self._reduced: nn.Module | None = None
+        self._reduced_nhwc = False  # whether the copy takes 4-D inputs channels_last
+
+    def set_precision(self, dtype: str) -> None:
+        """Serve ``dtype`` from now on (on the worker, between batches); raises, changing
+        nothing, when the copy cannot be made."""
+        nhwc = dtype in CAST_DTYPES and is_convolutional(self.module)
+        reduced = None if dtype == FLOAT32 else convert(self.module, dtype, nhwc)
+        self.precision, self._reduced, self._reduced_nhwc = dtype, reduced, nhwc
+
+    @property
+    def _name(self) -> str:
+        return type(self.module).__name__
 
     def example(self, batch_size: int) -> tuple[torch.Tensor, ...]:
         """A batch of the shapes the model is served (random values, on the CPU)."""
@@ -161,7 +184,13 @@ class ModelForward:
         """(Re)build the graph: a frozen TorchScript graph holds the weights as constants, so
         it must be rebuilt after every parameter swap; eager and compiled ones need not be.
         AOTInductor and (given ``background``) TorchScript graphs are built in the background
-        while eager serves, unless ``wait``."""
+        while eager serves, unless ``wait``. A reduced precision's copy is made again."""
+        if self._reduced is not None:
+            try:
+                self._reduced = convert(self.module, self.precision, self._reduced_nhwc)
+            except Exception:  # the float32 master serves rather than stale weights
+                logger.exception("%s: no %s copy; serving float32", self._name, self.precision)
+                self.precision, self._reduced = FLOAT32, None
         if self.graph.mode == "compile":
             return
         if self._graph_mode == "aot":
@@ -356,6 +385,9 @@ class ModelForward:
                 torch.set_num_threads(self.cpu_threads)  # this model's budget, not the last one's
         if size > rows:
             columns = [torch.cat([c, c.new_zeros((size - rows, *c.shape[1:]))]) for c in columns]
+        reduced = self._reduced
+        if reduced is not None:
+            return self._run_reduced(reduced, columns, rows, size, postprocess, cuda)
         first = columns[0]
         if (
             self.graph.channels_last
@@ -372,6 +404,30 @@ class ModelForward:
             result = self.graph.forward(*columns)
             if result.dtype != torch.float32:
                 result = result.float()
+            if postprocess and self.classifier:
+                result = result.softmax(dim=1)
+        if size > rows:
+            result = result[:rows]
+        return result.cpu() if cuda else result
+
+    def _run_reduced(
+        self,
+        reduced: nn.Module,
+        columns: list[torch.Tensor],
+        rows: int,
+        size: int,
+        postprocess: bool,
+        cuda: bool,
+    ) -> torch.Tensor:
+        """The promoted precision's copy, eager: float inputs cast to its dtype (labels stay
+        integers), outputs back to float32 for the softmax and the answer."""
+        cast = input_dtype(self.precision)
+        columns = [c.to(cast) if c.is_floating_point() and c.dtype != cast else c for c in columns]
+        first = columns[0]
+        if self._reduced_nhwc and first.dim() == 4:
+            columns[0] = first.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            result = reduced(*columns).float()
             if postprocess and self.classifier:
                 result = result.softmax(dim=1)
         if size > rows:

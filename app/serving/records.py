@@ -3,6 +3,9 @@ apply it (so every process reports the same failure, and later records go on).""
 
 from __future__ import annotations
 
+from typing import Any
+
+from app.serving.precision import PRECISIONS
 from app.serving.reinit import SCHEMES, InitPlan
 from app.serving.runtime import ModelRuntime
 from app.serving.store import ParameterRecord
@@ -20,8 +23,31 @@ async def apply_record(runtime: ModelRuntime, record: ParameterRecord) -> None:
         await runtime.reinitialize(_plan(record), record.version)
     elif record.op == "reload":
         await runtime.reload(record.version)
+    elif record.op == "precision":
+        dtype, measured = _precision(record)
+        await runtime.set_precision(dtype, measured, record.version)
     else:
-        raise UnusableRecord(f"unknown operation {record.op!r} (known: reinitialize, reload)")
+        raise UnusableRecord(
+            f"unknown operation {record.op!r} (known: reinitialize, reload, precision)"
+        )
+
+
+def _precision(record: ParameterRecord) -> tuple[str, dict[str, Any] | None]:
+    """The promoted dtype and what it was measured at (a promotion judged by one process is
+    applied as is by every other: the measurement is not repeated)."""
+    dtype, measured = record.args.get("dtype"), record.args.get("measured")
+    if dtype not in PRECISIONS:
+        raise UnusableRecord(f"unknown dtype {dtype!r} (known: {', '.join(PRECISIONS)})")
+    if measured is not None and not isinstance(measured, dict):
+        raise UnusableRecord(f"its measurement {measured!r} is not an object")
+    return dtype, measured
+
+
+def latest_precision(records: list[ParameterRecord], before: int) -> ParameterRecord | None:
+    """The newest readable precision record below version ``before``: a precision outlives
+    reloads, so a process catching up from a reload applies it first."""
+    found = [r for r in records if r.op == "precision" and r.version < before and r.problem is None]
+    return found[-1] if found else None
 
 
 def _plan(record: ParameterRecord) -> InitPlan:

@@ -278,6 +278,9 @@ class ModelRegistry:
         def on_batch(size: int, seconds: float) -> None:
             batch_size.observe(size)
             forward.observe(seconds)
+            runtime = self.entries[name].runtime
+            precision = runtime.forward.precision if runtime is not None else "float32"
+            self.metrics.inferences.labels(name, precision).inc(size)
 
         def on_failure(exc: Exception) -> None:
             if isinstance(exc, DeviceLost):

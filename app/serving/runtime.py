@@ -9,11 +9,12 @@ one parameter version, and that version is reported with it.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -94,6 +95,9 @@ class ModelRuntime:
             graph.cpu_threads,
         )
         self.state = ParameterState(1, parameters_sha256(self.module))
+        # What the precision in use was measured at when it was promoted (None: float32 as
+        # loaded, or never measured); set by every process from the promotion's record.
+        self.precision_accuracy: dict[str, Any] | None = None
         self.parameter_count = parameter_count(self.module)
         self._history = {self.state.version: self.state.sha256}
         self._batcher = DynamicBatcher(
@@ -118,10 +122,10 @@ class ModelRuntime:
 
     def describe(self) -> dict[str, object]:
         """What /v1/models shows about the live model."""
-        first = next(iter(self.module.parameters()), None)
         codec = self.loaded.codec
         return {
-            "dtype": str(first.dtype).removeprefix("torch.") if first is not None else None,
+            "dtype": self.forward.precision,
+            "precision_accuracy": self.precision_accuracy,
             "training": self.module.training,
             "parameter_count": self.parameter_count,
             "weights_source": self.loaded.source,
@@ -311,10 +315,36 @@ class ModelRuntime:
                 "describes whatever parameters it holds."
             ) from exc
 
+    async def set_precision(
+        self, dtype: str, measured: dict[str, Any] | None, version: int
+    ) -> None:
+        """Serve ``dtype`` from ``version`` on (a copy made from the float32 master, between
+        batches); the version moves even if the copy fails, like any record."""
+
+        def change() -> None:
+            try:
+                self.forward.set_precision(dtype)
+                self.precision_accuracy = measured
+            finally:
+                self._publish(version)
+
+        await self.on_worker(change)
+
     async def adopt_version(self, version: int) -> None:
         """Name the parameters as loaded ``version``: a process that has just read the
         source is where a reload record would have left it."""
         await self.on_worker(lambda: self._publish(version))
+
+    def snapshot_blocking(self, timeout_s: float | None = None) -> tuple[torch.nn.Module, int]:
+        """A copy of the float32 master and its version, taken between batches (precision
+        trials measure copies beside the serving model, never the model itself)."""
+        future = self._worker.submit(
+            lambda: (copy.deepcopy(self.module).eval(), self.state.version)
+        )
+        try:
+            return future.result(timeout=timeout_s)
+        finally:
+            future.cancel()
 
     def forward_blocking(
         self, *inputs: torch.Tensor, timeout_s: float | None = None

@@ -25,7 +25,7 @@ from typing import Any
 
 from app.config import Settings
 from app.serving.fanout import FanOut, Signal, await_fan_out, wait_for
-from app.serving.records import apply_record
+from app.serving.records import apply_record, latest_precision
 from app.serving.registry import ModelRegistry, ModelStatus
 from app.serving.store import (
     AppliedReport,
@@ -207,6 +207,7 @@ class ParameterSync:
                 continue
             records = await asyncio.to_thread(self.store.catch_up_records, name)
             if records and records[0].op == "reload" and records[0].problem is None:
+                await self._replay_precision(name, records[0].version)
                 if entry.runtime is not None:
                     await entry.runtime.adopt_version(records[0].version)
                 await self._report(name, records[0].version, None)
@@ -219,6 +220,17 @@ class ParameterSync:
         self.caught_up = self.registry.in_sync = True
         logger.info("caught up with the control store %s", self.store.name)
         await self._heartbeat()
+
+    async def _replay_precision(self, name: str, reload_version: int) -> None:
+        """A precision promoted before the latest reload still holds: apply it first."""
+        every = await asyncio.to_thread(self.store.records_after, name, INITIAL_VERSION - 1)
+        record = latest_precision(every, reload_version)
+        runtime = self.registry.entries[name].runtime
+        if record is not None and runtime is not None:
+            try:
+                await apply_record(runtime, record)
+            except Exception as exc:  # the reload after it is applied all the same
+                logger.warning("cannot replay precision v%d of %s: %s", record.version, name, exc)
 
     async def _apply_new(self) -> None:
         for name in self.registry.entries:

@@ -19,8 +19,8 @@ from typing import Any, Literal
 from app.errors import Conflict, Unavailable
 
 logger = logging.getLogger(__name__)
-Operation = Literal["reinitialize", "reload"]
-OPERATIONS: tuple[str, ...] = ("reinitialize", "reload")
+Operation = Literal["reinitialize", "reload", "precision"]
+OPERATIONS: tuple[str, ...] = ("reinitialize", "reload", "precision")
 INITIAL_VERSION = 1  # the parameters as loaded from their source, before any record
 FAILED_RECORDS_SHOWN = 20  # the newest failed records of a model that answers list
 _SKIPPED_KEPT = 100  # damaged entries remembered for admin answers
