@@ -66,7 +66,25 @@ def model_metadata(registry: ModelRegistry, name: str, version: str | None) -> d
         "platform": PLATFORM,
         "inputs": [tensor.metadata() for tensor in signature.inputs],
         "outputs": [tensor.metadata() for tensor in signature.outputs],
+        "parameters": precision_parameters(runtime),
     }
+
+
+def precision_parameters(runtime: ModelRuntime) -> dict[str, Any]:
+    """The precision served and, once one was promoted, what it measured against float32,
+    flat (protocol parameters are scalars)."""
+    parameters: dict[str, Any] = {"dtype": runtime.forward.precision}
+    measured = runtime.precision_accuracy
+    if measured is not None:
+        metric = measured["metric"]
+        parameters.update(
+            precision_metric=metric,
+            precision_accuracy=measured[metric],
+            precision_float32=measured["float32"],
+            precision_agreement=measured["agreement"],
+            precision_measured_at=measured["measured_at"],
+        )
+    return parameters
 
 
 def model_ready(registry: ModelRegistry, name: str, version: str | None) -> tuple[str, bool]:

@@ -26,7 +26,11 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
-STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
+STATIC_FILES = {
+    "app.js": "text/javascript",
+    "precision.js": "text/javascript",
+    "style.css": "text/css",
+}
 # Images the training CLI writes next to its checkpoints (cnn-curves.png, gan-samples.png)
 MAX_LISTED_LABELS = 100  # the Fashion-MNIST models' ten, not ImageNet's thousand
 ARTIFACT_NAME = re.compile(r"[a-z0-9]+-(curves|samples)\.png")

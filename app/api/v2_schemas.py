@@ -39,6 +39,10 @@ class ModelMetadataResponse(BaseModel):
     platform: str
     inputs: list[MetadataTensor]
     outputs: list[MetadataTensor]
+    parameters: dict[str, Any] = Field(
+        default_factory=dict,
+        description="dtype: the precision served; precision_*: what it measured when promoted.",
+    )
 
 
 class LiveResponse(BaseModel):

@@ -14,6 +14,7 @@ import copy
 import functools
 import io
 import logging
+import warnings
 
 import torch
 from torch import nn
@@ -21,6 +22,14 @@ from torch import nn
 from app.errors import BadRequest
 
 logger = logging.getLogger(__name__)
+
+# torch.ao's eager dynamic quantization is deprecated in favour of torchao, which this service
+# does not depend on; it still works (torch 2.11 to 2.14). Filtered once, process-wide, like
+# graphs.py's TorchScript notices (warnings.catch_warnings is not thread-safe).
+warnings.filterwarnings(
+    "ignore", message=r"(?s).*torch\.ao\.quantization", category=DeprecationWarning
+)
+warnings.filterwarnings("ignore", message=r"(?s).*quantized tensor creation", category=UserWarning)
 
 FLOAT32 = "float32"
 PRECISIONS = ("float32", "bfloat16", "float16", "int8_dynamic")

@@ -12,7 +12,6 @@ import httpx
 import pytest
 
 from app.config import Settings
-from app.serving import precision
 from tests.helpers.apps import admin_headers, running_app
 
 pytestmark = pytest.mark.anyio
@@ -35,7 +34,9 @@ async def _finished(client: httpx.AsyncClient, started: httpx.Response) -> dict[
 
 
 async def _trial(client: httpx.AsyncClient, name: str, **body: Any) -> dict[str, Any]:
-    return await _finished(client, await client.post(_url(name), json=body, headers=admin_headers()))
+    return await _finished(
+        client, await client.post(_url(name), json=body, headers=admin_headers())
+    )
 
 
 async def _model(client: httpx.AsyncClient, name: str) -> dict[str, Any]:

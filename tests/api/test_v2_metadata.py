@@ -63,6 +63,7 @@ async def test_model_metadata_describes_its_tensors(
             "platform": "pytorch",
             "inputs": inputs,
             "outputs": outputs,
+            "parameters": {"dtype": "float32"},
         }
 
 

@@ -265,6 +265,16 @@ def test_admin_evaluates_reinitializes_and_reloads(
     driver.find_element(By.ID, "reload").click()
     _wait(driver, lambda b: _text(b, "params-result").startswith("reload"))
     assert _text(driver, "admin-sha") == original
+
+    Select(driver.find_element(By.ID, "precision-dtype")).select_by_value("bfloat16")
+    driver.find_element(By.ID, "precision-trial").click()
+    _wait(driver, lambda b: _text(b, "precision-verdict"), timeout=120)
+    rows = driver.find_elements(By.CSS_SELECTOR, "#precision-table tbody tr")
+    assert [row.find_element(By.TAG_NAME, "td").text for row in rows] == ["float32", "bfloat16"]
+    assert _text(driver, "precision-verdict").startswith("promoted")  # within the 0.005 default
+    cnn_dtype = '#models tr[data-model="cnn"] td.dtype'
+    _wait(driver, lambda b: b.find_element(By.CSS_SELECTOR, cnn_dtype).text == "bfloat16")
+    screenshot(driver, "precision")
     assert _console_errors(driver) == []
     urls = _requested_urls(driver)
     _assert_all_local(urls, server)

@@ -24,6 +24,7 @@ async def test_dashboard_files_carry_a_strict_policy(
         for path, media in [
             ("/ui/", "text/html"),
             ("/ui/static/app.js", "text/javascript"),
+            ("/ui/static/precision.js", "text/javascript"),
             ("/ui/static/style.css", "text/css"),
             ("/ui/config.json", "application/json"),
             ("/ui/artifacts/cnn-curves.png", "image/png"),

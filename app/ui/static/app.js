@@ -90,6 +90,7 @@ async function refreshModels() {
       return el("tr", { "data-model": m.name, "data-status": m.status },
         el("td", { text: m.name }), el("td", { text: m.kind }), status,
         el("td", { text: m.device || "-" }), el("td", { text: m.graph || "-" }),
+        el("td", { class: "dtype", text: m.dtype || "-" }),
         el("td", { text: m.parameters_version ?? "-" }),
         el("td", {}, el("code", { title: m.parameters_sha256 || "", text: sha })),
         el("td", { text: m.load_seconds == null ? "-" : `${m.load_seconds.toFixed(2)} s` }));
