@@ -10,9 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
+import torch
 
 from app.config import Settings
+from app.serving import precision
 from tests.helpers.apps import admin_headers, running_app
+from tests.helpers.weights import fashion_checkpoints
 
 pytestmark = pytest.mark.anyio
 
@@ -64,3 +67,119 @@ async def test_cnn_bf16_within_tolerance_is_promoted_and_a_drop_at_zero_is_refus
         assert described["dtype"] == "bfloat16"
         assert described["precision_accuracy"]["accuracy"] == passed["candidate"]["accuracy"]
         assert described["parameters_version"] == passed["promotion"]["parameters_version"]
+
+
+async def test_lstm_int8_and_bf16_are_judged_on_the_test_split(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    async with running_app(settings_factory(models=("lstm",))) as client:
+        # on the first 1,000 test images bfloat16 changes answers, one of them for the worse
+        refused = await _trial(client, "lstm", dtype="bfloat16", max_accuracy_drop=0.0, limit=1000)
+        assert refused["n"] == 1000 and refused["promoted"] is False
+        assert refused["candidate"]["accuracy"] < refused["baseline"]["accuracy"]
+        passed = await _trial(client, "lstm", dtype="int8_dynamic", limit=1000)
+        assert passed["promoted"] is True and passed["drop"] <= 0.005
+        assert passed["promotion"]["converged"] is True
+        assert [p["ok"] for p in passed["promotion"]["processes"]] == [True]
+        assert (await _model(client, "lstm"))["dtype"] == "int8_dynamic"
+        runtime = client.app_state.registry.runtime("lstm")  # type: ignore[attr-defined]
+        assert type(runtime.forward._reduced.lstm).__module__.startswith("torch.ao.nn.quantized")
+        rows = {"inputs": [[[0.1] * 28] * 28], "top_k": 3}
+        answer = await client.post("/v1/models/lstm/predict", json=rows)
+        assert answer.status_code == 200 and len(answer.json()["predictions"][0]) == 3
+        metrics = (await client.get("/metrics")).text
+        assert 'torchgate_inferences_total{model="lstm",precision="int8_dynamic"} 1.0' in metrics
+
+
+async def test_the_gan_is_judged_by_the_cnns_consistency_on_its_samples(
+    settings_factory: Callable[..., Settings], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    checkpoints = fashion_checkpoints(tmp_path_factory.mktemp("checkpoints"))
+    settings = settings_factory(models=("cnn", "gan"), checkpoint_dir=checkpoints)
+    async with running_app(settings) as client:
+        # 50 images per class: the cnn judges one more bfloat16 image wrong than float32's
+        refused = await _trial(client, "gan", dtype="bfloat16", max_accuracy_drop=0.0, limit=500)
+        assert refused["metric"] == "consistency" and refused["n"] == 500
+        assert refused["judge"]["model"] == "cnn" and "judged by cnn" in refused["dataset"]
+        assert refused["candidate"]["consistency"] < refused["baseline"]["consistency"]
+        assert len(refused["candidate"]["per_class_consistency"]) == 10
+        assert refused["promoted"] is False
+        passed = await _trial(client, "gan", dtype="bfloat16", max_accuracy_drop=0.01, limit=500)
+        assert passed["promoted"] is True and passed["promotion"]["converged"] is True
+        described = await _model(client, "gan")
+        assert described["dtype"] == "bfloat16"
+        assert described["precision_accuracy"]["metric"] == "consistency"
+        generated = await client.post(
+            "/v1/models/gan/generate", json={"n": 2, "seed": 1, "format": "json"}
+        )
+        assert generated.status_code == 200 and len(generated.json()["images"]) == 2
+        assert (await _model(client, "cnn"))["dtype"] == "float32"  # the judge is untouched
+
+
+async def test_reinitialize_draws_in_float32_then_converts_and_reload_keeps_the_precision(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    plan = {"scheme": "normal", "std": 0.05, "seed": 7}
+    async with running_app(settings_factory(models=("cnn",))) as client:
+        float32 = await client.post(
+            "/admin/models/cnn/reinitialize", json=plan, headers=admin_headers()
+        )
+        original = await client.post("/admin/models/cnn/reload", headers=admin_headers())
+        promoted = await _trial(client, "cnn", dtype="bfloat16", max_accuracy_drop=1.0, limit=100)
+        assert promoted["promoted"] is True
+        again = await client.post(
+            "/admin/models/cnn/reinitialize", json=plan, headers=admin_headers()
+        )
+        assert again.status_code == 200 and again.json()["converged"] is True
+        # the same seed gives the same float32 draw, whatever precision serves it
+        assert again.json()["parameters_sha256"] == float32.json()["parameters_sha256"]
+        assert (await _model(client, "cnn"))["dtype"] == "bfloat16"
+        runtime = client.app_state.registry.runtime("cnn")  # type: ignore[attr-defined]
+        reduced = runtime.forward._reduced
+        master = dict(runtime.module.named_parameters())
+        for name, parameter in reduced.named_parameters():
+            assert parameter.dtype.is_floating_point and str(parameter.dtype) == "torch.bfloat16"
+            assert torch.equal(parameter, master[name].to(parameter.dtype))
+        reloaded = await client.post("/admin/models/cnn/reload", headers=admin_headers())
+        assert reloaded.json()["parameters_sha256"] == original.json()["parameters_sha256"]
+        assert (await _model(client, "cnn"))["dtype"] == "bfloat16"
+        back = await _trial(client, "cnn", dtype="float32", max_accuracy_drop=0.0, limit=100)
+        assert back["promoted"] is True and back["agreement"] == 1.0
+        assert (await _model(client, "cnn"))["dtype"] == "float32"
+        assert runtime.forward._reduced is None
+
+
+async def test_what_cannot_run_is_refused_at_submit(
+    settings_factory: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_app(settings_factory(models=("cnn",))) as client:
+        url = _url("cnn")
+        assert (await client.post(url, json={"dtype": "bfloat16"})).status_code == 401
+        for body in (
+            {"dtype": "float64"},
+            {"dtype": "bfloat16", "max_accuracy_drop": -0.1},
+            {"dtype": "bfloat16", "max_accuracy_drop": "a lot"},
+            {"dtype": "bfloat16", "surprise": 1},
+            {},
+        ):
+            answer = await client.post(url, json=body, headers=admin_headers())
+            assert answer.status_code == 422, body
+            assert answer.headers["content-type"] == "application/json"
+            assert "detail" in answer.json()
+        missing = await client.post(
+            _url("nope"), json={"dtype": "bfloat16"}, headers=admin_headers()
+        )
+        assert missing.status_code == 404 and "nope" in missing.json()["detail"]
+
+        precision._runs.cache_clear()  # a CPU without AVX512-BF16/FP16: the probe says so
+        monkeypatch.setattr(precision, "_native_cpu", lambda dtype: False)
+        for dtype in ("bfloat16", "float16"):
+            answer = await client.post(url, json={"dtype": dtype}, headers=admin_headers())
+            assert answer.status_code == 400
+            assert f"no native {dtype} instructions" in answer.json()["detail"]
+        assert (
+            await client.post(
+                url, json={"dtype": "int8_dynamic", "limit": 100}, headers=admin_headers()
+            )
+        ).status_code == 202
+        precision._runs.cache_clear()
