@@ -81,6 +81,7 @@ def measure(
     limit: int,
     imagenet_inputs: int,
     max_drop: float,
+    gan_per_class: int = 100,
 ) -> list[PrecisionRow]:
     from app.comparison import compare_classifiers, compare_generators, judge
     from app.datasets import NORMALIZATION
@@ -108,7 +109,7 @@ def measure(
             assert judge_module is not None
             result = compare_generators(
                 baseline, candidate, _forward(judge_module, True, "float32"),
-                per_class=max(1, limit // 10), seed=_GAN_SEED, num_classes=10,
+                per_class=gan_per_class, seed=_GAN_SEED, num_classes=10,
                 z_dim=spec.latent_size, normalization=NORMALIZATION["fashion-mnist"],
             )  # fmt: skip
         else:
@@ -194,8 +195,11 @@ def bench_precision(
         str, typer.Option(help=f"Comma-separated, of {', '.join(CANDIDATES)}.")
     ] = ",".join(CANDIDATES),
     limit: Annotated[
-        int, typer.Option(min=10, help="Fashion-MNIST test images (the GAN: samples).")
+        int, typer.Option(min=10, help="Fashion-MNIST test images (cnn, lstm).")
     ] = 10_000,
+    gan_per_class: Annotated[
+        int, typer.Option(min=1, help="GAN samples per class, judged by the cnn.")
+    ] = 100,
     imagenet_inputs: Annotated[
         int, typer.Option(min=1, help="Random inputs per ImageNet model.")
     ] = 32,
@@ -223,8 +227,9 @@ def bench_precision(
     rows: list[PrecisionRow] = []
     for name in names:
         found = measure(
-            name, chosen, checkpoint_dir, data_dir, limit, imagenet_inputs, max_accuracy_drop
-        )
+            name, chosen, checkpoint_dir, data_dir, limit, imagenet_inputs, max_accuracy_drop,
+            gan_per_class,
+        )  # fmt: skip
         rows += found
         typer.echo(table(found).split("\n", 1)[1], err=True)  # progress, a model at a time
     path = results.write(precision_record(rows, max_accuracy_drop))
