@@ -75,14 +75,14 @@ def precision_parameters(runtime: ModelRuntime) -> dict[str, Any]:
     flat (protocol parameters are scalars)."""
     parameters: dict[str, Any] = {"dtype": runtime.forward.precision}
     measured = runtime.precision_accuracy
-    if measured is not None:
-        metric = measured["metric"]
+    if measured is not None:  # as recorded by the promoting process: read defensively
+        metric = measured.get("metric")
         parameters.update(
             precision_metric=metric,
-            precision_accuracy=measured[metric],
-            precision_float32=measured["float32"],
-            precision_agreement=measured["agreement"],
-            precision_measured_at=measured["measured_at"],
+            precision_accuracy=measured.get(metric) if isinstance(metric, str) else None,
+            precision_float32=measured.get("float32"),
+            precision_agreement=measured.get("agreement"),
+            precision_measured_at=measured.get("measured_at"),
         )
     return parameters
 

@@ -183,3 +183,22 @@ async def test_what_cannot_run_is_refused_at_submit(
             )
         ).status_code == 202
         precision._runs.cache_clear()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+async def test_a_gpu_promotes_half_precisions_and_refuses_int8(
+    settings_factory: Callable[..., Settings], dtype: str
+) -> None:
+    if precision.unsupported(torch.device("cuda"), dtype) is not None:
+        pytest.skip(f"this GPU cannot run {dtype}")
+    async with running_app(settings_factory(models=("cnn",), device="cuda")) as client:
+        result = await _trial(client, "cnn", dtype=dtype, max_accuracy_drop=0.005)
+        assert result["promoted"] is True and result["agreement"] > 0.99
+        assert (await _model(client, "cnn"))["dtype"] == dtype
+        answer = await client.post("/v1/models/cnn/predict", json={"inputs": [[[[0.0] * 28] * 28]]})
+        assert answer.status_code == 200
+        refused = await client.post(
+            _url("cnn"), json={"dtype": "int8_dynamic"}, headers=admin_headers()
+        )
+        assert refused.status_code == 400 and "CPU only" in refused.json()["detail"]
