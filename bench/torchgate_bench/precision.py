@@ -4,9 +4,10 @@ the serving forward's converted copy, both run on the same batches, scored on th
 evaluation set, and whether the trial's gate would promote it.
 
 The Fashion-MNIST models are scored on the test split (the GAN by the cnn's consistency on its
-samples); the ImageNet models run with random weights (no pretrained file is needed), so they
-are scored by top-1 agreement with float32 on random normalized inputs, which says how often the
-precision changes an answer, not how accurate the model is.
+samples); the ImageNet models run with random weights (no pretrained file is needed; batch-norm
+statistics measured as torchgate_bench.weights does, so activations keep a trained net's scale),
+so they are scored by top-1 agreement with float32 on random normalized inputs, which says how
+often the precision changes an answer, not how accurate the model is.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from torch import nn
 from app.config import ALL_MODELS
 from torchgate_bench.graphs import _module_and_example
 from torchgate_bench.results import DEFAULT_RESULTS_DIR, Record, ResultsDir, ResultsRun
+from torchgate_bench.weights import _calibrate_batch_norm
 
 CANDIDATES = ("bfloat16", "float16", "int8_dynamic")
 _GAN_SEED = 0
@@ -90,6 +92,8 @@ def measure(
 
     spec = SPECS[name]
     module, example = _module_and_example(name, checkpoint_dir)
+    if spec.pretrained is not None:  # a trained net's activation scale, as bench weights have
+        _calibrate_batch_norm(module)
     judge_module = _module_and_example("cnn", checkpoint_dir)[0] if name == "gan" else None
     batches = None
     if spec.pretrained is not None:
