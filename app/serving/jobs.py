@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from app.errors import Conflict, NotFound, TorchgateError
@@ -28,6 +29,7 @@ from app.serving.store import ControlStore, JobRecord, StoreUnavailable
 logger = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL_S = 0.2
+MAX_JOB_THREADS = 16
 _FINAL_WRITE_RETRY_S = 1.0
 
 
@@ -95,6 +97,9 @@ class Jobs:
         self.progress_timeout_s = progress_timeout_s
         self._tasks: set[asyncio.Task[None]] = set()
         self._running: dict[str, _Tracker] = {}
+        # Jobs' own threads (one job per kind and model at a time, so few): a long evaluation
+        # or precision trial must not hold the default executor that requests' to_thread uses.
+        self._threads = ThreadPoolExecutor(MAX_JOB_THREADS, thread_name_prefix="job")
 
     async def get(self, job_id: str) -> JobRecord:
         job = await asyncio.to_thread(self.store.get_job, job_id)
@@ -143,8 +148,10 @@ class Jobs:
         try:
             if not await asyncio.to_thread(write):
                 raise JobStopped("the job was cancelled before it started")
-            job.result = await asyncio.to_thread(fn, tracker)
+            loop = asyncio.get_running_loop()
+            job.result = await loop.run_in_executor(self._threads, fn, tracker)
         except asyncio.CancelledError:
+            tracker.stop("the process running this job was stopped")  # its thread stops too
             job.status, job.error = "failed", "the process running this job was stopped."
             job.finished_at = time.time()
             keeper.cancel()
@@ -211,3 +218,4 @@ class Jobs:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._threads.shutdown(wait=False, cancel_futures=True)

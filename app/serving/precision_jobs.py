@@ -35,6 +35,7 @@ from app.serving.runtime import ModelRuntime
 from app.zoo import ModelKind
 
 FASHION_BATCH = 500
+FASHION_TEST_SIZE = 10_000  # Fashion-MNIST's (and MNIST's) test split
 GAN_PER_CLASS = 100
 PROMOTION_WAIT_S = 120.0
 
@@ -73,18 +74,19 @@ class PrecisionTrials:
             return self._job(runtime, plan, "", 0, None)
         if runtime.spec.pretrained is not None:
             return self._imagenet(runtime, plan)
-        images, labels = datasets.load_tensors(runtime.spec.dataset, "test", self.data_dir)
-        if plan.limit is not None:
-            images, labels = images[: plan.limit], labels[: plan.limit]
-        if runtime.spec.kind is ModelKind.SEQUENCE_CLASSIFIER:
-            images = images.squeeze(1)
+        total = min(plan.limit or FASHION_TEST_SIZE, FASHION_TEST_SIZE)
 
         def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+            """Read in the job, not at submit: the split is 10,000 images."""
+            spec = runtime.spec
+            images, labels = datasets.load_tensors(spec.dataset, "test", self.data_dir)
+            images, labels = images[:total], labels[:total]
+            if spec.kind is ModelKind.SEQUENCE_CLASSIFIER:
+                images = images.squeeze(1)
             for start in range(0, labels.shape[0], FASHION_BATCH):
                 yield images[start : start + FASHION_BATCH], labels[start : start + FASHION_BATCH]
 
-        dataset = f"{runtime.spec.dataset} test split"
-        return self._job(runtime, plan, dataset, int(labels.shape[0]), batches)
+        return self._job(runtime, plan, f"{runtime.spec.dataset} test split", total, batches)
 
     def _imagenet(self, runtime: ModelRuntime, plan: PrecisionPlan) -> JobFn:
         name = runtime.spec.name
