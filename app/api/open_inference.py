@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app import __version__
+from app.api.explain_options import EXPLAIN_KEYS
 from app.api.payloads import check_tensor_elements
 from app.api.v2_models import OutputRequest, infer_v2, signature_of
 from app.api.v2_tensors import OutputTensor, Tensor
@@ -110,12 +111,14 @@ def integer_parameter(parameters: Mapping[str, object], key: str, where: str) ->
 
 
 def output_request(name: str, parameters: Mapping[str, object]) -> OutputRequest:
-    """A requested output and its parameters (Triton's ``classification``, our ``top_k``)."""
+    """A requested output and its parameters (Triton's ``classification``, our ``top_k``,
+    and an ``attributions`` output's method, steps, baseline and target)."""
     where = f"output '{name}'"
     return OutputRequest(
         name,
         classification=integer_parameter(parameters, "classification", where),
         top_k=integer_parameter(parameters, "top_k", where),
+        explain=tuple((key, parameters[key]) for key in EXPLAIN_KEYS if key in parameters),
     )
 
 
