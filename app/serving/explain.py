@@ -90,6 +90,8 @@ def blurred(x: torch.Tensor, fraction: float = BLUR_SIGMA_FRACTION) -> torch.Ten
     sigma = max(0.5, fraction * min(height, width))
     reach = math.ceil(3 * sigma)
     kernel = [2 * min(reach, side - 1) + 1 for side in (width, height)]  # x first, then y
+    if x.dim() == 2:  # one unbatched sequence: torchvision blurs [..., C, H, W]
+        return gaussian_blur(x[None], kernel_size=kernel, sigma=[sigma, sigma])[0]
     return gaussian_blur(x, kernel_size=kernel, sigma=[sigma, sigma])
 
 
