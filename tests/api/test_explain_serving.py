@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from app.config import Settings
-from tests.helpers.apps import ADMIN_TOKEN, admin_headers, running_app
+from tests.helpers.apps import ADMIN_TOKEN, admin_headers, graphs_settled, running_app
 from tests.helpers.images import garment_png
 from tests.helpers.weights import fashion_checkpoints
 
@@ -58,6 +58,7 @@ async def test_predictions_are_byte_identical_around_a_burst_of_explanations(
     client: httpx.AsyncClient,
 ) -> None:
     shades = (10, 90, 200)
+    await graphs_settled(client, "cnn", "lstm")
     before = {
         (m, s): (await _predict(client, m, s)).content for m in ("cnn", "lstm") for s in shades
     }
