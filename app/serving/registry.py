@@ -233,9 +233,12 @@ class ModelRegistry:
             observer=self._observer(spec.name),
             explain_queue=settings.explain_queue,
         )
+        # A finished graph is swapped in on the batch lane: it changes no parameter, so it may
+        # run at an explanation's yield point instead of restarting the explanation.
+        adopt = self._worker.batches.submit
         if graph.mode in TRACED_MODES:
             runtime.forward.background = Background(
-                self._graph_builder, on_worker=self._worker.submit, wait=settings.wait_for_graphs
+                self._graph_builder, on_worker=adopt, wait=settings.wait_for_graphs
             )
         if graph.mode == "aot":
             runtime.forward.packages = PackagePlan(
@@ -244,7 +247,7 @@ class ModelRegistry:
                 spec.name,
                 compile_missing=settings.compile_graphs,
                 wait=settings.wait_for_graphs,
-                on_worker=self._worker.submit,
+                on_worker=adopt,
             )
         seconds = runtime.prepare()
         logger.info("model %s warmed up in %.2f s", spec.name, seconds)
