@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from app.errors import BadRequest
@@ -9,6 +10,12 @@ from app.serving.explain import DEFAULT_METHOD, DEFAULT_STEPS, ExplainOptions
 from app.serving.runtime import ModelRuntime
 
 EXPLAIN_KEYS = ("method", "steps", "baseline", "target")
+_INTEGER = re.compile(r"[+-]?[0-9]{1,18}")  # ASCII digits, few enough for any int()
+
+
+def _shown(value: object, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _integer(values: Mapping[str, object], key: str) -> int | None:
@@ -17,9 +24,9 @@ def _integer(values: Mapping[str, object], key: str) -> int | None:
         return None
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
         return int(value)
-    raise BadRequest(f"{key} must be an integer; got {value!r}.")
+    raise BadRequest(f"{key} must be an integer; got {_shown(value)}.")
 
 
 def _text(values: Mapping[str, object], key: str, default: str) -> str:
@@ -27,7 +34,7 @@ def _text(values: Mapping[str, object], key: str, default: str) -> str:
     if value is None or value == "":
         return default
     if not isinstance(value, str):
-        raise BadRequest(f"{key} must be a string; got {value!r}.")
+        raise BadRequest(f"{key} must be a string; got {_shown(value)}.")
     return value
 
 

@@ -54,7 +54,9 @@ class ExplainOptions:
                 "classifier instead."
             )
         if self.method not in METHODS:
-            raise BadRequest(f"method must be one of {', '.join(METHODS)}; got {self.method!r}.")
+            raise BadRequest(
+                f"method must be one of {', '.join(METHODS)}; got {self.method[:40]!r}."
+            )
         if self.method == "gradcam" and spec.gradcam_layer is None:
             raise BadRequest(
                 f"model {model!r} has no convolutional block for gradcam; use "
@@ -64,7 +66,7 @@ class ExplainOptions:
             raise BadRequest(f"steps must be between 1 and {MAX_STEPS}; got {self.steps}.")
         if self.baseline not in BASELINES:
             raise BadRequest(
-                f"baseline must be one of {', '.join(BASELINES)}; got {self.baseline!r}."
+                f"baseline must be one of {', '.join(BASELINES)}; got {self.baseline[:40]!r}."
             )
         if self.target is not None and not 0 <= self.target < classes:
             raise BadRequest(f"target must be a class index 0..{classes - 1}; got {self.target}.")
