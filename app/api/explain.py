@@ -99,7 +99,7 @@ async def explain(request: Request) -> Response:
     explainer = _explainer(runtime)
     answer = query.get("format") or "json"
     if answer not in FORMATS:
-        raise BadRequest(f"format must be json or png; got {answer!r}.")
+        raise BadRequest(f"format must be json or png; got {answer[:40]!r}.")
     payload = await read_predict_payload(request, settings, runtime.on_decode_pool)
     k = resolve_top_k(query.get("top_k"), payload.top_k, num_classes=len(runtime.labels))
     if payload.images is not None:
