@@ -5,6 +5,8 @@ the results record and the command line."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +31,7 @@ from torchgate_bench.peers.compare import GridEntry
 from torchgate_bench.peers.v2_answers import judge, verdict
 from torchgate_bench.peers.v2_compare import Measurements, Series, plan_series, round_series
 from torchgate_bench.peers.v2_options import V2Options, V2PeersResult
-from torchgate_bench.peers.v2_prepass import chosen_config
+from torchgate_bench.peers.v2_prepass import chosen_config, ranked_configs
 from torchgate_bench.peers.v2_records import KIND, v2_peers_record
 from torchgate_bench.peers.v2_requests import (
     cnn_tensor,
@@ -41,6 +43,7 @@ from torchgate_bench.peers.v2_requests import (
     rest_probabilities,
     write_request,
 )
+from torchgate_bench.peers.v2_run import _start_peers
 from torchgate_bench.peers.v2_servers import V2Config, peer_grid, remove_model_folders
 from torchgate_bench.results import ResultsRun
 
@@ -147,6 +150,47 @@ def test_the_prepass_keeps_the_fastest_configuration_without_errors() -> None:
     ]
     assert chosen_config(grid) == fast
     assert chosen_config([GridEntry(slow, None, "pre-pass off")]) == slow
+
+
+def test_the_rounds_try_the_chosen_configuration_then_the_next_fastest() -> None:
+    slow, fast, broken, dead = (V2Config(1, threads) for threads in (1, 2, 3, 4))
+    grid = [
+        GridEntry(dead, None, "did not start"),
+        GridEntry(slow, _result(100)),
+        GridEntry(broken, _result(400, errors=3)),
+        GridEntry(fast, _result(150)),
+    ]
+    assert ranked_configs(grid) == [fast, slow, dead, broken]
+
+
+class _Peers:
+    """A stand-in for the run's setting: peers that start, except the configurations named."""
+
+    def __init__(self, failing: set[V2Config]) -> None:
+        self.failing, self.started, self.fallbacks = failing, [], []
+
+    @contextmanager
+    def peer(self, name: str, config: V2Config, folder: str) -> Iterator[str]:
+        if config in self.failing:
+            raise RuntimeError("kserve was not ready after 300 s")
+        self.started.append((name, config))
+        yield f"{name} {config.label}"
+
+
+def test_a_peer_that_will_not_start_for_the_rounds_falls_back_and_says_so() -> None:
+    two, one = V2Config(2, 1), V2Config(1, 1)
+    grid = [GridEntry(two, _result(300)), GridEntry(one, _result(200))]
+    grids = {"kserve": {"cnn": grid, "resnet101": grid}}
+    configs = {"kserve": {"cnn": two, "resnet101": two}}
+    setting = _Peers(failing={two})
+    with ExitStack() as stack:
+        peers = _start_peers(grids, configs, setting, stack)  # type: ignore[arg-type]
+    assert configs == {"kserve": {"cnn": one, "resnet101": one}}  # the record says what ran
+    assert setting.started == [("kserve", one)]  # one process for both models
+    assert peers[("kserve", "cnn")] == peers[("kserve", "resnet101")] == f"kserve {one.label}"
+    assert setting.fallbacks == [f"kserve: {two.label} did not start"]  # tried once
+    with pytest.raises(RuntimeError, match="none of its configurations"), ExitStack() as stack:
+        _start_peers(grids, configs, _Peers(failing={one, two}), stack)  # type: ignore[arg-type]
 
 
 def _measured(rates: dict[str, list[int]], heavy: bool = True) -> Measurements:

@@ -55,6 +55,7 @@ class V2PeersResult:
     measurements: Measurements
     inputs: dict[str, Any]
     versions: dict[str, str | None] = field(default_factory=dict)
+    fallbacks: list[str] = field(default_factory=list)  # chosen configurations that did not start
 
     def to_document(self) -> dict[str, Any]:
         options = self.options

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -45,6 +45,7 @@ class Setting:
     resnet_weights: Path | None
     folder: Path
     drivers: dict[str, Driver]  # "rest" | "grpc"
+    fallbacks: list[str] = field(default_factory=list)  # configurations that did not start
 
     def peer(self, name: str, config: V2Config, folder: str) -> V2PeerServer:
         return V2PeerServer(
@@ -63,6 +64,19 @@ def chosen_config(entries: list[GridEntry[V2Config]]) -> V2Config:
     if all(entry.result is None for entry in entries):
         return entries[0].config
     return best_config(entries)
+
+
+def ranked_configs(entries: list[GridEntry[V2Config]]) -> list[V2Config]:
+    """The pre-pass's configurations from the one to start first to the last resort: the
+    chosen one, then those measured without errors by rate, then the rest in grid order."""
+    chosen = chosen_config(entries)
+    clean = sorted(
+        (e for e in entries if e.result is not None and e.result.errors == 0),
+        key=lambda e: ok_rate(e.result),  # type: ignore[arg-type]
+        reverse=True,
+    )
+    rest = [e.config for e in entries]
+    return list(dict.fromkeys([chosen, *(e.config for e in clean), *rest]))
 
 
 def series_slots(

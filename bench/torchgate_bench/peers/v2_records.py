@@ -73,6 +73,7 @@ def _notes(result: V2PeersResult) -> list[str]:
                 else "not measured (pre-pass off)"
             )
             notes.append(f"{peer} for {model}: {result.configs[peer][model].label}, {how}")
+    notes.extend(f"{line} for the rounds: the next configuration ran" for line in result.fallbacks)
     for model in result.measurements.models:
         verdicts = {k: v for k, v in result.answers.items() if k.startswith(f"{model} ")}
         worst = max((v["max_abs_diff"] for v in verdicts.values()), default=0.0)

@@ -25,7 +25,7 @@ from torchgate_bench.load import LoadPlan
 from torchgate_bench.machine import describe_machine
 from torchgate_bench.payload import raw_body, write_body
 from torchgate_bench.peers.cnn_files import CnnFiles
-from torchgate_bench.peers.compare import ok_rate
+from torchgate_bench.peers.compare import GridEntry, ok_rate
 from torchgate_bench.peers.requirements import (
     DEFAULT_V2_PYTHON,
     missing_v2_requirement,
@@ -35,7 +35,13 @@ from torchgate_bench.peers.run import model_statuses, torchgate_env
 from torchgate_bench.peers.v2_answers import Slot, check_answers
 from torchgate_bench.peers.v2_compare import Measurements, Series, plan_series, round_series
 from torchgate_bench.peers.v2_options import V2Options, V2PeersResult
-from torchgate_bench.peers.v2_prepass import Setting, chosen_config, prepass, series_slots
+from torchgate_bench.peers.v2_prepass import (
+    Setting,
+    chosen_config,
+    prepass,
+    ranked_configs,
+    series_slots,
+)
 from torchgate_bench.peers.v2_requests import cnn_tensor, imagenet_tensor, write_request
 from torchgate_bench.peers.v2_servers import V2Config, V2PeerServer
 from torchgate_bench.server import ServerProcess, free_port
@@ -82,7 +88,7 @@ def run_v2_peers(options: V2Options) -> V2PeersResult:
             peer: {model: chosen_config(entries) for model, entries in by_model.items()}
             for peer, by_model in grids.items()
         }
-        peers = _start_peers(configs, setting, stack)
+        peers = _start_peers(grids, configs, setting, stack)
         plan = plan_series(
             options.peers,
             options.concurrency,
@@ -123,6 +129,7 @@ def run_v2_peers(options: V2Options) -> V2PeersResult:
         measurements=measurements,
         inputs=inputs,
         versions=versions,
+        fallbacks=setting.fallbacks,
     )
 
 
@@ -137,14 +144,38 @@ def _torchgate(options: V2Options, weights_dir: Path, random_weights: bool) -> S
 
 
 def _start_peers(
-    configs: dict[str, dict[str, V2Config]], setting: Setting, stack: ExitStack
+    grids: dict[str, dict[str, list[GridEntry[V2Config]]]],
+    configs: dict[str, dict[str, V2Config]],
+    setting: Setting,
+    stack: ExitStack,
 ) -> dict[tuple[str, str], V2PeerServer]:
-    """One process per distinct configuration a peer kept, and which serves each model."""
+    """One process per distinct configuration a peer kept, and which serves each model.
+
+    A configuration that served in the pre-pass can still fail to start for the rounds (on a
+    loaded machine KServe's supervisor kills workers still importing torch after its 5 s
+    ping), so a peer falls back to its next configuration, and ``configs`` says what ran.
+    """
     running: dict[tuple[str, V2Config], V2PeerServer] = {}
+    failed: set[tuple[str, V2Config]] = set()
     for peer, chosen in configs.items():
-        for index, config in enumerate(dict.fromkeys(chosen.values())):
-            started = stack.enter_context(setting.peer(peer, config, f"rounds-{index}"))
-            running[(peer, config)] = started
+        for model in list(chosen):
+            for config in ranked_configs(grids[peer][model]):
+                if (peer, config) in failed:
+                    continue
+                if (peer, config) not in running:
+                    try:
+                        running[(peer, config)] = stack.enter_context(
+                            setting.peer(peer, config, f"rounds-{len(running)}")
+                        )
+                    except (RuntimeError, TimeoutError, OSError) as exc:
+                        logger.warning("%s: %s did not start: %s", peer, config.label, exc)
+                        setting.fallbacks.append(f"{peer}: {config.label} did not start")
+                        failed.add((peer, config))
+                        continue
+                chosen[model] = config
+                break
+            else:
+                raise RuntimeError(f"{peer} started in none of its configurations for {model}")
     return {
         (peer, model): running[(peer, config)]
         for peer, chosen in configs.items()
