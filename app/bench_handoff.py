@@ -22,6 +22,7 @@ BENCH_COMMANDS = {
     "bench-replicas": "Admin fan-out across 3 replicas (Redis, SQLite file), the store's cost.",
     "bench-graphs": "Forward ms, build seconds and package size of each graph mode, per model.",
     "bench-builds": "Two builds of torchgate side by side (a change against the commit before).",
+    "bench-explain": "Explain latency (integrated gradients, saliency, Grad-CAM) beside predict's.",
 }
 INSTALL_HINT = (
     "The bench is its own package, torchgate_bench: install it with `pip install -e ./bench` "

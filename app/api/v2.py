@@ -93,8 +93,9 @@ async def _infer(request: Request) -> Response:
 async def _answer(runtime: ModelRuntime, read: ReadRequest, settings: Settings) -> Response:
     parsed = read.parsed
     requested = parsed.output_requests()
+    outputs = [output for output, _ in requested]
     result = await oip.infer(
-        runtime, read.tensors, [output for output, _ in requested], parsed.top_k(), settings
+        runtime, read.tensors, outputs, parsed.top_k(), settings, parsed.parameters
     )
     binary_flags = [flag for _, flag in requested] or [parsed.binary_default()] * len(
         result.outputs
