@@ -22,6 +22,7 @@ BENCH_COMMANDS = {
     "bench-replicas": "Admin fan-out across 3 replicas (Redis, SQLite file), the store's cost.",
     "bench-graphs": "Forward ms, build seconds and package size of each graph mode, per model.",
     "bench-builds": "Two builds of torchgate side by side (a change against the commit before).",
+    "bench-explain": "Explain latency (integrated gradients, saliency, Grad-CAM) beside predict's.",
     "bench-precision": "float32 against bfloat16, float16 and int8_dynamic per model (the gate).",
 }
 INSTALL_HINT = (

@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     json_offload_bytes: int = Field(default=64 * 1024, ge=0)
     max_queue: int | None = Field(default=None, gt=0)
     queue_timeout_s: float = Field(default=30.0, gt=0)
+    # Inputs waiting to be explained per model (POST .../explain, the v2 attributions output);
+    # more: 503 with Retry-After. Explanations run after every predict batch (lower priority).
+    explain_queue: int = Field(default=16, gt=0)
     half: bool = False
     half_dtype: Literal["float16", "bfloat16"] = "float16"
     graph: GraphMode = "auto"

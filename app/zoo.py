@@ -21,6 +21,18 @@ IMAGENET_INPUT = (3, 224, 224)
 IMAGENET_ACCEPTS = (3, -1, -1)
 
 
+@dataclass(frozen=True)
+class ExplainSpec:
+    """How a classifier is explained (app/serving/explain.py): ``gradcam_layer`` names the
+    output of its last conv block (None: no Grad-CAM); ``rows``: the input is read row by row,
+    so attributions are also summed per row; ``cudnn``: whether cuDNN may run its backward in
+    eval mode (not for RNNs: cuDNN's RNN backward needs training mode)."""
+
+    gradcam_layer: str | None = None
+    rows: bool = False
+    cudnn: bool = True
+
+
 class ModelKind(StrEnum):
     IMAGE_CLASSIFIER = "image-classifier"
     SEQUENCE_CLASSIFIER = "sequence-classifier"
@@ -60,6 +72,8 @@ class ModelSpec:
     input_accepts: tuple[int, ...] | None = None
     latent_dim: int | None = None
     output_shape: tuple[int, ...] = ()
+    # How it is explained (None: it cannot be, a generator)
+    explain: ExplainSpec | None = None
 
     @property
     def is_classifier(self) -> bool:
@@ -82,6 +96,7 @@ SPECS: dict[str, ModelSpec] = {
             "AlexNet, ImageNet-1k (torchvision)",
             max_batch_size=16,
             max_batch_delay_ms=5.0,
+            explain=ExplainSpec(gradcam_layer="features.11"),
             pretrained=AlexNet_Weights.DEFAULT,
             input_shape=IMAGENET_INPUT,
             input_accepts=IMAGENET_ACCEPTS,
@@ -93,6 +108,7 @@ SPECS: dict[str, ModelSpec] = {
             "VGG-16, ImageNet-1k (torchvision)",
             max_batch_size=8,
             max_batch_delay_ms=5.0,
+            explain=ExplainSpec(gradcam_layer="features.29"),
             pretrained=VGG16_Weights.DEFAULT,
             input_shape=IMAGENET_INPUT,
             input_accepts=IMAGENET_ACCEPTS,
@@ -104,6 +120,7 @@ SPECS: dict[str, ModelSpec] = {
             "ResNet-101, ImageNet-1k (torchvision)",
             max_batch_size=8,
             max_batch_delay_ms=5.0,
+            explain=ExplainSpec(gradcam_layer="layer4"),
             pretrained=ResNet101_Weights.DEFAULT,
             input_shape=IMAGENET_INPUT,
             input_accepts=IMAGENET_ACCEPTS,
@@ -119,6 +136,7 @@ SPECS: dict[str, ModelSpec] = {
             # batch of 32 leaves the loop idle during the forward (docs/performance.md).
             max_batch_size=16,
             max_batch_delay_ms=2.0,
+            explain=ExplainSpec(gradcam_layer="features.1.5"),
             net_module="app.nets.cnn",
             input_shape=(1, FASHION_SIDE, FASHION_SIDE),
             dataset="fashion-mnist",
@@ -132,6 +150,7 @@ SPECS: dict[str, ModelSpec] = {
             "bidirectional LSTM reading Fashion-MNIST images row by row",
             max_batch_size=64,
             max_batch_delay_ms=2.0,
+            explain=ExplainSpec(rows=True, cudnn=False),
             net_module="app.nets.lstm",
             input_shape=(-1, FASHION_SIDE),  # T rows of 28 pixels, 1 <= T <= 28
             dataset="fashion-mnist",

@@ -60,6 +60,10 @@ _PREDICT_OPENAPI = {
 }
 
 
+# what predict reads, and explain with it (app/api/explain.py)
+PREDICT_REQUEST_BODY = _PREDICT_OPENAPI["requestBody"]
+
+
 @router.post(
     PREDICT_PATH.removeprefix("/v1"),
     response_model=PredictResponse,

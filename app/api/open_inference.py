@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from app import __version__
+from app.api.explain_options import EXPLAIN_KEYS
 from app.api.payloads import check_tensor_elements
-from app.api.v2_models import OutputRequest, infer_v2, signature_of
+from app.api.v2_models import ATTRIBUTIONS, OutputRequest, infer_v2, signature_of
 from app.api.v2_tensors import OutputTensor, Tensor
 from app.config import Settings
 from app.errors import BadRequest, NotFound
@@ -128,13 +129,36 @@ def integer_parameter(parameters: Mapping[str, object], key: str, where: str) ->
 
 
 def output_request(name: str, parameters: Mapping[str, object]) -> OutputRequest:
-    """A requested output and its parameters (Triton's ``classification``, our ``top_k``)."""
+    """A requested output and its parameters (Triton's ``classification``, our ``top_k``,
+    and an ``attributions`` output's method, steps, baseline and target)."""
     where = f"output '{name}'"
     return OutputRequest(
         name,
         classification=integer_parameter(parameters, "classification", where),
         top_k=integer_parameter(parameters, "top_k", where),
+        explain=tuple((key, parameters[key]) for key in EXPLAIN_KEYS if key in parameters),
     )
+
+
+def _explain_defaults(
+    outputs: Sequence[OutputRequest], parameters: Mapping[str, object]
+) -> list[OutputRequest]:
+    """The request's own method, steps, baseline and target as the ``attributions`` output's
+    defaults: clients such as tritonclient set request parameters, not an output's."""
+    defaults = {key: parameters[key] for key in EXPLAIN_KEYS if key in parameters}
+    if not defaults:
+        return list(outputs)
+    if not any(output.name == ATTRIBUTIONS for output in outputs):
+        raise BadRequest(
+            f"request parameters {', '.join(defaults)} apply to the '{ATTRIBUTIONS}' output; "
+            "request that output, or leave them out."
+        )
+    return [
+        replace(output, explain=tuple({**defaults, **dict(output.explain)}.items()))
+        if output.name == ATTRIBUTIONS
+        else output
+        for output in outputs
+    ]
 
 
 async def infer(
@@ -143,8 +167,11 @@ async def infer(
     outputs: Sequence[OutputRequest],
     top_k: int | None,
     settings: Settings,
+    parameters: Mapping[str, object] | None = None,
 ) -> Inference:
-    """Run decoded input tensors through the model's runtime (the same queue as v1)."""
+    """Run decoded input tensors through the model's runtime (the same queue as v1, or its
+    explanation queue when ``attributions`` are asked for); ``parameters``: the request's."""
+    outputs = _explain_defaults(outputs, parameters or {})
     results, version = await infer_v2(
         runtime, tensors, outputs, top_k, settings.max_images_per_request
     )

@@ -14,8 +14,9 @@ GRID_PADDING = 2
 
 
 def encode_png(pixels: np.ndarray) -> bytes:
+    """Greyscale (uint8 [H, W]) or RGB (uint8 [H, W, 3]) pixels as a PNG file."""
     buffer = io.BytesIO()
-    Image.fromarray(pixels, mode="L").save(buffer, format="PNG")
+    Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()
 
 

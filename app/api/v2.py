@@ -16,6 +16,7 @@ from app.api.deps import RegistryDep, liveness_failure
 from app.api.http_errors import INFERENCE_ERROR_STATUSES
 from app.api.parameters import MODEL_NAME, MODEL_VERSION, serving_state
 from app.api.responses import FastJSONResponse, version_headers
+from app.api.v2_outputs import encode_response
 from app.api.v2_requests import ReadRequest, is_encoded, read_request
 from app.api.v2_schemas import (
     ErrorV2Response,
@@ -27,7 +28,6 @@ from app.api.v2_schemas import (
     ServerMetadataResponse,
     inference_request_schema,
 )
-from app.api.v2_tensors import encode_response
 from app.config import Settings
 from app.serving.registry import ModelRegistry
 from app.serving.runtime import ModelRuntime
@@ -93,8 +93,9 @@ async def _infer(request: Request) -> Response:
 async def _answer(runtime: ModelRuntime, read: ReadRequest, settings: Settings) -> Response:
     parsed = read.parsed
     requested = parsed.output_requests()
+    outputs = [output for output, _ in requested]
     result = await oip.infer(
-        runtime, read.tensors, [output for output, _ in requested], parsed.top_k(), settings
+        runtime, read.tensors, outputs, parsed.top_k(), settings, parsed.parameters
     )
     binary_flags = [flag for _, flag in requested] or [parsed.binary_default()] * len(
         result.outputs

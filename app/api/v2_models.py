@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from app.api.explain_options import explain_options
 from app.api.payloads import check_batch_size, decode_base64
 from app.api.v2_tensors import BYTES, OutputTensor, Tensor
 from app.errors import BadRequest, InvalidInput
@@ -25,6 +26,7 @@ from app.zoo import ModelSpec
 
 FP32, INT64 = "FP32", "INT64"
 TENSOR, IMAGE, PROBABILITIES, LABELS = "input", "image", "probabilities", "labels"
+ATTRIBUTIONS = "attributions"  # on request only: an explanation (app/serving/explain.py)
 LATENT, LABEL = "latent", "label"
 DEFAULT_TOP_K = 5
 
@@ -50,11 +52,13 @@ class Signature:
 
 @dataclass(frozen=True)
 class OutputRequest:
-    """A requested output: ``classification`` (Triton's extension) or ``top_k`` for labels."""
+    """A requested output: ``classification`` (Triton's extension) or ``top_k`` for labels;
+    ``explain``: the attributions' parameters (method, steps, baseline, target)."""
 
     name: str
     classification: int | None = None
     top_k: int | None = None
+    explain: tuple[tuple[str, object], ...] = ()
 
 
 def signature_of(runtime: ModelRuntime) -> Signature:
@@ -73,15 +77,15 @@ def _signature(spec: ModelSpec, classes: int) -> Signature:
             outputs=(TensorSpec(IMAGE, FP32, (-1, *spec.output_shape)),),
         )
     accepts = (-1, *spec.input_accepts) if spec.input_accepts is not None else None
+    outputs = [TensorSpec(PROBABILITIES, FP32, (-1, classes)), TensorSpec(LABELS, BYTES, (-1, -1))]
+    if spec.explain is not None:  # shaped like the model's input tensor
+        outputs.append(TensorSpec(ATTRIBUTIONS, FP32, accepts or (-1, *spec.input_shape)))
     return Signature(
         inputs=(
             TensorSpec(TENSOR, FP32, (-1, *spec.input_shape), accepts=accepts),
             TensorSpec(IMAGE, BYTES, (-1,)),
         ),
-        outputs=(
-            TensorSpec(PROBABILITIES, FP32, (-1, classes)),
-            TensorSpec(LABELS, BYTES, (-1, -1)),
-        ),
+        outputs=tuple(outputs),
     )
 
 
@@ -126,9 +130,9 @@ def _blobs(tensor: Tensor) -> list[bytes]:
     ]
 
 
-async def _classifier_outputs(
+async def _classifier_samples(
     runtime: ModelRuntime, tensors: Sequence[Tensor], signature: Signature, limit: int
-) -> list[Output]:
+) -> list[torch.Tensor]:
     by_name = _pick(tensors, signature, runtime.spec.name)
     if len(by_name) != 1:
         raise BadRequest(
@@ -139,12 +143,10 @@ async def _classifier_outputs(
     tensor_spec, image_spec = signature.inputs
     if tensor.name == IMAGE:
         _check(tensor, image_spec, limit)
-        samples = await runtime.decode_images(_blobs(tensor))
-    else:
-        _check(tensor, tensor_spec, limit)
-        assert isinstance(tensor.data, np.ndarray)
-        samples = runtime.samples_from_array(tensor.data)
-    return await runtime.infer([(sample,) for sample in samples])
+        return await runtime.decode_images(_blobs(tensor))
+    _check(tensor, tensor_spec, limit)
+    assert isinstance(tensor.data, np.ndarray)
+    return runtime.samples_from_array(tensor.data)
 
 
 async def _generator_outputs(
@@ -178,6 +180,9 @@ def _checked(output: OutputRequest, classes: int) -> OutputRequest:
         raise BadRequest(f"'classification' applies to output '{PROBABILITIES}' only.")
     if output.top_k is not None and output.name != LABELS:
         raise BadRequest(f"'top_k' applies to output '{LABELS}' only.")
+    if output.explain and output.name != ATTRIBUTIONS:
+        keys = ", ".join(key for key, _ in output.explain)
+        raise BadRequest(f"{keys} apply to output '{ATTRIBUTIONS}' only.")
     for what, value in (("classification", output.classification), ("top_k", output.top_k)):
         if value is not None and not 1 <= value <= classes:
             raise BadRequest(f"{what} must be between 1 and {classes}; got {value}.")
@@ -235,8 +240,12 @@ async def infer_v2(
     """
     signature = signature_of(runtime)
     requested = _requested(outputs, signature, max(1, len(runtime.labels)), top_k)
+    explaining = next((output for output in requested if output.name == ATTRIBUTIONS), None)
+    if explaining is not None:
+        return await _explained(runtime, tensors, signature, limit, requested, explaining, top_k)
     if runtime.spec.is_classifier:
-        results = await _classifier_outputs(runtime, tensors, signature, limit)
+        samples = await _classifier_samples(runtime, tensors, signature, limit)
+        results = await runtime.infer([(sample,) for sample in samples])
     else:
         results = await _generator_outputs(runtime, tensors, signature, limit)
     # numpy, not torch.stack: this runs on the event loop (see app/serving/heads.py)
@@ -247,3 +256,31 @@ async def infer_v2(
     stacked = stacked.astype(np.float32, copy=False)
     encoded = [_encode(output, stacked, runtime.labels, top_k) for output in requested]
     return encoded, oldest_version(results)
+
+
+async def _explained(
+    runtime: ModelRuntime,
+    tensors: Sequence[Tensor],
+    signature: Signature,
+    limit: int,
+    requested: Sequence[OutputRequest],
+    explaining: OutputRequest,
+    top_k: int | None,
+) -> tuple[list[OutputTensor], int]:
+    """Every output of an explained request from the explanation's own forward (its
+    probabilities, one parameter version), attributions shaped like the model's input."""
+    options = explain_options(dict(explaining.explain), runtime)  # before any decoding
+    if runtime.explainer is None:
+        raise BadRequest(f"model '{runtime.spec.name}' cannot be explained here.")
+    samples = await _classifier_samples(runtime, tensors, signature, limit)
+    explained = await runtime.explainer.explain(samples, options)
+    attributions = explained.attributions
+    stacked = np.stack([a.probabilities for a in attributions]).astype(np.float32, copy=False)
+    encoded = []
+    for output in requested:
+        if output.name == ATTRIBUTIONS:
+            values = np.stack([a.values for a in attributions])
+            encoded.append(OutputTensor(ATTRIBUTIONS, FP32, values.shape, values))
+        else:
+            encoded.append(_encode(output, stacked, runtime.labels, top_k))
+    return encoded, explained.version

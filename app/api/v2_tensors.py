@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-import orjson
 
 from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
@@ -37,7 +36,7 @@ DATATYPES: dict[str, np.dtype[Any]] = {
     "FP64": np.dtype("<f8"),
 }
 _JSON_KINDS = {"b": "b", "u": "iu", "i": "iu", "f": "iuf"}  # numpy kinds each type accepts
-_LENGTH = struct.Struct("<I")
+LENGTH_PREFIX = struct.Struct("<I")  # a BYTES element's length
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
@@ -120,7 +119,7 @@ def _split_bytes(chunk: memoryview, name: str) -> list[bytes]:
     while offset < end:
         if offset + 4 > end:
             raise BadRequest(f"input '{name}': a BYTES element's 4-byte length is cut off.")
-        (size,) = _LENGTH.unpack_from(chunk, offset)
+        (size,) = LENGTH_PREFIX.unpack_from(chunk, offset)
         offset += 4
         if offset + size > end:
             raise BadRequest(f"input '{name}': a BYTES element is longer than its binary data.")
@@ -279,41 +278,3 @@ def read_inputs(items: Sequence[InputLike], binary: memoryview) -> list[Tensor]:
             f"binary_data_size add up to {offset}."
         )
     return tensors
-
-
-def raw_bytes(output: OutputTensor) -> bytes:
-    """An output in the binary layout (the binary extension's, and gRPC's raw contents)."""
-    if isinstance(output.data, list):
-        encoded = [item.encode() for item in output.data]
-        return b"".join(_LENGTH.pack(len(item)) + item for item in encoded)
-    return output.data.astype(DATATYPES[output.datatype], copy=False).tobytes()
-
-
-def _json_data(output: OutputTensor) -> object:
-    if isinstance(output.data, list):
-        return output.data
-    return np.ascontiguousarray(output.data).reshape(-1)
-
-
-def encode_response(
-    head: dict[str, Any], outputs: Sequence[tuple[OutputTensor, bool]]
-) -> tuple[bytes, int | None]:
-    """The body, and the JSON header's length when binary outputs follow it (else None)."""
-    entries, chunks = [], []
-    for output, binary in outputs:
-        entry: dict[str, Any] = {
-            "name": output.name,
-            "datatype": output.datatype,
-            "shape": list(output.shape),
-        }
-        if binary:
-            raw = raw_bytes(output)
-            entry["parameters"] = {"binary_data_size": len(raw)}
-            chunks.append(raw)
-        else:
-            entry["data"] = _json_data(output)
-        entries.append(entry)
-    header = orjson.dumps({**head, "outputs": entries}, option=orjson.OPT_SERIALIZE_NUMPY)
-    if not chunks:
-        return header, None
-    return b"".join([header, *chunks]), len(header)

@@ -24,6 +24,7 @@ from app.metrics import Metrics
 from app.serving.aot_builds import GraphBuilder, PackagePlan
 from app.serving.batching import BatchObserver
 from app.serving.compiled_cache import PackageCache
+from app.serving.device_worker import DeviceWorker
 from app.serving.faults import DeviceLost
 from app.serving.forward import Background
 from app.serving.graphs import TRACED_MODES
@@ -58,7 +59,8 @@ class ModelRegistry:
         self.metrics = metrics
         self.device = device
         self.entries = {name: ModelEntry(get_spec(name)) for name in settings.models}
-        self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"forward-{device.type}")
+        # predict batches and swaps first, explanations after (app/serving/device_worker.py)
+        self._worker = DeviceWorker(f"forward-{device.type}")
         decode_threads = settings.decode_threads_per_worker(
             os.cpu_count() or 1, cuda=device.type == "cuda"
         )
@@ -229,10 +231,14 @@ class ModelRegistry:
             half=settings.half,
             half_dtype=getattr(torch, settings.half_dtype),
             observer=self._observer(spec.name),
+            explain_queue=settings.explain_queue,
         )
+        # A finished graph is swapped in on the batch lane: it changes no parameter, so it may
+        # run at an explanation's yield point instead of restarting the explanation.
+        adopt = self._worker.batches.submit
         if graph.mode in TRACED_MODES:
             runtime.forward.background = Background(
-                self._graph_builder, on_worker=self._worker.submit, wait=settings.wait_for_graphs
+                self._graph_builder, on_worker=adopt, wait=settings.wait_for_graphs
             )
         if graph.mode == "aot":
             runtime.forward.packages = PackagePlan(
@@ -241,7 +247,7 @@ class ModelRegistry:
                 spec.name,
                 compile_missing=settings.compile_graphs,
                 wait=settings.wait_for_graphs,
-                on_worker=self._worker.submit,
+                on_worker=adopt,
             )
         seconds = runtime.prepare()
         logger.info("model %s warmed up in %.2f s", spec.name, seconds)

@@ -28,6 +28,8 @@ from app.errors import (
 )
 from app.serving.batching import BatchObserver, DynamicBatcher, Inputs
 from app.serving.checksum import parameter_count, parameters_sha256
+from app.serving.device_worker import DeviceWorker, batch_lane
+from app.serving.explain_queue import Explainer
 from app.serving.faults import DeviceLost, DeviceOutOfMemory, device_fault
 from app.serving.forward import ModelForward
 from app.serving.images import open_image
@@ -74,6 +76,7 @@ class ModelRuntime:
         half: bool = False,
         half_dtype: torch.dtype = torch.float16,
         observer: BatchObserver | None = None,
+        explain_queue: int = 16,
     ) -> None:
         self.spec = spec
         self.loaded = loaded
@@ -102,13 +105,17 @@ class ModelRuntime:
         self._history = {self.state.version: self.state.sha256}
         self._batcher = DynamicBatcher(
             self._run_batch,
-            worker,
+            batch_lane(worker),
             max_batch_size=batching.max_batch_size,
             max_delay_s=batching.max_delay_ms / 1000.0,
             max_queue=batching.max_queue,
             observer=observer,
             queue_timeout_s=batching.queue_timeout_s,
         )
+        # explanations: their own queue, on the worker's low lane (app/serving/explain_queue.py)
+        self.explainer: Explainer | None = None
+        if isinstance(worker, DeviceWorker) and spec.explain is not None:
+            self.explainer = Explainer(self, worker, explain_queue, batching.queue_timeout_s)
 
     def _example(self, batch: int) -> tuple[torch.Tensor, ...]:
         if self.loaded.codec is not None:

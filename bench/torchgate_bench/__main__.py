@@ -10,6 +10,7 @@ import typer
 
 from torchgate_bench.builds_cli import bench_builds
 from torchgate_bench.cli import bench
+from torchgate_bench.explain import bench_explain
 from torchgate_bench.graphs import bench_graphs
 from torchgate_bench.precision import bench_precision
 from torchgate_bench.replicas_cli import bench_replicas
@@ -24,6 +25,7 @@ cli.command("soak")(soak)
 cli.command("bench-replicas")(bench_replicas)
 cli.command("bench-graphs")(bench_graphs)
 cli.command("bench-builds")(bench_builds)
+cli.command("bench-explain")(bench_explain)
 cli.command("bench-precision")(bench_precision)
 
 

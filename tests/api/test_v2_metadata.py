@@ -32,17 +32,29 @@ def _tensor(name: str, datatype: str, shape: list[int]) -> dict:
         (
             "cnn",
             [_tensor("input", "FP32", [-1, 1, 28, 28]), _tensor("image", "BYTES", [-1])],
-            [_tensor("probabilities", "FP32", [-1, 10]), _tensor("labels", "BYTES", [-1, -1])],
+            [
+                _tensor("probabilities", "FP32", [-1, 10]),
+                _tensor("labels", "BYTES", [-1, -1]),
+                _tensor("attributions", "FP32", [-1, 1, 28, 28]),
+            ],
         ),
         (
             "lstm",
             [_tensor("input", "FP32", [-1, -1, 28]), _tensor("image", "BYTES", [-1])],
-            [_tensor("probabilities", "FP32", [-1, 10]), _tensor("labels", "BYTES", [-1, -1])],
+            [
+                _tensor("probabilities", "FP32", [-1, 10]),
+                _tensor("labels", "BYTES", [-1, -1]),
+                _tensor("attributions", "FP32", [-1, -1, 28]),
+            ],
         ),
         (
             "alexnet",
             [_tensor("input", "FP32", [-1, 3, 224, 224]), _tensor("image", "BYTES", [-1])],
-            [_tensor("probabilities", "FP32", [-1, 1000]), _tensor("labels", "BYTES", [-1, -1])],
+            [
+                _tensor("probabilities", "FP32", [-1, 1000]),
+                _tensor("labels", "BYTES", [-1, -1]),
+                _tensor("attributions", "FP32", [-1, 3, -1, -1]),
+            ],
         ),
         (
             "gan",

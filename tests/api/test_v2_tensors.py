@@ -6,15 +6,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import orjson
 import pytest
-from tritonclient.http import InferResult
 from tritonclient.utils import serialize_byte_tensor
 
 from app.api.v2_tensors import (
-    OutputTensor,
     decompress,
-    encode_response,
     read_inputs,
     split_body,
 )
@@ -114,30 +110,6 @@ def test_split_body_uses_the_header_length() -> None:
     for bad in ("0", "-1", "12", "seven"):
         with pytest.raises(BadRequest, match="Inference-Header-Content-Length"):
             split_body(b'{"a":1}tail', bad)
-
-
-def test_responses_decode_with_tritonclient() -> None:
-    probabilities = np.random.default_rng(1).random((2, 3), dtype=np.float32)
-    outputs = [
-        (OutputTensor("probabilities", "FP32", (2, 3), probabilities), True),
-        (OutputTensor("labels", "BYTES", (2, 1), ["coat", "bag"]), True),
-        (OutputTensor("json", "FP32", (2, 3), probabilities), False),
-    ]
-    body, header_length = encode_response({"model_name": "m", "id": "7"}, outputs)
-    assert header_length is not None
-    result = InferResult.from_response_body(body, header_length=header_length)
-    np.testing.assert_array_equal(result.as_numpy("probabilities"), probabilities)
-    assert result.as_numpy("labels").tolist() == [[b"coat"], [b"bag"]]
-    np.testing.assert_array_equal(result.as_numpy("json"), probabilities)
-    assert result.get_response()["id"] == "7"
-
-
-def test_json_only_responses_have_no_header_length() -> None:
-    body, header_length = encode_response(
-        {}, [(OutputTensor("x", "FP32", (1, 2), np.array([[0.5, 0.25]], np.float32)), False)]
-    )
-    assert header_length is None
-    assert orjson.loads(body)["outputs"][0]["data"] == [0.5, 0.25]
 
 
 def test_compressed_requests_are_inflated_within_the_limit() -> None:

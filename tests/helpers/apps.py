@@ -51,6 +51,18 @@ async def wait_ready(client: httpx.AsyncClient, timeout: float = 120.0) -> None:
     raise AssertionError("the app did not become ready in time")
 
 
+async def graphs_settled(client: httpx.AsyncClient, *names: str, timeout: float = 120.0) -> None:
+    """Wait until each model serves its final graph (TorchScript is traced once the model is
+    ready, then swapped in): answers compared byte for byte must come from one graph."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    for name in names:
+        while (await client.get(f"/v1/models/{name}")).json()["graph_pending"]:
+            if loop.time() > deadline:
+                raise AssertionError(f"{name}'s graph was not ready in time")
+            await asyncio.sleep(0.05)
+
+
 @asynccontextmanager
 async def running_app(settings: Settings, ready: bool = True) -> AsyncIterator[httpx.AsyncClient]:
     """Run the app's lifespan and give an httpx client on it (after loading, by default)."""

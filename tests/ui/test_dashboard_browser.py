@@ -6,6 +6,7 @@ folder, are copied there too (CI keeps them as artifacts)."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import io
 import json
@@ -197,6 +198,63 @@ def test_uploading_a_test_image_shows_its_label(
     assert first.get_attribute("data-label") == label
     assert "ms" in _text(driver, "predict-latency")
     screenshot(driver, "predict")
+    assert _console_errors(driver) == []
+
+
+def test_a_classified_image_shows_its_heatmap_beside_the_answer(
+    driver: webdriver.Chrome, server: Server, screenshot: Callable, tmp_path: Path
+) -> None:
+    image, label = _test_image(server, tmp_path)
+    _open(driver, server)
+    Select(driver.find_element(By.ID, "predict-model")).select_by_value("cnn")
+    driver.find_element(By.ID, "predict-file").send_keys(str(image))
+    figure = _wait(
+        driver,
+        lambda b: (
+            (shown := b.find_element(By.ID, "explain-figure")).is_displayed()
+            and b.execute_script(
+                "return arguments[0].naturalWidth", b.find_element(By.ID, "explain-heatmap")
+            )
+            > 0
+            and shown
+        ),
+    )
+    first = driver.find_element(By.CSS_SELECTOR, "#predictions li")
+    # the class explained is the one just predicted, and it is the image's true label
+    assert figure.get_attribute("data-label") == first.get_attribute("data-label") == label
+    assert figure.get_attribute("data-method") == "integrated_gradients"
+    assert label in _text(driver, "explain-caption")
+    heatmap = driver.find_element(By.ID, "explain-heatmap")
+    # the picture shown, read back through a canvas (the page's policy keeps fetch same-origin)
+    data_url = driver.execute_script(
+        """const img = arguments[0];
+        const canvas = document.createElement("canvas");
+        canvas.width = img.naturalWidth;
+        canvas.height = img.naturalHeight;
+        canvas.getContext("2d").drawImage(img, 0, 0);
+        return canvas.toDataURL("image/png");""",
+        heatmap,
+    )
+    shown = np.asarray(
+        Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))).convert("RGB")
+    )
+    # exactly the server's heatmap of that image, drawn over it at 8x
+    served = httpx.post(
+        f"{server.base}/v1/models/cnn/explain",
+        params={"format": "png", "method": "integrated_gradients"},
+        content=image.read_bytes(),
+        headers={"Content-Type": "image/png"},
+        timeout=60,
+    )
+    assert served.status_code == 200
+    picture = np.asarray(Image.open(io.BytesIO(served.content)))
+    assert picture.shape == shown.shape == (224, 224, 3)
+    assert np.abs(picture.astype(int) - shown.astype(int)).max() <= 2
+    red = (picture[..., 0].astype(int) - picture[..., 2].astype(int)) > 60
+    assert red.any()  # some heat is drawn
+    box = heatmap.rect
+    assert box["width"] > 100 and box["x"] > first.rect["x"]  # beside the answer
+    screenshot(driver, "explain")
     assert _console_errors(driver) == []
 
 

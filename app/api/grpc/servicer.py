@@ -74,8 +74,9 @@ class InferenceServicer(GRPCInferenceServiceServicer):
             oip.output_request(output.name, parameters_of(output.parameters))
             for output in request.outputs
         ]
-        top_k = oip.integer_parameter(parameters_of(request.parameters), "top_k", "the request")
-        result = await oip.infer(runtime, tensors, outputs, top_k, settings)
+        parameters = parameters_of(request.parameters)
+        top_k = oip.integer_parameter(parameters, "top_k", "the request")
+        result = await oip.infer(runtime, tensors, outputs, top_k, settings, parameters)
         response = pb.ModelInferResponse(
             model_name=result.model_name,
             model_version=oip.MODEL_VERSION,

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from app.api.grpc.proto import inference_pb2 as pb
+from app.api.v2_outputs import raw_bytes
 from app.api.v2_tensors import (
     BYTES,
     OutputTensor,
@@ -19,7 +20,6 @@ from app.api.v2_tensors import (
     check_datatype,
     check_unique_names,
     decode_tensor,
-    raw_bytes,
 )
 from app.errors import BadRequest
 

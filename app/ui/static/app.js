@@ -127,7 +127,39 @@ async function predict(blob) {
     $("predictions").replaceChildren(...items);
   } catch (error) {
     $("predictions").replaceChildren();
+    $("explain-figure").hidden = true;
     showError("predict-error", error);
+    return;
+  }
+  await explain(name, blob);
+}
+
+// The heatmap of the image just classified, asked for once its answer is shown (an
+// explanation waits behind every predict, so it never delays one).
+async function explain(name, blob) {
+  showError("explain-error", null);
+  const figure = $("explain-figure");
+  const method = $("explain-method").value;
+  const started = performance.now();
+  try {
+    const response = await request(
+      `/v1/models/${encodeURIComponent(name)}/explain?format=png&method=${method}`,
+      { method: "POST", headers: { "Content-Type": blob.type || "image/png" }, body: blob });
+    const png = await response.blob();
+    const img = $("explain-heatmap");
+    if (img.src) URL.revokeObjectURL(img.src);
+    img.src = URL.createObjectURL(png);
+    const label = response.headers.get("X-Explanation-Label") || "";
+    const ms = performance.now() - started;
+    $("explain-caption").textContent =
+      `${method.replace("_", " ")} for “${label}” · ${ms.toFixed(0)} ms`;
+    figure.dataset.label = label;
+    figure.dataset.method = method;
+    figure.dataset.version = response.headers.get("X-Model-Version") || "";
+    figure.hidden = false;
+  } catch (error) {
+    figure.hidden = true;
+    showError("explain-error", error);
   }
 }
 
