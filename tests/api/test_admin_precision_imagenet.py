@@ -23,6 +23,13 @@ from tests.helpers.weights import write_random_weights
 pytestmark = pytest.mark.anyio
 
 
+@pytest.fixture(scope="module")
+def own_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A weights dir of this module's own: the session's ``weights_dir`` must keep vgg16 and
+    resnet101 absent (other modules expect them unavailable)."""
+    return tmp_path_factory.mktemp("precision-weights")
+
+
 def _image(seed: int) -> bytes:
     """Smooth colour fields (noise upscaled): random weights answer them with varied classes."""
     pixels = np.random.default_rng(seed).integers(0, 256, (6, 8, 3), dtype=np.uint8)
@@ -89,13 +96,14 @@ def _refused(result: dict[str, Any], n: int) -> None:
 
 @pytest.mark.parametrize("name", ["alexnet", "vgg16"])
 async def test_float16_overflow_is_refused_and_bfloat16_with_float32_range_is_promoted(
-    settings_factory: Callable[..., Settings], weights_dir: Path, tmp_path: Path, name: str
+    settings_factory: Callable[..., Settings], own_weights: Path, tmp_path: Path, name: str
 ) -> None:
     """Weights drawn from N(0, 0.1) (a seeded reinitialize) make activations beyond float16's
     65504: float16 answers turn inf/NaN; bfloat16 keeps float32's range and every answer."""
-    write_random_weights(name, weights_dir)
+    write_random_weights(name, own_weights)
     data = tmp_path / "data"
-    async with running_app(settings_factory(models=(name,), data_dir=data)) as client:
+    settings = settings_factory(models=(name,), data_dir=data, weights_dir=own_weights)
+    async with running_app(settings) as client:
         reinit = {"scheme": "normal", "mean": 0.0, "std": 0.1, "seed": 1}
         changed = await client.post(
             f"/admin/models/{name}/reinitialize", json=reinit, headers=admin_headers()
@@ -123,15 +131,16 @@ async def test_float16_overflow_is_refused_and_bfloat16_with_float32_range_is_pr
 )
 async def test_a_refused_candidate_passes_at_a_tolerance_of_its_drop(
     settings_factory: Callable[..., Settings],
-    weights_dir: Path,
+    own_weights: Path,
     tmp_path: Path,
     name: str,
     dtype: str,
     seeds: tuple[int, ...],
 ) -> None:
-    write_random_weights(name, weights_dir)
+    write_random_weights(name, own_weights)
     data = tmp_path / "data"
-    async with running_app(settings_factory(models=(name,), data_dir=data)) as client:
+    settings = settings_factory(models=(name,), data_dir=data, weights_dir=own_weights)
+    async with running_app(settings) as client:
         await _labelled_by_float32(client, name, data / "labelled", seeds)
         refused = await _trial(
             client, name, dtype=dtype, max_accuracy_drop=0.0, image_folder="labelled"
