@@ -1,7 +1,9 @@
-"""The device side of one model: its serving graph, host->device copies, autocast, warm-up.
+"""The device side of one model: host->device copies, padding, autocast, warm-up, and the
+promoted precision's copy.
 
 Everything here runs on the device's worker thread (or in the loader before the model is
-published), never on the event loop.
+published), never on the event loop. How the serving graph is built and swapped in is
+app/serving/graph_swaps.py; the batch sizes it is warmed up at, app/serving/batch_shapes.py.
 """
 
 from __future__ import annotations
@@ -10,64 +12,19 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from app.serving.aot import CompiledGraph
-from app.serving.aot_builds import GraphBuilder, GraphTarget, PackagePlan, obtain_graph, verified
+from app.serving.aot_builds import PackagePlan
+from app.serving.batch_shapes import autotuning_off, bucket_sizes, padded_size, warmup_batch_sizes
 from app.serving.faults import DeviceFault, DeviceLost, device_fault, device_responds
+from app.serving.graph_swaps import Background, ExampleFn, GraphSwaps
 from app.serving.graphs import TRACED_MODES, ServingGraph, build_graph
-from app.serving.precision import (
-    CAST_DTYPES,
-    FLOAT32,
-    convert,
-    input_dtype,
-    is_convolutional,
-)
+from app.serving.precision import CAST_DTYPES, FLOAT32, convert, is_convolutional, run_converted
 
 logger = logging.getLogger(__name__)
-
-ExampleFn = Callable[[int], tuple[torch.Tensor, ...]]
-OnWorker = Callable[[Callable[[], None]], object]
-
-
-@dataclass(frozen=True)
-class Background:
-    """Where a TorchScript graph is traced once the model already serves eager, and how the
-    graph reaches the forward worker (``on_worker``; None: at the model's next batch).
-    ``wait``: trace before the model is ready instead (TORCHGATE_WAIT_FOR_GRAPHS)."""
-
-    builder: GraphBuilder
-    on_worker: OnWorker | None = None
-    wait: bool = False
-
-
-def bucket_sizes(max_batch_size: int) -> list[int]:
-    """Every power of two below the limit, and the limit: the batch sizes CUDA serves."""
-    sizes = {1, max_batch_size}
-    size = 2
-    while size < max_batch_size:
-        sizes.add(size)
-        size *= 2
-    return sorted(sizes)
-
-
-def warmup_batch_sizes(device: torch.device, max_batch_size: int) -> list[int]:
-    """On the CPU the first forward pays the one-off costs (allocator, oneDNN and graph
-    set-up) and later batch sizes only add a cheap primitive each, so one batch of 1 is
-    enough and keeps the cold start short. cuDNN's autotuner picks kernels per shape, so on
-    CUDA every bucket size is run once (and batches are padded up to one, see ModelForward)."""
-    if device.type != "cuda":
-        return [1]
-    return bucket_sizes(max_batch_size)
-
-
-def padded_size(size: int, warmed: Sequence[int]) -> int:
-    """The smallest warmed batch size that holds ``size`` (``size`` itself beyond them all)."""
-    return min((w for w in warmed if w >= size), default=size)
 
 
 def release_cached_memory(device: torch.device) -> None:
@@ -77,20 +34,7 @@ def release_cached_memory(device: torch.device) -> None:
             torch.cuda.empty_cache()
 
 
-@contextlib.contextmanager
-def _autotuning_off() -> Iterator[None]:
-    """cuDNN's autotuner off for one call. The flag is process-wide, but every served batch
-    runs on the one forward worker; only a model still warming up in a loader thread can run
-    beside it, and at worst that model then tunes the shape at its first batch instead."""
-    cudnn = torch.backends.cudnn
-    cudnn.benchmark = False
-    try:
-        yield
-    finally:
-        cudnn.benchmark = True
-
-
-class ModelForward:
+class ModelForward(GraphSwaps):
     """Runs batches through the model's serving graph on its device.
 
     With ``fixed_shapes`` (the default on CUDA), only warmed shapes reach the device: a batch
@@ -175,11 +119,6 @@ class ModelForward:
             torch.cuda.synchronize(self.device)
         return time.perf_counter() - started
 
-    @property
-    def graph_pending(self) -> bool:
-        """Whether a graph for the current weights is still being built to replace eager."""
-        return self._building is not None and self._building == self._generation
-
     def rebuild(self, wait: bool = False) -> None:
         """(Re)build the graph: a frozen TorchScript graph holds the weights as constants, so
         it must be rebuilt after every parameter swap; eager and compiled ones need not be.
@@ -211,128 +150,6 @@ class ModelForward:
             self.graph.mode,
             " + channels_last" if self.graph.channels_last else "",
         )
-
-    def _graph_target(self) -> GraphTarget:
-        return GraphTarget(
-            self.module,
-            self.device,
-            self._example,
-            self._max_batch,
-            self._channels_last,
-            self.classifier,
-        )
-
-    def _trace_later(
-        self, example: tuple[torch.Tensor, ...], background: Background, wait: bool
-    ) -> None:
-        """Eager at once, the TorchScript graph once traced and checked (about a second for
-        resnet101, which would otherwise hold up readiness and every parameter swap)."""
-        generation = self._next_generation()
-        self.graph = build_graph(
-            self.module, "eager", self._channels_last, example, self.classifier
-        )
-
-        def trace() -> ServingGraph | None:
-            with self._autocast_context():
-                graph = build_graph(
-                    self.module,
-                    self._graph_mode,
-                    self._channels_last,
-                    example,
-                    self.classifier,
-                    convert_module=False,  # eager already has the layout; it is serving
-                )
-            # else build_graph logged why it serves eager
-            return graph if graph.mode == self._graph_mode else None
-
-        self._schedule(generation, trace, background.builder, background.on_worker, wait)
-
-    def _next_generation(self) -> int:
-        """Start serving new weights: any graph built for older ones is dropped."""
-        self._generation += 1
-        with self._pending_lock:
-            self._pending = None
-        return self._generation
-
-    def _schedule(
-        self,
-        generation: int,
-        make: Callable[[], ServingGraph | None],
-        builder: GraphBuilder,
-        on_worker: OnWorker | None,
-        wait: bool,
-    ) -> None:
-        """Build a graph for ``generation`` with ``make`` on ``builder``'s thread (or now, if
-        ``wait``), and hand it to the worker, which swaps it in between two batches."""
-
-        def build() -> None:
-            graph = None
-            try:
-                if generation == self._generation:  # else the weights changed again since
-                    graph = make()
-            finally:
-                if graph is None and self._building == generation:
-                    self._building = None  # eager stays, and nothing is pending any more
-            if graph is None:
-                return
-            with self._pending_lock:
-                self._pending = (generation, graph)
-            if on_worker is not None and not wait:
-                with contextlib.suppress(RuntimeError):  # the worker has shut down
-                    on_worker(self._adopt_pending)
-
-        self._building = generation
-        if wait:
-            build()
-            self._adopt_pending()
-        else:
-            builder.submit(build)
-
-    def _rebuild_aot(self, wait: bool) -> None:
-        """Eager at once, the compiled graph when it is ready. A graph that reads every weight
-        from the module keeps serving after a parameter swap if it still agrees with eager;
-        one with weights baked in gives way to eager until the new weights' package is ready."""
-        self._next_generation()
-        current = self.graph.forward
-        if isinstance(current, CompiledGraph) and current.weights_external:
-            try:
-                current.bind_weights()
-                verified(current, self._graph_target())
-                return
-            except Exception as exc:
-                logger.warning("%s: compiled graph dropped (%s)", type(self.module).__name__, exc)
-        example = tuple(t.to(self.device) for t in self._example(1))
-        self.graph = build_graph(self.module, "aot", self._channels_last, example, self.classifier)
-        if self.packages is None or self._autocast:  # half precision on CUDA serves eager
-            return
-        plan, target = self.packages, self._graph_target()
-
-        def package() -> ServingGraph | None:
-            try:
-                graph = obtain_graph(plan, target)
-            except Exception as exc:
-                logger.warning("%s: no compiled graph (%s); serving eager", plan.model, exc)
-                return None
-            return None if graph is None else ServingGraph("aot", False, graph)
-
-        self._schedule(self._generation, package, plan.builder, plan.on_worker, wait)
-
-    def _adopt_pending(self) -> None:
-        """Swap in a finished compiled graph (on the worker, between batches) if it was built
-        for the weights the module holds now."""
-        with self._pending_lock:
-            pending, self._pending = self._pending, None
-        if pending is None or pending[0] != self._generation:
-            return
-        self.graph, self._building = pending[1], None
-        forward = self.graph.forward
-        source = f" ({forward.path.name})" if isinstance(forward, CompiledGraph) else ""
-        logger.info("%s serving graph: %s%s", type(self.module).__name__, self.graph.mode, source)
-
-    def _autocast_context(self) -> contextlib.AbstractContextManager[object]:
-        if self._autocast:
-            return torch.autocast("cuda", dtype=self._half_dtype)
-        return contextlib.nullcontext()
 
     def batch_plan(self, columns: Sequence[torch.Tensor]) -> tuple[int, bool]:
         """(rows to run, whether cuDNN may autotune them) for a stacked batch."""
@@ -387,7 +204,11 @@ class ModelForward:
             columns = [torch.cat([c, c.new_zeros((size - rows, *c.shape[1:]))]) for c in columns]
         reduced = self._reduced
         if reduced is not None:
-            return self._run_reduced(reduced, columns, rows, size, postprocess, cuda)
+            softmax = postprocess and self.classifier
+            result = run_converted(reduced, columns, self.precision, self._reduced_nhwc, softmax)
+            if size > rows:
+                result = result[:rows]
+            return result.cpu() if cuda else result
         first = columns[0]
         if (
             self.graph.channels_last
@@ -399,35 +220,11 @@ class ModelForward:
         with (
             torch.inference_mode(),
             self._autocast_context(),
-            _autotuning_off() if autotune else contextlib.nullcontext(),
+            autotuning_off() if autotune else contextlib.nullcontext(),
         ):
             result = self.graph.forward(*columns)
             if result.dtype != torch.float32:
                 result = result.float()
-            if postprocess and self.classifier:
-                result = result.softmax(dim=1)
-        if size > rows:
-            result = result[:rows]
-        return result.cpu() if cuda else result
-
-    def _run_reduced(
-        self,
-        reduced: nn.Module,
-        columns: list[torch.Tensor],
-        rows: int,
-        size: int,
-        postprocess: bool,
-        cuda: bool,
-    ) -> torch.Tensor:
-        """The promoted precision's copy, eager: float inputs cast to its dtype (labels stay
-        integers), outputs back to float32 for the softmax and the answer."""
-        cast = input_dtype(self.precision)
-        columns = [c.to(cast) if c.is_floating_point() and c.dtype != cast else c for c in columns]
-        first = columns[0]
-        if self._reduced_nhwc and first.dim() == 4:
-            columns[0] = first.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode():
-            result = reduced(*columns).float()
             if postprocess and self.classifier:
                 result = result.softmax(dim=1)
         if size > rows:

@@ -116,6 +116,27 @@ def input_dtype(dtype: str) -> torch.dtype:
     return CAST_DTYPES.get(dtype, torch.float32)
 
 
+def run_converted(
+    converted: nn.Module,
+    columns: list[torch.Tensor],
+    dtype: str,
+    channels_last: bool,
+    softmax: bool,
+) -> torch.Tensor:
+    """The promoted precision's copy, eager: float inputs cast to its dtype (labels stay
+    integers), outputs back to float32 for the softmax and the answer."""
+    cast = input_dtype(dtype)
+    columns = [c.to(cast) if c.is_floating_point() and c.dtype != cast else c for c in columns]
+    first = columns[0]
+    if channels_last and first.dim() == 4:
+        columns[0] = first.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        result = converted(*columns).float()
+        if softmax:
+            result = result.softmax(dim=1)
+    return result
+
+
 def is_convolutional(module: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for m in module.modules())
 

@@ -26,7 +26,7 @@ from app.serving.batching import BatchObserver
 from app.serving.compiled_cache import PackageCache
 from app.serving.device_worker import DeviceWorker
 from app.serving.faults import DeviceLost
-from app.serving.forward import Background
+from app.serving.graph_swaps import Background
 from app.serving.graphs import TRACED_MODES
 from app.serving.loading import WeightsLocation, load_model
 from app.serving.runtime import BatchingConfig, GraphChoice, ModelRuntime

@@ -82,7 +82,7 @@ def with_decode(forward: float, decode_s: float, decode_rate: float, rule: str) 
 def batch_sizes(device: torch.device, pretrained: bool, max_batch_size: int) -> list[int]:
     """On CUDA the sizes the server runs (it pads each batch up to one of them); on the CPU a
     spread up to the server's limit."""
-    from app.serving.forward import bucket_sizes
+    from app.serving.batch_shapes import bucket_sizes
 
     if device.type == "cuda":
         return bucket_sizes(max_batch_size)

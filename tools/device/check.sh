@@ -89,7 +89,8 @@ main() {
     step tests 180 -- env -u TORCHGATE_DEVICE "$py" -m pytest -v -p no:cacheprovider \
       --junitxml="$work/tests.xml" tests/serving/test_cuda_forward.py \
       tests/serving/test_cuda_app.py tests/serving/test_reinit.py \
-      tests/serving/test_forward.py tests/serving/test_faults.py \
+      tests/serving/test_forward.py tests/serving/test_graph_swaps.py \
+      tests/serving/test_batch_shapes.py tests/serving/test_faults.py \
       tests/serving/test_device_faults.py tests/serving/test_batching.py \
       tests/serving/test_devices.py
     step aot 200 --stdout "$OUT/resnet101-aot.json" -- "$py" "${bench[@]}" \

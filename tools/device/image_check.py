@@ -90,6 +90,8 @@ TESTS = [
     "tests/serving/test_cuda_app.py",
     "tests/serving/test_reinit.py",
     "tests/serving/test_forward.py",
+    "tests/serving/test_graph_swaps.py",
+    "tests/serving/test_batch_shapes.py",
     "tests/serving/test_faults.py",
     "tests/serving/test_device_faults.py",
     "tests/serving/test_batching.py",

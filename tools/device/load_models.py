@@ -30,8 +30,9 @@ import torch
 
 from app.config import ALL_MODELS, Settings
 from app.metrics import Metrics
+from app.serving.batch_shapes import bucket_sizes, padded_size
 from app.serving.devices import configure_backends, configure_threads, resolve_device
-from app.serving.forward import ModelForward, bucket_sizes, padded_size
+from app.serving.forward import ModelForward
 from app.serving.registry import ModelRegistry
 from torchgate_bench.server import rss_bytes
 from torchgate_bench.weights import write_random_weights
