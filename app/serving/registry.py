@@ -29,7 +29,8 @@ from app.serving.faults import DeviceLost
 from app.serving.graph_swaps import Background
 from app.serving.graphs import TRACED_MODES
 from app.serving.loading import WeightsLocation, load_model
-from app.serving.runtime import BatchingConfig, GraphChoice, ModelRuntime
+from app.serving.model_config import batching_config, graph_choice
+from app.serving.runtime import ModelRuntime
 from app.zoo import ModelSpec, get_spec
 
 logger = logging.getLogger(__name__)
@@ -172,7 +173,9 @@ class ModelRegistry:
         def key(entry: ModelEntry) -> tuple[bool, bool, int]:
             spec = entry.spec
             size = int(spec.pretrained.meta.get("num_params", 0)) if spec.pretrained else 0
-            traced_at_load = wait and self._graph_for(spec).mode in TRACED_MODES
+            traced_at_load = (
+                wait and graph_choice(self.settings, spec, self.device).mode in TRACED_MODES
+            )
             return spec.pretrained is None, not traced_at_load, -size
 
         return sorted(self.entries.values(), key=key)
@@ -210,15 +213,8 @@ class ModelRegistry:
             verify=settings.verify_weights,
         )
         loaded = load_model(spec, where, self.device)
-        max_batch = settings.batch_size_for(spec.name, spec.max_batch_size)
-        batching = BatchingConfig(
-            max_batch_size=max_batch,
-            max_delay_ms=settings.batch_delay_for(spec.name, spec.max_batch_delay_ms),
-            max_queue=settings.max_queue
-            or max(max_batch * 32, settings.max_images_per_request * 4),
-            queue_timeout_s=settings.queue_timeout_s,
-        )
-        graph = self._graph_for(spec)
+        batching = batching_config(settings, spec)
+        graph = graph_choice(settings, spec, self.device)
         runtime = ModelRuntime(
             spec,
             loaded,
@@ -252,29 +248,6 @@ class ModelRegistry:
         seconds = runtime.prepare()
         logger.info("model %s warmed up in %.2f s", spec.name, seconds)
         return runtime
-
-    def _graph_for(self, spec: ModelSpec) -> GraphChoice:
-        """TORCHGATE_GRAPH, or the form measured fastest for this model on this device type,
-        and its thread budget."""
-        cuda = self.device.type == "cuda"
-        mode = self.settings.graph
-        if mode == "auto":
-            mode = spec.cuda_graph if cuda else spec.cpu_graph
-        channels_last = self.settings.channels_last
-        if channels_last is None:
-            channels_last = spec.channels_last
-        return GraphChoice(mode, channels_last, self._thread_budget(spec))
-
-    def _thread_budget(self, spec: ModelSpec) -> int:
-        """Intra-op threads for this model's batches: the worker's share of the cores, or the
-        spec's cap if smaller (unless TORCHGATE_TORCH_THREADS is set). Every model applies its
-        own count before each batch, so one model's cap never leaks into another's forwards."""
-        share = self.settings.torch_threads_per_worker(
-            os.cpu_count() or 1, cuda=self.device.type == "cuda"
-        )
-        if self.settings.torch_threads is None and spec.cpu_threads is not None:
-            return min(share, spec.cpu_threads)
-        return share
 
     def _observer(self, name: str) -> BatchObserver:
         batch_size = self.metrics.batch_size.labels(name)

@@ -1,31 +1,23 @@
-"""One served model's core: decode -> dynamic batch -> one forward per batch, and parameter swaps.
+"""One served model's core: decode -> dynamic batch -> one forward per batch.
 
-The heads that turn outputs into answers (top-k, generated images) are app/serving/heads.py.
-Every forward and every parameter swap (reinitialize, reload) runs on the device's single
-worker thread, so a swap can never interleave with a batch: each answer comes entirely from
-one parameter version, and that version is reported with it.
+The heads that turn outputs into answers (top-k, generated images) are app/serving/heads.py;
+the parameter swaps, which run between two batches on the device's worker thread, are
+app/serving/parameter_swaps.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
-from app.errors import (
-    DeviceUnavailable,
-    InvalidInput,
-    Overloaded,
-    ReloadFailed,
-    WeightsUnavailable,
-)
+from app.errors import DeviceUnavailable, InvalidInput, Overloaded
 from app.serving.batching import BatchObserver, DynamicBatcher, Inputs
 from app.serving.checksum import parameter_count, parameters_sha256
 from app.serving.device_worker import DeviceWorker, batch_lane
@@ -35,33 +27,19 @@ from app.serving.forward import ModelForward
 from app.serving.images import open_image
 from app.serving.inputs import InputCodec
 from app.serving.loading import LoadedModel
+from app.serving.model_config import BatchingConfig, GraphChoice
 from app.serving.outputs import Output, ParameterState
-from app.serving.reinit import InitPlan, reinitialize
+from app.serving.parameter_swaps import ParameterSwaps
 from app.zoo import ModelSpec
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
-_HISTORY = 64  # parameter versions whose checksum responses can still name
 INLINE_DECODE_PIXELS = 64 * 64  # images this small are decoded on the event loop
 
 
-@dataclass(frozen=True)
-class GraphChoice:
-    mode: str = "eager"
-    channels_last: bool = False
-    cpu_threads: int | None = None
-
-
-@dataclass(frozen=True)
-class BatchingConfig:
-    max_batch_size: int
-    max_delay_ms: float
-    max_queue: int
-    queue_timeout_s: float = 30.0
-
-
-class ModelRuntime:
-    """Owns a loaded model's queue, its forward function and its parameter swaps."""
+class ModelRuntime(ParameterSwaps):
+    """Owns a loaded model's queue, its forward function and (ParameterSwaps) its
+    parameter swaps."""
 
     def __init__(
         self,
@@ -263,107 +241,3 @@ class ModelRuntime:
             raise InvalidInput(
                 f"model {self.spec.name!r} could not process the input: {exc}"
             ) from exc
-
-    # -- parameter swaps --------------------------------------------------------------------
-
-    async def on_worker(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` on the device worker, between batches."""
-        return await asyncio.get_running_loop().run_in_executor(self._worker, fn)
-
-    def sha256_of(self, version: int) -> str:
-        """The checksum of a recent parameter version (responses name the one that served them)."""
-        return self._history.get(version, "")
-
-    def _publish(self, version: int) -> None:
-        self.state = ParameterState(version, parameters_sha256(self.module))
-        self._history[version] = self.state.sha256
-        while len(self._history) > _HISTORY:
-            del self._history[min(self._history)]
-
-    def _swap(self, mutate: Callable[[], T], version: int) -> T:
-        """Apply ``mutate`` between batches and publish it as ``version`` (the control
-        store's). Whatever happens, the published checksum then describes the parameters as
-        they really are (a failed mutation may have changed some of them)."""
-        try:
-            return mutate()
-        finally:
-            self.module.eval()
-            self.forward.rebuild()
-            self._publish(version)
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-
-    async def reinitialize(self, plan: InitPlan, version: int) -> int:
-        """Reinitialize in place with ``plan`` as ``version``; returns the seed used."""
-        return await self.on_worker(
-            lambda: self._swap(lambda: reinitialize(self.module, plan), version)
-        )
-
-    async def read_state(self) -> dict[str, torch.Tensor]:
-        """The weights' source, read and verified again (``ReloadFailed`` if it cannot be)."""
-        try:
-            return await asyncio.to_thread(self.loaded.read_state)
-        except (WeightsUnavailable, RuntimeError, OSError) as exc:
-            raise ReloadFailed(
-                f"model {self.spec.name!r} could not be reloaded: {exc}. The weights it "
-                "serves are unchanged unless its parameters_version moved."
-            ) from exc
-
-    async def reload(self, version: int) -> None:
-        """Read the weights' source again and swap it in as ``version``."""
-        state = await self.read_state()
-        try:
-            await self.on_worker(
-                lambda: self._swap(lambda: self.module.load_state_dict(state), version)
-            )
-        except RuntimeError as exc:
-            raise ReloadFailed(
-                f"model {self.spec.name!r} could not be reloaded: {exc}. Its checksum now "
-                "describes whatever parameters it holds."
-            ) from exc
-
-    async def set_precision(
-        self, dtype: str, measured: dict[str, Any] | None, version: int
-    ) -> None:
-        """Serve ``dtype`` from ``version`` on (a copy made from the float32 master, between
-        batches); the version moves even if the copy fails, like any record."""
-
-        def change() -> None:
-            try:
-                self.forward.set_precision(dtype)
-                self.precision_accuracy = measured
-            finally:
-                self._publish(version)
-
-        await self.on_worker(change)
-
-    async def adopt_version(self, version: int) -> None:
-        """Name the parameters as loaded ``version``: a process that has just read the
-        source is where a reload record would have left it."""
-        await self.on_worker(lambda: self._publish(version))
-
-    def snapshot_blocking(self, timeout_s: float | None = None) -> tuple[torch.nn.Module, int]:
-        """A copy of the float32 master and its version, taken between batches (precision
-        trials measure copies beside the serving model, never the model itself)."""
-        future = self._worker.submit(
-            lambda: (copy.deepcopy(self.module).eval(), self.state.version)
-        )
-        try:
-            return future.result(timeout=timeout_s)
-        finally:
-            future.cancel()
-
-    def forward_blocking(
-        self, *inputs: torch.Tensor, timeout_s: float | None = None
-    ) -> tuple[torch.Tensor, int]:
-        """Raw outputs for a whole batch, from a non-event-loop thread (evaluation jobs);
-        ``TimeoutError`` when the device worker has not answered within ``timeout_s``."""
-
-        def run() -> tuple[torch.Tensor, int]:
-            return self.forward.run(inputs, postprocess=False), self.state.version
-
-        future = self._worker.submit(run)
-        try:
-            return future.result(timeout=timeout_s)
-        finally:
-            future.cancel()  # timed out before it started: it never will

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
-import pytest
 import torch
 
 from app.config import Settings
@@ -39,16 +37,3 @@ def test_eager_everywhere_keeps_pretrained_first(
     settings = settings_factory(models=("cnn", "alexnet", "resnet101"), graph="eager")
     order = [entry.spec.name for entry in _registry(settings)._load_order()]
     assert order == ["alexnet", "resnet101", "cnn"]
-
-
-def test_every_model_gets_a_thread_budget_small_ones_capped_unless_threads_are_set(
-    settings_factory: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(os, "cpu_count", lambda: 8)
-    automatic = _registry(settings_factory(models=("cnn", "alexnet")))
-    assert automatic._graph_for(automatic.entries["cnn"].spec).cpu_threads == 1
-    assert automatic._graph_for(automatic.entries["alexnet"].spec).cpu_threads == 8
-    two_workers = _registry(settings_factory(models=("alexnet",), workers=2))
-    assert two_workers._graph_for(two_workers.entries["alexnet"].spec).cpu_threads == 4
-    explicit = _registry(settings_factory(models=("cnn",), torch_threads=2))
-    assert explicit._graph_for(explicit.entries["cnn"].spec).cpu_threads == 2
