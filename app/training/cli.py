@@ -175,7 +175,7 @@ def gan_rejudge(
     ] = None,
 ) -> None:
     """Score the trained GAN again with a retrained cnn; its weights stay as they are."""
-    from app.training.gan import rejudge_gan
+    from app.training.gan_judge import rejudge_gan
 
     try:
         rejudge_gan(out, judge)

@@ -1,12 +1,14 @@
-"""Train the class-conditional GAN, choosing the epoch the trained cnn judges most on-class."""
+"""Train the class-conditional GAN, choosing the epoch the trained cnn judges most on-class.
+
+One adversarial step is app/training/gan_steps.py; the judge, and scoring the committed
+generator again with a retrained one, app/training/gan_judge.py.
+"""
 
 from __future__ import annotations
 
 import copy
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,108 +28,19 @@ from app.training.artifacts import (
 )
 from app.training.classifiers import TrainResult
 from app.training.data import batches, num_batches
+from app.training.gan_judge import load_judge
+from app.training.gan_steps import EMA_DECAY, REAL_LABEL, EpochStats, adversarial_step, ema_average
 from app.training.options import TrainOptions, resolve_device, seed_everything
-from app.training.plots import plot_curves, plot_samples
+from app.training.plots import plot_curves, plot_grid
 from app.training.progress import training_progress
 
-__all__ = ["rejudge_gan", "train_gan"]
+__all__ = ["train_gan"]
 
 log = logging.getLogger(__name__)
 
-REAL_LABEL = 0.9  # one-sided label smoothing: real targets only
-EMA_DECAY = 0.999
-_BCE = nn.BCEWithLogitsLoss()
 # The epoch is chosen on noise drawn with this seed; the reported score uses seed 0
 # (evaluate_gan_consistency's default, as the admin API does), other noise.
 SELECTION_SEED = 1
-
-
-def _ema(average: Tensor, current: Tensor, count: Tensor) -> Tensor:
-    """Exponential moving average whose decay ramps up to EMA_DECAY.
-
-    A fixed 0.999 from the first step keeps the random initialisation in the average
-    for thousands of steps, so early epochs could not be judged.
-    """
-    decay = min(EMA_DECAY, (1.0 + float(count)) / (10.0 + float(count)))
-    return average * decay + current * (1.0 - decay)
-
-
-@dataclass(frozen=True)
-class _Step:
-    d_loss: float
-    g_loss: float
-    d_hits: int  # real images called real plus fakes called fake
-    n: int
-
-
-@dataclass
-class _EpochStats:
-    """Running means of one epoch's adversarial steps."""
-
-    d_sum: float = 0.0
-    g_sum: float = 0.0
-    hits: int = 0
-    seen: int = 0
-
-    def add(self, step: _Step) -> None:
-        self.d_sum += step.d_loss * step.n
-        self.g_sum += step.g_loss * step.n
-        self.hits += step.d_hits
-        self.seen += step.n
-
-    def means(self) -> dict[str, float]:
-        return {
-            "d_loss": self.d_sum / self.seen,
-            "g_loss": self.g_sum / self.seen,
-            "d_accuracy": self.hits / (2 * self.seen),
-        }
-
-    def text(self) -> str:
-        return " ".join(f"{k} {v:.4f}" for k, v in self.means().items())
-
-
-def _adversarial_step(
-    gen: nn.Module,
-    disc: nn.Module,
-    optimizers: tuple[torch.optim.Optimizer, torch.optim.Optimizer],
-    real: Tensor,
-    labels: Tensor,
-    z: Tensor,
-    fake_labels: Tensor,
-) -> _Step:
-    """One discriminator update, then one generator update, on the same fake batch."""
-    opt_g, opt_d = optimizers
-    bce = _BCE
-    fake = gen(z, fake_labels)
-
-    opt_d.zero_grad(set_to_none=True)
-    real_logits = disc(real, labels)
-    fake_logits = disc(fake.detach(), fake_labels)  # no generator gradients in this step
-    d_loss = bce(real_logits, torch.full_like(real_logits, REAL_LABEL)) + bce(
-        fake_logits, torch.zeros_like(fake_logits)
-    )
-    d_loss.backward()
-    opt_d.step()
-
-    opt_g.zero_grad(set_to_none=True)
-    g_logits = disc(fake, fake_labels)
-    g_loss = bce(g_logits, torch.ones_like(g_logits))
-    g_loss.backward()
-    opt_g.step()
-    hits = int((real_logits > 0).sum() + (fake_logits < 0).sum())
-    return _Step(d_loss.item(), g_loss.item(), hits, labels.numel())
-
-
-def _judge(path: Path, dataset: str) -> tuple[Callable[[Tensor], Tensor], dict[str, Any]]:
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"The GAN is judged by the trained cnn, but {path} does not exist; "
-            f"run `python -m app train cnn` first."
-        )
-    cnn, manifest = load_net(path)
-    if manifest.get("dataset") != dataset:
-        raise ValueError(f"{path} was trained on {manifest.get('dataset')}, not {dataset}.")
-    return cnn, manifest
 
 
 def _scaled_images(dataset: str, data_dir: Path, limit: int | None) -> tuple[Tensor, Tensor]:
@@ -153,7 +66,7 @@ def train_gan(
     device = resolve_device(options.device)
     out = Path(options.out)
     judge_path = judge or out / "cnn.json"
-    cnn, judge_manifest = _judge(judge_path, options.dataset)
+    cnn, judge_manifest = load_judge(judge_path, options.dataset)
     norm = judge_manifest["normalization"]
     normalization = (norm["mean"], norm["std"])
     images, labels = _scaled_images(options.dataset, options.data_dir, options.limit)
@@ -161,7 +74,7 @@ def train_gan(
     kwargs = constructor_kwargs(ConditionalGenerator, net_kwargs)
     gen = ConditionalGenerator(**kwargs).to(device)
     disc = ConditionalDiscriminator(num_classes=kwargs["num_classes"]).to(device)
-    ema = AveragedModel(gen, avg_fn=_ema, use_buffers=True)
+    ema = AveragedModel(gen, avg_fn=ema_average, use_buffers=True)
     opt_g = torch.optim.Adam(gen.parameters(), lr=options.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=options.lr, betas=(0.5, 0.999))
     steps = num_batches(labels.numel(), options.batch_size)
@@ -201,11 +114,11 @@ def train_gan(
             gen.train()
             disc.train()
             task = progress.add_task(f"epoch {epoch}/{options.epochs}", total=steps, metrics="")
-            stats = _EpochStats()
+            stats = EpochStats()
             for real, y in batches(images, labels, options.batch_size, rng):
                 z = torch.randn(y.numel(), z_dim, generator=rng)
                 y_fake = torch.randint(0, num_classes, (y.numel(),), generator=rng)
-                step = _adversarial_step(
+                step = adversarial_step(
                     gen,
                     disc,
                     (opt_g, opt_d),
@@ -292,7 +205,7 @@ def train_gan(
     )
     write_manifest(manifest, manifest_path)
     plot_curves(history, out / "gan-curves.png", f"gan on {options.dataset}")
-    _plot_grid(rebuilt, manifest["classes"], z_dim, out / "gan-samples.png")
+    plot_grid(rebuilt, manifest["classes"], z_dim, out / "gan-samples.png")
     log.info(
         "gan: best epoch %d, consistency %.4f (%d classes produced), %.0f s; wrote %s",
         best_epoch,
@@ -302,56 +215,3 @@ def train_gan(
         manifest_path,
     )
     return TrainResult(manifest, manifest_path, history, d_steps)
-
-
-def rejudge_gan(out: Path, judge: Path | None = None) -> dict[str, Any]:
-    """Score the committed generator again with a new cnn (after the cnn was retrained).
-
-    The training epoch stays the one the previous judge chose (recorded as
-    ``selection_judge``); the reported consistency, per-class shares and ``judge`` become the
-    new cnn's, computed exactly as training computes them (seed 0, 100 per class).
-    """
-    manifest_path = out / "gan.json"
-    judge_path = judge or out / "cnn.json"
-    generator, manifest = load_net(manifest_path)
-    cnn, judge_manifest = _judge(judge_path, str(manifest.get("dataset", "fashion-mnist")))
-    previous = manifest.get("judge") or {}
-    new_judge = {"manifest": judge_path.name, "sha256": judge_manifest["sha256"]}
-    if previous and previous != new_judge:
-        manifest["selection_judge"] = manifest.get("selection_judge", previous)
-    norm = judge_manifest["normalization"]
-    final = evaluate_gan_consistency(
-        generator,
-        cnn,
-        per_class=100,
-        seed=0,
-        num_classes=len(manifest["classes"]),
-        z_dim=int(manifest["input"]["z_dim"]),
-        normalization=(float(norm["mean"]), float(norm["std"])),
-    )
-    manifest.update(
-        judge=new_judge,
-        consistency=final["consistency"],
-        per_class_consistency=final["per_class"],
-        classes_produced=final["classes_produced"],
-        all_classes_produced=final["all_classes_produced"],
-        consistency_n=final["n"],
-        rejudge_command=f"python -m app train gan-rejudge --out {out}",
-    )
-    write_manifest(manifest, manifest_path)
-    log.info(
-        "gan judged by %s: consistency %.4f (%d classes produced); wrote %s",
-        judge_path,
-        final["consistency"],
-        final["classes_produced"],
-        manifest_path,
-    )
-    return manifest
-
-
-@torch.inference_mode()
-def _plot_grid(gen: nn.Module, names: list[str], z_dim: int, path: Path, per_row: int = 10) -> None:
-    rng = torch.Generator().manual_seed(0)
-    labels = torch.arange(len(names)).repeat_interleave(per_row)
-    z = torch.randn(labels.numel(), z_dim, generator=rng)
-    plot_samples(gen.eval()(z, labels), names, path)

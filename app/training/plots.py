@@ -9,9 +9,10 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 
-__all__ = ["plot_curves", "plot_samples"]
+__all__ = ["plot_curves", "plot_grid", "plot_samples"]
 
 
 def plot_curves(history: dict[str, list[float | None]], path: Path, title: str) -> None:
@@ -57,3 +58,12 @@ def plot_samples(images: Tensor, class_names: list[str], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+@torch.inference_mode()
+def plot_grid(gen: nn.Module, names: list[str], z_dim: int, path: Path, per_row: int = 10) -> None:
+    """``per_row`` samples of each class from the generator, on fixed noise (seed 0)."""
+    rng = torch.Generator().manual_seed(0)
+    labels = torch.arange(len(names)).repeat_interleave(per_row)
+    z = torch.randn(labels.numel(), z_dim, generator=rng)
+    plot_samples(gen.eval()(z, labels), names, path)

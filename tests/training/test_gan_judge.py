@@ -10,7 +10,7 @@ import pytest
 
 from app.evaluation import evaluate_gan_consistency
 from app.training.artifacts import load_net
-from app.training.gan import rejudge_gan
+from app.training.gan_judge import rejudge_gan
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
