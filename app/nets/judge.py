@@ -41,7 +41,7 @@ class ResNetJudge(nn.Module):
     """
 
     def __init__(
-        self, num_classes: int = 10, channels: tuple[int, int, int] = (32, 64, 128)
+        self, num_classes: int = 10, channels: tuple[int, int, int] = (24, 48, 96)
     ) -> None:
         super().__init__()
         c0, c1, c2 = channels

@@ -185,7 +185,7 @@ def gan(
 
 @train_app.command()
 def judge(
-    epochs: Epochs = 10,
+    epochs: Epochs = 8,
     batch_size: BatchSize = 256,
     lr: Lr = 3e-3,
     seed: Seed = 0,

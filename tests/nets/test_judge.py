@@ -13,7 +13,7 @@ def test_maps_images_to_logits_through_its_pooled_features() -> None:
     with torch.inference_mode():
         features, logits = model.features(x), model(x)
         assert torch.allclose(model.head(features), logits)
-    assert features.shape == (3, 128) and logits.shape == (3, 10)
+    assert features.shape == (3, 96) and logits.shape == (3, 10)
 
 
 def test_is_built_unlike_the_served_cnn() -> None:
