@@ -215,7 +215,12 @@ def train_lstm(
 
 
 def train_judge(
-    options: TrainOptions, net_kwargs: dict[str, Any] | None = None, show_progress: bool = True
+    options: TrainOptions,
+    net_kwargs: dict[str, Any] | None = None,
+    show_progress: bool = True,
+    *,
+    erase: float = 0.0,
+    ema_decay: float | None = None,
 ) -> TrainResult:
     """Train :class:`ResNetJudge`, the GAN's independent judge, into ``<out>/judge.*``.
 
@@ -229,7 +234,7 @@ def train_judge(
         kwargs,
         _identity,
         _IMAGE_INPUT,
-        LoopSettings(label_smoothing=0.1),
+        LoopSettings(label_smoothing=0.1, erase=erase, ema_decay=ema_decay),
         options,
         show_progress,
     )

@@ -87,7 +87,7 @@ def _run(train: Callable[..., TrainResult], *args: object, **kwargs: object) -> 
 
 @train_app.command()
 def cnn(
-    epochs: Epochs = 40,
+    epochs: Epochs = 60,
     batch_size: BatchSize = 256,
     lr: Lr = 3e-3,
     seed: Seed = 0,
@@ -96,11 +96,12 @@ def cnn(
     data_dir: DataDir = Path("data"),
     out: Out = Path("models"),
     limit: Limit = None,
-    erase: Erase = 0.0,
-    ema_decay: EmaDecay = 0.0,
+    erase: Erase = 0.25,
+    ema_decay: EmaDecay = 0.999,
     quiet: Quiet = False,
 ) -> None:
-    """Train the CNN classifier (AdamW + OneCycleLR, best validation epoch kept)."""
+    """Train the CNN classifier (AdamW + OneCycleLR, random erasing, the EMA of the weights of
+    the best validation epoch kept): the defaults are the committed model's recipe."""
     options = TrainOptions(
         epochs=epochs,
         batch_size=batch_size,
@@ -193,6 +194,8 @@ def judge(
     data_dir: DataDir = Path("data"),
     out: Out = Path("models"),
     limit: Limit = None,
+    erase: Erase = 0.0,
+    ema_decay: EmaDecay = 0.0,
     quiet: Quiet = False,
 ) -> None:
     """Train the GAN's independent judge, a small ResNet unlike the served cnn (not served)."""
@@ -208,7 +211,7 @@ def judge(
     )
     from app.training.classifiers import train_judge
 
-    _run(train_judge, options, show_progress=not quiet)
+    _run(train_judge, options, show_progress=not quiet, erase=erase, ema_decay=ema_decay or None)
 
 
 @train_app.command("gan-judge")
