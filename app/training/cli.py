@@ -217,10 +217,7 @@ def judge(
 @train_app.command("gan-judge")
 def gan_judge(
     out: Out = Path("models"),
-    judge: Annotated[
-        Path | None,
-        typer.Option(help="The judge's manifest (default: OUT/judge.json)."),
-    ] = None,
+    judge: Annotated[Path | None, typer.Option(help="Default: OUT/judge.json.")] = None,
     data_dir: DataDir = Path("data"),
     per_class: Annotated[int, typer.Option(min=2, help="Generated images per class.")] = 500,
     seed: Annotated[int, typer.Option(help="Seeds the generator's noise.")] = 0,
