@@ -31,9 +31,10 @@ STATIC_FILES = {
     "precision.js": "text/javascript",
     "style.css": "text/css",
 }
-# Images the training CLI writes next to its checkpoints (cnn-curves.png, gan-samples.png)
+# Images the training CLI writes next to its checkpoints (cnn-curves.png, gan-samples.png,
+# gan-judge.png)
 MAX_LISTED_LABELS = 100  # the Fashion-MNIST models' ten, not ImageNet's thousand
-ARTIFACT_NAME = re.compile(r"[a-z0-9]+-(curves|samples)\.png")
+ARTIFACT_NAME = re.compile(r"[a-z0-9]+-(curves|samples|judge)\.png")
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 

@@ -6,6 +6,13 @@ rebuild the exact architecture.
 
 from app.nets.cnn import FashionCNN
 from app.nets.gan import ConditionalDiscriminator, ConditionalGenerator
+from app.nets.judge import ResNetJudge
 from app.nets.lstm import RowLSTM
 
-__all__ = ["ConditionalDiscriminator", "ConditionalGenerator", "FashionCNN", "RowLSTM"]
+__all__ = [
+    "ConditionalDiscriminator",
+    "ConditionalGenerator",
+    "FashionCNN",
+    "ResNetJudge",
+    "RowLSTM",
+]

@@ -145,7 +145,7 @@ class ModelRuntime(ParameterSwaps):
         recorded = {
             key: value
             for key, value in manifest.items()
-            if key.startswith(("test_", "val_", "consistency", "classes_produced"))
+            if key.startswith(("test_", "val_", "consistency", "classes_produced", "independent_"))
         }
         extra = {k: manifest.get(k) for k in ("dataset", "best_epoch", "epochs", "wall_time_s")}
         return {"source": "training manifest", **extra, **recorded}

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from app.datasets import NORMALIZATION, class_names
 from app.evaluation import evaluate_classifier
-from app.nets import FashionCNN, RowLSTM
+from app.nets import FashionCNN, ResNetJudge, RowLSTM
 from app.training.artifacts import (
     build_manifest,
     constructor_kwargs,
@@ -27,7 +27,7 @@ from app.training.loops import LoopSettings, fit_classifier
 from app.training.options import TrainOptions, resolve_device, seed_everything
 from app.training.plots import plot_curves
 
-__all__ = ["TrainResult", "image_rows", "train_cnn", "train_lstm"]
+__all__ = ["TrainResult", "image_rows", "train_cnn", "train_judge", "train_lstm"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,12 @@ def _train_classifier(
     options: TrainOptions,
     show_progress: bool,
 ) -> TrainResult:
+    # The command that repeats the run names the loop's own options too.
+    ema = 0.0 if settings.ema_decay is None else settings.ema_decay
+    options = dataclasses.replace(
+        options,
+        extra_args={**options.extra_args, "erase": f"{settings.erase:g}", "ema-decay": f"{ema:g}"},
+    )
     seed_everything(options.seed)
     device = resolve_device(options.device)
     data = load_split_data(options.dataset, options.data_dir, options.seed, options.limit)
@@ -116,6 +122,11 @@ def _train_classifier(
             "train_size": data.train[1].numel(),
             "val_size": data.val[1].numel(),
         },
+        selection=(
+            "best validation accuracy of the weights"
+            if settings.ema_decay is None
+            else "best validation accuracy of the EMA of the weights, saved as the checkpoint"
+        ),
         best_epoch=fit.best_epoch,
         val_accuracy=fit.best_val_accuracy,
     )
@@ -145,25 +156,42 @@ def _train_classifier(
     return TrainResult(manifest, manifest_path, fit.history, fit.step_losses)
 
 
+_IMAGE_INPUT = {"shape": [1, 28, 28], "layout": "NCHW", "dtype": "float32", "normalized": True}
+
+
 def train_cnn(
-    options: TrainOptions, net_kwargs: dict[str, Any] | None = None, show_progress: bool = True
+    options: TrainOptions,
+    net_kwargs: dict[str, Any] | None = None,
+    show_progress: bool = True,
+    *,
+    erase: float = 0.0,
+    ema_decay: float | None = None,
 ) -> TrainResult:
-    """Train :class:`FashionCNN` into ``<out>/cnn.pt`` + ``cnn.json`` + ``cnn-curves.png``."""
+    """Train :class:`FashionCNN` into ``<out>/cnn.pt`` + ``cnn.json`` + ``cnn-curves.png``.
+
+    ``erase`` is the random-erasing probability; ``ema_decay`` keeps an EMA of the
+    weights, which is then what is selected and saved.
+    """
     kwargs = constructor_kwargs(FashionCNN, net_kwargs)
     return _train_classifier(
         "cnn",
         FashionCNN,
         kwargs,
         _identity,
-        {"shape": [1, 28, 28], "layout": "NCHW", "dtype": "float32", "normalized": True},
-        LoopSettings(label_smoothing=0.1),
+        _IMAGE_INPUT,
+        LoopSettings(label_smoothing=0.1, erase=erase, ema_decay=ema_decay),
         options,
         show_progress,
     )
 
 
 def train_lstm(
-    options: TrainOptions, net_kwargs: dict[str, Any] | None = None, show_progress: bool = True
+    options: TrainOptions,
+    net_kwargs: dict[str, Any] | None = None,
+    show_progress: bool = True,
+    *,
+    erase: float = 0.0,
+    ema_decay: float | None = None,
 ) -> TrainResult:
     """Train :class:`RowLSTM` (image rows as time steps) into ``<out>/lstm.*``."""
     kwargs = constructor_kwargs(RowLSTM, net_kwargs)
@@ -173,7 +201,40 @@ def train_lstm(
         kwargs,
         image_rows,
         {"shape": ["T", 28], "layout": "NTF", "max_T": 28, "dtype": "float32", "normalized": True},
-        LoopSettings(label_smoothing=0.05, shift=1, grad_clip=1.0, channels_last=False),
+        LoopSettings(
+            label_smoothing=0.05,
+            shift=1,
+            grad_clip=1.0,
+            channels_last=False,
+            erase=erase,
+            ema_decay=ema_decay,
+        ),
+        options,
+        show_progress,
+    )
+
+
+def train_judge(
+    options: TrainOptions,
+    net_kwargs: dict[str, Any] | None = None,
+    show_progress: bool = True,
+    *,
+    erase: float = 0.0,
+    ema_decay: float | None = None,
+) -> TrainResult:
+    """Train :class:`ResNetJudge`, the GAN's independent judge, into ``<out>/judge.*``.
+
+    The same loop and split as the cnn, but its own architecture and run: it is never
+    served, only read by ``train gan-judge``.
+    """
+    kwargs = constructor_kwargs(ResNetJudge, net_kwargs)
+    return _train_classifier(
+        "judge",
+        ResNetJudge,
+        kwargs,
+        _identity,
+        _IMAGE_INPUT,
+        LoopSettings(label_smoothing=0.1, erase=erase, ema_decay=ema_decay),
         options,
         show_progress,
     )

@@ -26,7 +26,8 @@ __all__ = ["train_app"]
 log = logging.getLogger(__name__)
 
 train_app = typer.Typer(
-    help="Train the Fashion-MNIST models (cnn, lstm, gan) or fine-tune an ImageNet classifier.",
+    help="Train the Fashion-MNIST models (cnn, lstm, gan, the gan's judge) or fine-tune an "
+    "ImageNet classifier.",
     no_args_is_help=True,
 )
 
@@ -52,6 +53,18 @@ DataDir = Annotated[Path, typer.Option(help="Where datasets are found or unpacke
 Out = Annotated[Path, typer.Option(help="Where checkpoint, manifest and plots are written.")]
 Limit = Annotated[int | None, typer.Option(min=1, help="Use only this many training images.")]
 Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bar (logs only).")]
+Erase = Annotated[
+    float, typer.Option(min=0.0, max=1.0, help="Random-erasing probability per image (0: off).")
+]
+EmaDecay = Annotated[
+    float,
+    typer.Option(
+        min=0.0,
+        max=0.99999,
+        help="Keep an EMA of the weights with this decay per step; it is validated, selected "
+        "and saved (0: off, the raw weights are).",
+    ),
+]
 
 
 @train_app.callback()
@@ -74,7 +87,7 @@ def _run(train: Callable[..., TrainResult], *args: object, **kwargs: object) -> 
 
 @train_app.command()
 def cnn(
-    epochs: Epochs = 40,
+    epochs: Epochs = 60,
     batch_size: BatchSize = 256,
     lr: Lr = 3e-3,
     seed: Seed = 0,
@@ -83,9 +96,12 @@ def cnn(
     data_dir: DataDir = Path("data"),
     out: Out = Path("models"),
     limit: Limit = None,
+    erase: Erase = 0.25,
+    ema_decay: EmaDecay = 0.999,
     quiet: Quiet = False,
 ) -> None:
-    """Train the CNN classifier (AdamW + OneCycleLR, best validation epoch kept)."""
+    """Train the CNN classifier (AdamW + OneCycleLR, random erasing, the EMA of the weights of
+    the best validation epoch kept): the defaults are the committed model's recipe."""
     options = TrainOptions(
         epochs=epochs,
         batch_size=batch_size,
@@ -99,7 +115,7 @@ def cnn(
     )
     from app.training.classifiers import train_cnn
 
-    _run(train_cnn, options, show_progress=not quiet)
+    _run(train_cnn, options, show_progress=not quiet, erase=erase, ema_decay=ema_decay or None)
 
 
 @train_app.command()
@@ -113,6 +129,8 @@ def lstm(
     data_dir: DataDir = Path("data"),
     out: Out = Path("models"),
     limit: Limit = None,
+    erase: Erase = 0.0,
+    ema_decay: EmaDecay = 0.0,
     quiet: Quiet = False,
 ) -> None:
     """Train the bidirectional LSTM that reads an image row by row."""
@@ -129,7 +147,7 @@ def lstm(
     )
     from app.training.classifiers import train_lstm
 
-    _run(train_lstm, options, show_progress=not quiet)
+    _run(train_lstm, options, show_progress=not quiet, erase=erase, ema_decay=ema_decay or None)
 
 
 @train_app.command()
@@ -166,6 +184,54 @@ def gan(
     _run(train_gan, options, judge=judge, show_progress=not quiet)
 
 
+@train_app.command()
+def judge(
+    epochs: Epochs = 8,
+    batch_size: BatchSize = 256,
+    lr: Lr = 3e-3,
+    seed: Seed = 0,
+    device: Device = "auto",
+    data_dir: DataDir = Path("data"),
+    out: Out = Path("models"),
+    limit: Limit = None,
+    erase: Erase = 0.0,
+    ema_decay: EmaDecay = 0.0,
+    quiet: Quiet = False,
+) -> None:
+    """Train the GAN's independent judge, a small ResNet unlike the served cnn (not served)."""
+    options = TrainOptions(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        device=device,
+        data_dir=data_dir,
+        out=out,
+        limit=limit,
+    )
+    from app.training.classifiers import train_judge
+
+    _run(train_judge, options, show_progress=not quiet, erase=erase, ema_decay=ema_decay or None)
+
+
+@train_app.command("gan-judge")
+def gan_judge(
+    out: Out = Path("models"),
+    judge: Annotated[Path | None, typer.Option(help="Default: OUT/judge.json.")] = None,
+    data_dir: DataDir = Path("data"),
+    per_class: Annotated[int, typer.Option(min=2, help="Generated images per class.")] = 500,
+    seed: Annotated[int, typer.Option(help="Seeds the generator's noise.")] = 0,
+) -> None:
+    """Score the trained GAN with the independent judge: consistency and diversity per class."""
+    from app.training.gan_judge import judge_gan
+
+    try:
+        judge_gan(out, judge, data_dir=data_dir, per_class=per_class, seed=seed)
+    except (DatasetNotFound, FileNotFoundError, ManifestError, ValueError) as exc:
+        log.error("%s", exc)
+        raise typer.Exit(code=1) from exc
+
+
 @train_app.command("gan-rejudge")
 def gan_rejudge(
     out: Out = Path("models"),
@@ -175,7 +241,7 @@ def gan_rejudge(
     ] = None,
 ) -> None:
     """Score the trained GAN again with a retrained cnn; its weights stay as they are."""
-    from app.training.gan_judge import rejudge_gan
+    from app.training.gan_rejudge import rejudge_gan
 
     try:
         rejudge_gan(out, judge)

@@ -6,6 +6,7 @@ times faster on a CPU than a DataLoader that converts every item through PIL.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from torch import Tensor
 
 from app.datasets import load_tensors, train_val_indices
 
-__all__ = ["SplitData", "augment", "batches", "load_split_data", "num_batches"]
+__all__ = ["SplitData", "augment", "batches", "erase", "load_split_data", "num_batches"]
 
 VAL_SIZE = 6_000
 
@@ -84,3 +85,34 @@ def augment(
     rows = (dy[:, None] + torch.arange(h)[None, :])[:, :, None]
     cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, :]
     return padded[torch.arange(n)[:, None, None], 0, rows, cols].unsqueeze(1)
+
+
+def erase(
+    images: Tensor,
+    generator: torch.Generator,
+    p: float,
+    scale: tuple[float, float] = (0.02, 0.33),
+    ratio: tuple[float, float] = (0.3, 3.3),
+) -> Tensor:
+    """Random erasing (Zhong et al., 2017), per image: with probability ``p`` a rectangle of
+    ``scale`` of the area and aspect ``ratio`` is set to 0, the dataset mean once normalized.
+
+    torchvision's RandomErasing draws one rectangle per call (one per batch on a batched
+    tensor) from the global RNG; this draws one per image from ``generator``, so a seeded run
+    repeats, and clips a rectangle that would not fit instead of drawing again.
+    """
+    if p <= 0:
+        return images
+    n, _, h, w = images.shape
+    area = torch.empty(n).uniform_(*scale, generator=generator) * (h * w)
+    aspect = torch.empty(n).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=generator)
+    eh = (area * aspect.exp()).sqrt().round().clamp(1, h).long()
+    ew = (area / aspect.exp()).sqrt().round().clamp(1, w).long()
+    top = (torch.rand(n, generator=generator) * (h - eh + 1)).long()
+    left = (torch.rand(n, generator=generator) * (w - ew + 1)).long()
+    chosen = torch.rand(n, generator=generator) < p
+    rows, cols = torch.arange(h)[None, :], torch.arange(w)[None, :]
+    in_rows = (rows >= top[:, None]) & (rows < (top + eh)[:, None])
+    in_cols = (cols >= left[:, None]) & (cols < (left + ew)[:, None])
+    mask = in_rows[:, :, None] & in_cols[:, None, :] & chosen[:, None, None]
+    return images.masked_fill(mask[:, None], 0.0)

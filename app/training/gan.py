@@ -1,7 +1,7 @@
 """Train the class-conditional GAN, choosing the epoch the trained cnn judges most on-class.
 
 One adversarial step is app/training/gan_steps.py; the judge, and scoring the committed
-generator again with a retrained one, app/training/gan_judge.py.
+generator again with a retrained one, app/training/gan_rejudge.py.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from app.training.artifacts import (
 )
 from app.training.classifiers import TrainResult
 from app.training.data import batches, num_batches
-from app.training.gan_judge import load_judge
+from app.training.gan_rejudge import load_judge
 from app.training.gan_steps import EMA_DECAY, REAL_LABEL, EpochStats, adversarial_step, ema_average
 from app.training.options import TrainOptions, resolve_device, seed_everything
 from app.training.plots import plot_curves, plot_grid

@@ -1,77 +1,125 @@
-"""The trained cnn that judges the GAN: loaded for training, and used to score the committed
-generator again after the cnn was retrained."""
+"""Score the served GAN with the independent judge: class consistency and diversity.
+
+The served cnn picks the GAN's best epoch and scores it in the admin API; a generator
+tuned against one classifier can learn that classifier's blind spots. This judge is
+another architecture (:class:`ResNetJudge`), trained on its own, so its figures are an
+independent check. Consistency alone can be bought with mode collapse (one perfect shoe
+per class), hence the diversity figure beside it: the mean pairwise distance between the
+judge's features of the generated images of a class, against the same measure on the
+real test images of that class.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor
 
+from app.datasets import load_tensors
 from app.evaluation import evaluate_gan_consistency
-from app.training.artifacts import load_net, write_manifest
+from app.training.artifacts import ManifestError, load_net, write_manifest
+from app.training.plots import plot_judge
 
-__all__ = ["load_judge", "rejudge_gan"]
+__all__ = ["judge_gan", "mean_pairwise_distance"]
 
 log = logging.getLogger(__name__)
 
+DIVERSITY = "mean pairwise L2 distance of the judge's pooled features within a class"
 
-def load_judge(path: Path, dataset: str) -> tuple[Callable[[Tensor], Tensor], dict[str, Any]]:
-    """The cnn that scores the generator, and its manifest: it must exist and have been trained
-    on the GAN's dataset, or its consistency scores would mean nothing."""
-    if not path.is_file():
+
+def mean_pairwise_distance(features: Tensor) -> float:
+    """Mean Euclidean distance over all pairs of distinct rows of ``features`` [N, D]."""
+    n = features.shape[0]
+    if n < 2:
+        raise ValueError("The diversity of fewer than two images is undefined.")
+    return float(torch.cdist(features, features).sum() / (n * (n - 1)))
+
+
+@torch.inference_mode()
+def judge_gan(
+    out: Path,
+    judge: Path | None = None,
+    data_dir: Path = Path("data"),
+    per_class: int = 500,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Write the judge's figures into ``<out>/gan.json`` (``independent_judge``) and plot them
+    to ``<out>/gan-judge.png``; the generator's weights and other figures stay as they are."""
+    manifest_path, judge_path = out / "gan.json", judge or out / "judge.json"
+    if not judge_path.is_file():
         raise FileNotFoundError(
-            f"The GAN is judged by the trained cnn, but {path} does not exist; "
-            f"run `python -m app train cnn` first."
+            f"{judge_path} does not exist; run `python -m app train judge` first."
         )
-    cnn, manifest = load_net(path)
-    if manifest.get("dataset") != dataset:
-        raise ValueError(f"{path} was trained on {manifest.get('dataset')}, not {dataset}.")
-    return cnn, manifest
-
-
-def rejudge_gan(out: Path, judge: Path | None = None) -> dict[str, Any]:
-    """Score the committed generator again with a new cnn (after the cnn was retrained).
-
-    The training epoch stays the one the previous judge chose (recorded as
-    ``selection_judge``); the reported consistency, per-class shares and ``judge`` become the
-    new cnn's, computed exactly as training computes them (seed 0, 100 per class).
-    """
-    manifest_path = out / "gan.json"
-    judge_path = judge or out / "cnn.json"
     generator, manifest = load_net(manifest_path)
-    cnn, judge_manifest = load_judge(judge_path, str(manifest.get("dataset", "fashion-mnist")))
-    previous = manifest.get("judge") or {}
-    new_judge = {"manifest": judge_path.name, "sha256": judge_manifest["sha256"]}
-    if previous and previous != new_judge:
-        manifest["selection_judge"] = manifest.get("selection_judge", previous)
+    net, judge_manifest = load_net(judge_path)
+    dataset = str(manifest.get("dataset", "fashion-mnist"))
+    if judge_manifest.get("dataset") != dataset or not hasattr(net, "features"):
+        raise ManifestError(f"{judge_path} is not a {dataset} judge with features().")
     norm = judge_manifest["normalization"]
-    final = evaluate_gan_consistency(
+    features: list[Tensor] = []
+
+    def classify(x: Tensor) -> Tensor:
+        """The judge's logits, keeping its features: one call per class, in class order."""
+        features.append(net.features(x))
+        return net.head(features[-1])
+
+    num_classes = len(manifest["classes"])
+    scored = evaluate_gan_consistency(
         generator,
-        cnn,
-        per_class=100,
-        seed=0,
-        num_classes=len(manifest["classes"]),
+        classify,
+        per_class=per_class,
+        seed=seed,
+        num_classes=num_classes,
         z_dim=int(manifest["input"]["z_dim"]),
         normalization=(float(norm["mean"]), float(norm["std"])),
     )
-    manifest.update(
-        judge=new_judge,
-        consistency=final["consistency"],
-        per_class_consistency=final["per_class"],
-        classes_produced=final["classes_produced"],
-        all_classes_produced=final["all_classes_produced"],
-        consistency_n=final["n"],
-        rejudge_command=f"python -m app train gan-rejudge --out {out}",
-    )
+    images, labels = load_tensors(dataset, "test", data_dir)
+    generated = [mean_pairwise_distance(f) for f in features]
+    real = [mean_pairwise_distance(net.features(images[labels == c])) for c in range(num_classes)]
+    figures = {
+        "manifest": judge_path.name,
+        "sha256": judge_manifest["sha256"],
+        "architecture": judge_manifest["architecture"]["class"],
+        "test_accuracy": judge_manifest.get("test_accuracy"),
+        "per_class": per_class,
+        "seed": seed,
+        "n": scored["n"],
+        "consistency": scored["consistency"],
+        "per_class_consistency": scored["per_class"],
+        "classes_produced": scored["classes_produced"],
+        "confusion_matrix": scored["confusion_matrix"],
+        "diversity": {
+            "measure": DIVERSITY,
+            "generated": generated,
+            "real": real,
+            "ratio": [g / r for g, r in zip(generated, real, strict=True)],
+            "generated_mean": sum(generated) / num_classes,
+            "real_mean": sum(real) / num_classes,
+        },
+        "command": f"python -m app train gan-judge --out {out} --per-class {per_class}",
+    }
+    manifest["independent_judge"] = figures
     write_manifest(manifest, manifest_path)
+    plot_judge(
+        manifest["classes"],
+        scored["per_class"],
+        manifest.get("per_class_consistency"),
+        generated,
+        real,
+        out / "gan-judge.png",
+    )
     log.info(
-        "gan judged by %s: consistency %.4f (%d classes produced); wrote %s",
+        "gan judged by %s (test accuracy %s): consistency %.4f, min class %.2f, diversity %.3f "
+        "generated vs %.3f real; wrote %s",
         judge_path,
-        final["consistency"],
-        final["classes_produced"],
+        figures["test_accuracy"],
+        scored["consistency"],
+        min(scored["per_class"]),
+        figures["diversity"]["generated_mean"],
+        figures["diversity"]["real_mean"],
         manifest_path,
     )
-    return manifest
+    return figures

@@ -1,4 +1,4 @@
-"""Training curves and GAN sample grids as PNG files (matplotlib, Agg backend)."""
+"""Training curves, GAN sample grids and the GAN judge's figures as PNG files (matplotlib, Agg)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import torch
 from torch import Tensor, nn
 
-__all__ = ["plot_curves", "plot_grid", "plot_samples"]
+__all__ = ["plot_curves", "plot_grid", "plot_judge", "plot_samples"]
 
 
 def plot_curves(history: dict[str, list[float | None]], path: Path, title: str) -> None:
@@ -67,3 +67,37 @@ def plot_grid(gen: nn.Module, names: list[str], z_dim: int, path: Path, per_row:
     labels = torch.arange(len(names)).repeat_interleave(per_row)
     z = torch.randn(labels.numel(), z_dim, generator=rng)
     plot_samples(gen.eval()(z, labels), names, path)
+
+
+def plot_judge(
+    class_names: list[str],
+    consistency: list[float],
+    served_consistency: list[float] | None,
+    generated: list[float],
+    real: list[float],
+    path: Path,
+) -> None:
+    """Per-class bars: consistency by the independent judge (and by the served cnn, when
+    known) with the 0.8 floor, and the diversity of generated against real images."""
+    fig, (ax_c, ax_d) = plt.subplots(1, 2, figsize=(11, 4))
+    x = range(len(class_names))
+    width = 0.4
+    bars = [("independent judge", consistency)]
+    if served_consistency is not None:
+        bars.append(("served cnn", served_consistency))
+    for i, (label, values) in enumerate(bars):
+        ax_c.bar([j + (i - 0.5) * width for j in x], values, width, label=label)
+    ax_c.axhline(0.8, color="grey", linestyle="--", linewidth=1)
+    ax_c.set_ylim(0, 1.05)
+    ax_c.set_title("class consistency")
+    for i, (label, values) in enumerate((("generated", generated), ("real (test)", real))):
+        ax_d.bar([j + (i - 0.5) * width for j in x], values, width, label=label)
+    ax_d.set_title("diversity: mean pairwise feature distance")
+    for ax in (ax_c, ax_d):
+        ax.set_xticks(list(x), class_names, rotation=45, ha="right", fontsize=8)
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

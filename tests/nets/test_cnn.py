@@ -29,3 +29,31 @@ def test_rebuilds_from_json_kwargs() -> None:
     source, rebuilt = FashionCNN(hidden=64), FashionCNN(**kwargs)
     rebuilt.load_state_dict(source.state_dict())
     assert rebuilt.classifier[-1].in_features == 64
+
+
+def _multiply_adds(model: torch.nn.Module) -> int:
+    """Multiply-adds of one 28x28 image through the convolutions and linear layers."""
+    total = 0
+
+    def conv(module: torch.nn.Conv2d, _: object, out: torch.Tensor) -> None:
+        nonlocal total
+        kh, kw = module.kernel_size
+        total += out[0].numel() * module.in_channels // module.groups * kh * kw
+
+    def linear(module: torch.nn.Linear, _: object, __: torch.Tensor) -> None:
+        nonlocal total
+        total += module.in_features * module.out_features
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.register_forward_hook(conv)
+        elif isinstance(module, torch.nn.Linear):
+            module.register_forward_hook(linear)
+    with torch.inference_mode():
+        model.eval()(torch.zeros(1, 1, 28, 28))
+    return total
+
+
+def test_costs_about_five_million_multiply_adds_per_image() -> None:
+    # The serving budget (issue 30): a better recipe must not buy accuracy with width.
+    assert _multiply_adds(FashionCNN()) == 5_032_704

@@ -21,7 +21,8 @@ LIMIT = 512
 
 @pytest.fixture(scope="module")
 def out(train_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """cnn (through the CLI), lstm and gan trained for one epoch into one directory."""
+    """cnn (through the CLI, with random erasing and an EMA), lstm and gan trained for one
+    epoch into one directory."""
     out = tmp_path_factory.mktemp("models")
     args = [
         "cnn",
@@ -37,6 +38,10 @@ def out(train_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         str(out),
         "--device",
         "cpu",
+        "--erase",
+        "0.5",
+        "--ema-decay",
+        "0.9",
         "--quiet",
     ]
     result = CliRunner().invoke(train_app, args)
@@ -116,6 +121,25 @@ def test_classifier_loss_goes_down(name: str, out: Path, lstm_result: TrainResul
     history = json.loads((out / f"{name}.json").read_text())["history"]
     assert history["val_loss"][-1] < history["val_loss"][0]
     assert history["train_loss"][0] is None  # epoch 0 is the untrained network
+
+
+def test_cnn_keeps_the_ema_and_records_the_recipe_that_repeats_it(out: Path) -> None:
+    manifest = json.loads((out / "cnn.json").read_text())
+    assert manifest["training"]["erase"] == 0.5 and manifest["training"]["ema_decay"] == 0.9
+    assert manifest["command"].endswith("--erase 0.5 --ema-decay 0.9")
+    history = manifest["history"]
+    assert len(history["ema_val_accuracy"]) == len(history["val_accuracy"]) == 2
+    assert manifest["val_accuracy"] == history["ema_val_accuracy"][1]  # the EMA was selected
+    assert "EMA" in manifest["selection"]
+
+
+def test_lstm_without_the_loop_options_records_them_off(
+    out: Path, lstm_result: TrainResult
+) -> None:
+    manifest = lstm_result.manifest
+    assert manifest["training"]["erase"] == 0.0 and manifest["training"]["ema_decay"] is None
+    assert manifest["command"].endswith("--erase 0 --ema-decay 0")
+    assert "ema_val_accuracy" not in manifest["history"]
 
 
 def test_lstm_steps_reduce_the_training_loss(lstm_result: TrainResult) -> None:

@@ -307,7 +307,8 @@ def test_admin_evaluates_reinitializes_and_reloads(
         headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
     ).json()["latest"]["accuracy"]
     assert _text(driver, "eval-accuracy") == f"{reported:.4f}"
-    assert _text(driver, "recorded-accuracy") == "0.9383"
+    recorded = json.loads((REPO_ROOT / "models" / "cnn.json").read_text())["test_accuracy"]
+    assert _text(driver, "recorded-accuracy") == f"{recorded:.4f}"
     assert len(driver.find_elements(By.CSS_SELECTOR, "#per-class li")) == 10
     rows = driver.find_elements(By.CSS_SELECTOR, "#confusion tbody tr")
     assert len(rows) == 10
@@ -338,6 +339,27 @@ def test_admin_evaluates_reinitializes_and_reloads(
     _assert_all_local(urls, server)
     assert not [u for u in urls if ADMIN_TOKEN in u]
     assert ADMIN_TOKEN not in server.log.read_text()
+
+
+def test_the_gans_independent_judge_is_shown_next_to_its_recorded_consistency(
+    driver: webdriver.Chrome, server: Server, screenshot: Callable
+) -> None:
+    figures = json.loads((REPO_ROOT / "models" / "gan.json").read_text())["independent_judge"]
+    _open(driver, server)
+    Select(driver.find_element(By.ID, "admin-model")).select_by_value("gan")
+    driver.find_element(By.ID, "admin-token").send_keys(ADMIN_TOKEN)
+    driver.find_element(By.CSS_SELECTOR, "#token-form button[type=submit]").click()
+    _wait(driver, lambda b: b.find_elements(By.ID, "judge-consistency"))
+    weakest = min(figures["per_class_consistency"])
+    assert _text(driver, "judge-consistency") == (
+        f"{figures['consistency']:.4f}, weakest class {weakest:.2f}"
+    )
+    diversity = figures["diversity"]
+    assert _text(driver, "judge-diversity") == (
+        f"{diversity['generated_mean']:.3f} / {diversity['real_mean']:.3f}"
+    )
+    screenshot(driver, "gan-judge")
+    assert _console_errors(driver) == []
 
 
 def test_a_wrong_token_shows_an_error(

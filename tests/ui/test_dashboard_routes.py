@@ -60,7 +60,7 @@ async def test_config_names_the_admin_api_and_the_class_labels(
 async def test_artifacts_are_a_whitelist(settings_factory: Callable[..., Settings]) -> None:
     async with running_app(settings_factory(models=("cnn",))) as client:
         listed = (await client.get("/ui/artifacts")).json()["artifacts"]
-        assert {"cnn-curves.png", "gan-samples.png"} <= set(listed)
+        assert {"cnn-curves.png", "gan-samples.png", "gan-judge.png"} <= set(listed)
         for name in ["cnn.pt", "cnn.json", "..%2Fpyproject.toml", "..%2F..%2Fetc%2Fpasswd"]:
             response = await client.get(f"/ui/artifacts/{name}")
             assert response.status_code == 404, name

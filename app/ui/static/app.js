@@ -292,7 +292,8 @@ function showRecorded(recorded) {
   const value = recorded?.test_accuracy ?? recorded?.top1 ?? recorded?.consistency;
   $("eval-summary").replaceChildren(
     el("dt", { text: "recorded at training" }),
-    el("dd", { id: "recorded-accuracy", text: value == null ? "-" : value.toFixed(4) }));
+    el("dd", { id: "recorded-accuracy", text: value == null ? "-" : value.toFixed(4) }),
+    ...judgeRows(recorded));
 }
 
 async function evaluate() {
@@ -349,7 +350,23 @@ function recordedRows(recorded) {
   const value = recorded?.test_accuracy ?? recorded?.top1 ?? recorded?.consistency;
   if (value == null) return [];
   return [el("dt", { text: "recorded at training" }),
-    el("dd", { id: "recorded-accuracy", text: value.toFixed(4) })];
+    el("dd", { id: "recorded-accuracy", text: value.toFixed(4) }), ...judgeRows(recorded)];
+}
+
+// The gan's figures by its independent judge (python -m app train gan-judge), when recorded.
+function judgeRows(recorded) {
+  const judge = recorded?.independent_judge;
+  if (judge?.consistency == null) return [];
+  const own = judge.test_accuracy == null ? "" : `, ${judge.test_accuracy.toFixed(4)} on the test split`;
+  const weakest = Math.min(...judge.per_class_consistency);
+  const { generated_mean: generated, real_mean: real } = judge.diversity;
+  return [
+    el("dt", { text: `independent judge (${judge.architecture}${own})` }),
+    el("dd", { id: "judge-consistency",
+      text: `${judge.consistency.toFixed(4)}, weakest class ${weakest.toFixed(2)}` }),
+    el("dt", { text: "diversity, generated / real" }),
+    el("dd", { id: "judge-diversity", text: `${generated.toFixed(3)} / ${real.toFixed(3)}` }),
+  ];
 }
 
 function drawConfusion(matrix, labels) {
