@@ -97,9 +97,12 @@ async def test_the_gan_is_judged_by_the_cnns_consistency_on_its_samples(
     checkpoints = fashion_checkpoints(tmp_path_factory.mktemp("checkpoints"))
     settings = settings_factory(models=("cnn", "gan"), checkpoint_dir=checkpoints)
     async with running_app(settings) as client:
-        # 50 images per class: the cnn judges one more bfloat16 image wrong than float32's
-        refused = await _trial(client, "gan", dtype="bfloat16", max_accuracy_drop=0.0, limit=500)
-        assert refused["metric"] == "consistency" and refused["n"] == 500
+        # 100 images per class: the cnn judges two more int8 images wrong than float32's (with
+        # the committed checkpoints; bfloat16 happens to gain here, so it shows the pass)
+        refused = await _trial(
+            client, "gan", dtype="int8_dynamic", max_accuracy_drop=0.0, limit=1000
+        )
+        assert refused["metric"] == "consistency" and refused["n"] == 1000
         assert refused["judge"]["model"] == "cnn" and "judged by cnn" in refused["dataset"]
         assert refused["candidate"]["consistency"] < refused["baseline"]["consistency"]
         assert len(refused["candidate"]["per_class_consistency"]) == 10
