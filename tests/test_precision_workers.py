@@ -14,7 +14,7 @@ import pytest
 
 from tests.helpers.apps import ADMIN_TOKEN, admin_headers
 from tests.helpers.servers import serve_process
-from tests.helpers.workers import fresh_client
+from tests.helpers.workers import fresh_client, wait_for_all_workers
 
 pytestmark = pytest.mark.integration
 WORKERS = 3
@@ -38,19 +38,8 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     }
     with serve_process(env, folder / "server.log") as (port, _):
         address = f"http://127.0.0.1:{port}"
-        _wait_for_all_workers(address)
+        wait_for_all_workers(address, WORKERS)
         yield address
-
-
-def _wait_for_all_workers(base: str) -> None:
-    deadline = time.monotonic() + 120
-    with fresh_client(base) as client:
-        while time.monotonic() < deadline:
-            answer = client.post("/admin/models/cnn/reload", headers=admin_headers())
-            if answer.status_code == 200 and len(answer.json()["processes"]) == WORKERS:
-                return
-            time.sleep(0.3)
-    raise AssertionError("not every worker became live")
 
 
 def _counts(client: httpx.Client) -> dict[str, float]:

@@ -14,7 +14,7 @@ from app.serving.store.sqlite_store import SqliteStore
 from tests.helpers.apps import ADMIN_TOKEN, admin_headers
 from tests.helpers.servers import serve_process
 from tests.helpers.store_damage import Damage
-from tests.helpers.workers import fresh_client, reinitialize_everywhere
+from tests.helpers.workers import fresh_client, reinitialize_everywhere, wait_for_all_workers
 
 WORKERS = 2
 
@@ -39,19 +39,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
     }
     with serve_process(env, folder / "server.log") as (port, _):
         base = f"http://127.0.0.1:{port}"
-        _wait_for_all_workers(base)
+        wait_for_all_workers(base, WORKERS)
         yield base, state_url
-
-
-def _wait_for_all_workers(base: str) -> None:
-    deadline = time.monotonic() + 120
-    with fresh_client(base) as client:
-        while time.monotonic() < deadline:
-            answer = client.post("/admin/models/cnn/reload", headers=admin_headers())
-            if answer.status_code == 200 and len(answer.json()["processes"]) == WORKERS:
-                return
-            time.sleep(0.3)
-    raise AssertionError("not every worker became live")
 
 
 def _until(call: Callable[[], httpx.Response], timeout: float = 15) -> httpx.Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -13,6 +14,18 @@ def fresh_client(base: str) -> httpx.Client:
     """No kept-alive connections: with several workers each request may reach another one."""
     no_keepalive = httpx.Limits(max_keepalive_connections=0)
     return httpx.Client(base_url=base, timeout=60, limits=no_keepalive)
+
+
+def wait_for_all_workers(base: str, workers: int, timeout: float = 120) -> None:
+    """Until an admin call through the port reaches ``workers`` live processes."""
+    deadline = time.monotonic() + timeout
+    with fresh_client(base) as client:
+        while time.monotonic() < deadline:
+            answer = client.post("/admin/models/cnn/reload", headers=admin_headers())
+            if answer.status_code == 200 and len(answer.json()["processes"]) == workers:
+                return
+            time.sleep(0.3)
+    raise AssertionError("not every worker became live")
 
 
 def reinitialize_everywhere(client: httpx.Client, processes: int) -> dict[str, Any]:
