@@ -8,8 +8,6 @@ import os
 import re
 import secrets
 import stat
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,8 +19,7 @@ from app.config import Settings
 from app.errors import ConfigurationError
 from app.main import create_app
 from tests.helpers.apps import admin_headers
-from tests.helpers.repo import REPO_ROOT
-from tests.helpers.servers import serve_process
+from tests.helpers.servers import serve_process, serve_refusal
 from tests.helpers.workers import fresh_client
 
 OLD_PLACEHOLDER = "REPLACE-ME-with-openssl-rand-hex-32"  # what deploy/ shipped
@@ -103,14 +100,7 @@ def test_a_token_file_is_read_written_and_checked(
 def test_serve_refuses_a_guessable_token(token: str, why: str) -> None:
     env = {**os.environ, "TORCHGATE_ADMIN_TOKEN": token, "TORCHGATE_MODELS": "cnn"}
     env.pop("TORCHGATE_ADMIN_TOKEN_FILE", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "app", "serve", "--port", "0"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = serve_refusal(env)
     assert done.returncode == 2, done.stderr
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith(f"error: TORCHGATE_ADMIN_TOKEN {why}")

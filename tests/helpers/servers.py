@@ -40,6 +40,18 @@ def free_port() -> int:
             return port
 
 
+def serve_refusal(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``python -m app serve`` run to its end: what a start the service must refuse prints."""
+    return subprocess.run(
+        [sys.executable, "-m", "app", "serve", "--port", "0"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def _spawn(
     env: dict[str, str], log_path: Path, port: int, args: tuple[str, ...]
 ) -> subprocess.Popen:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from app.errors import ConfigurationError
 from app.serving.store.scope import ENV, run_scoped_store
 from app.serving.store.sqlite_store import SqliteStore
 from tests.helpers.apps import ADMIN_TOKEN
-from tests.helpers.repo import REPO_ROOT
+from tests.helpers.servers import serve_refusal
 
 
 def test_an_unset_url_gives_the_run_a_file_under_the_data_dir_and_removes_it(
@@ -104,14 +102,7 @@ def test_serve_refuses_a_state_folder_open_to_others(tmp_path: Path) -> None:
     env = {**os.environ, "TORCHGATE_DATA_DIR": str(tmp_path), "TORCHGATE_MODELS": "cnn"}
     env.pop(ENV, None)
     env["TORCHGATE_ADMIN_TOKEN"] = ADMIN_TOKEN
-    done = subprocess.run(
-        [sys.executable, "-m", "app", "serve", "--port", "0"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = serve_refusal(env)
     assert done.returncode == 2, done.stderr
     assert (
         done.stderr.strip()
