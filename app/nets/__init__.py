@@ -5,11 +5,12 @@ rebuild the exact architecture.
 """
 
 from app.nets.cnn import FashionCNN
-from app.nets.gan import ConditionalDiscriminator, ConditionalGenerator
+from app.nets.gan import AuxiliaryClassifier, ConditionalDiscriminator, ConditionalGenerator
 from app.nets.judge import ResNetJudge
 from app.nets.lstm import RowLSTM
 
 __all__ = [
+    "AuxiliaryClassifier",
     "ConditionalDiscriminator",
     "ConditionalGenerator",
     "FashionCNN",

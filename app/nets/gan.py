@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ConditionalDiscriminator", "ConditionalGenerator"]
+__all__ = ["AuxiliaryClassifier", "ConditionalDiscriminator", "ConditionalGenerator"]
 
 
 class ConditionalGenerator(nn.Module):
@@ -70,3 +70,30 @@ class ConditionalDiscriminator(nn.Module):
     def forward(self, x: Tensor, labels: Tensor) -> Tensor:
         maps = self.label_map(labels).view(-1, 1, 28, 28)
         return self.linear(self.features(torch.cat((x, maps), dim=1))).squeeze(1)
+
+
+class AuxiliaryClassifier(nn.Module):
+    """Images [N, 1, 28, 28] in [-1, 1] -> class logits [N, num_classes]; trained with the
+    GAN on real images only, never served.
+
+    The generator is asked to make its fakes recognisable to it (AC-GAN's auxiliary loss),
+    which the real/fake discriminator alone does not ask for strongly: similar classes
+    (pullover, coat, shirt) drift into each other. It never sees the label, so it cannot
+    read the answer off the condition as the discriminator's first layer can. No
+    normalization layer: fake batches pass through it in training mode too.
+    """
+
+    def __init__(self, num_classes: int = 10, channels: tuple[int, int] = (32, 64)) -> None:
+        super().__init__()
+        c1, c2 = channels
+        self.layers = nn.Sequential(
+            nn.Conv2d(1, c1, 4, stride=2, padding=1),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(c1, c2, 4, stride=2, padding=1),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Flatten(),
+            nn.Linear(c2 * 7 * 7, num_classes),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)

@@ -13,8 +13,12 @@ class RowLSTM(nn.Module):
 
     Each image row is one time step; the head sees the final hidden state of the
     forward direction (after the last row) and of the backward one (after the first),
-    so any sequence length works, including a single row.
+    so any sequence length works, including a single row. With ``readout="last_mean"``
+    it also sees the top layer's outputs averaged over the rows: every row then reaches
+    the head in one step instead of only through the recurrence.
     """
+
+    READOUTS = ("last", "last_mean")
 
     def __init__(
         self,
@@ -24,8 +28,12 @@ class RowLSTM(nn.Module):
         num_layers: int = 2,
         dropout: float = 0.2,
         head_dropout: float = 0.2,
+        readout: str = "last",
     ) -> None:
         super().__init__()
+        if readout not in self.READOUTS:
+            raise ValueError(f"readout must be one of {self.READOUTS}, not {readout!r}")
+        self.readout = readout
         self.lstm = nn.LSTM(
             input_size=input_size,
             hidden_size=hidden_size,
@@ -34,9 +42,13 @@ class RowLSTM(nn.Module):
             bidirectional=True,
             dropout=dropout if num_layers > 1 else 0.0,
         )
-        self.head = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(2 * hidden_size, num_classes))
+        features = (4 if readout == "last_mean" else 2) * hidden_size
+        self.head = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(features, num_classes))
 
     def forward(self, x: Tensor) -> Tensor:
-        _, (h_n, _) = self.lstm(x)
+        outputs, (h_n, _) = self.lstm(x)
         # h_n: [num_layers * 2, N, hidden]; the last two are the top layer's directions.
-        return self.head(torch.cat((h_n[-2], h_n[-1]), dim=1))
+        last = torch.cat((h_n[-2], h_n[-1]), dim=1)
+        if self.readout == "last":
+            return self.head(last)
+        return self.head(torch.cat((last, outputs.mean(dim=1)), dim=1))

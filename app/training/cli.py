@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -13,6 +12,23 @@ from rich.logging import RichHandler
 
 from app.datasets import DatasetNotFound
 from app.training.artifacts import ManifestError
+from app.training.cli_options import (
+    BatchSize,
+    DataDir,
+    Dataset,
+    DatasetName,
+    Device,
+    EmaDecay,
+    Epochs,
+    Erase,
+    FinetuneModel,
+    Limit,
+    Lr,
+    LstmReadout,
+    Out,
+    Quiet,
+    Seed,
+)
 from app.training.options import TrainOptions
 
 if TYPE_CHECKING:
@@ -30,41 +46,6 @@ train_app = typer.Typer(
     "ImageNet classifier.",
     no_args_is_help=True,
 )
-
-
-class DatasetName(StrEnum):
-    fashion_mnist = "fashion-mnist"
-    mnist = "mnist"
-
-
-class FinetuneModel(StrEnum):
-    alexnet = "alexnet"
-    vgg16 = "vgg16"
-    resnet101 = "resnet101"
-
-
-Epochs = Annotated[int, typer.Option(min=1, help="Passes over the training set.")]
-BatchSize = Annotated[int, typer.Option(min=1, help="Images per optimisation step.")]
-Lr = Annotated[float, typer.Option(min=0.0, help="Peak learning rate.")]
-Seed = Annotated[int, typer.Option(help="Seeds the split, the initialisation and the batches.")]
-Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
-Dataset = Annotated[DatasetName, typer.Option(help="Training dataset.")]
-DataDir = Annotated[Path, typer.Option(help="Where datasets are found or unpacked.")]
-Out = Annotated[Path, typer.Option(help="Where checkpoint, manifest and plots are written.")]
-Limit = Annotated[int | None, typer.Option(min=1, help="Use only this many training images.")]
-Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bar (logs only).")]
-Erase = Annotated[
-    float, typer.Option(min=0.0, max=1.0, help="Random-erasing probability per image (0: off).")
-]
-EmaDecay = Annotated[
-    float,
-    typer.Option(
-        min=0.0,
-        max=0.99999,
-        help="Keep an EMA of the weights with this decay per step; it is validated, selected "
-        "and saved (0: off, the raw weights are).",
-    ),
-]
 
 
 @train_app.callback()
@@ -120,7 +101,7 @@ def cnn(
 
 @train_app.command()
 def lstm(
-    epochs: Epochs = 15,
+    epochs: Epochs = 40,
     batch_size: BatchSize = 256,
     lr: Lr = 3e-3,
     seed: Seed = 0,
@@ -129,11 +110,16 @@ def lstm(
     data_dir: DataDir = Path("data"),
     out: Out = Path("models"),
     limit: Limit = None,
-    erase: Erase = 0.0,
-    ema_decay: EmaDecay = 0.0,
+    erase: Erase = 0.25,
+    ema_decay: EmaDecay = 0.999,
+    readout: Annotated[
+        LstmReadout,
+        typer.Option(help="What the head reads: the last states, or those and the mean output."),
+    ] = LstmReadout.last_mean,
     quiet: Quiet = False,
 ) -> None:
-    """Train the bidirectional LSTM that reads an image row by row."""
+    """Train the bidirectional LSTM that reads an image row by row (AdamW + OneCycleLR, random
+    erasing, the EMA of the weights kept): the defaults are the committed model's recipe."""
     options = TrainOptions(
         epochs=epochs,
         batch_size=batch_size,
@@ -144,10 +130,18 @@ def lstm(
         data_dir=data_dir,
         out=out,
         limit=limit,
+        extra_args={"readout": readout.value},
     )
     from app.training.classifiers import train_lstm
 
-    _run(train_lstm, options, show_progress=not quiet, erase=erase, ema_decay=ema_decay or None)
+    _run(
+        train_lstm,
+        options,
+        {"readout": readout.value},
+        show_progress=not quiet,
+        erase=erase,
+        ema_decay=ema_decay or None,
+    )
 
 
 @train_app.command()
@@ -165,6 +159,13 @@ def gan(
         Path | None,
         typer.Option(help="The cnn manifest that scores the GAN (default: OUT/cnn.json)."),
     ] = None,
+    aux_weight: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Weight of the auxiliary classifier's loss on the fakes (AC-GAN; 0: off).",
+        ),
+    ] = 1.0,
     quiet: Quiet = False,
 ) -> None:
     """Train the class-conditional GAN; needs the trained cnn to pick the best epoch."""
@@ -181,7 +182,7 @@ def gan(
     )
     from app.training.gan import train_gan
 
-    _run(train_gan, options, judge=judge, show_progress=not quiet)
+    _run(train_gan, options, judge=judge, show_progress=not quiet, aux_weight=aux_weight)
 
 
 @train_app.command()

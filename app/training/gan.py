@@ -7,6 +7,7 @@ generator again with a retrained one, app/training/gan_rejudge.py.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from app.datasets import class_names, load_split
 from app.evaluation import evaluate_gan_consistency
-from app.nets import ConditionalDiscriminator, ConditionalGenerator
+from app.nets import AuxiliaryClassifier, ConditionalDiscriminator, ConditionalGenerator
 from app.training.artifacts import (
     build_manifest,
     constructor_kwargs,
@@ -29,7 +30,14 @@ from app.training.artifacts import (
 from app.training.classifiers import TrainResult
 from app.training.data import batches, num_batches
 from app.training.gan_rejudge import load_judge
-from app.training.gan_steps import EMA_DECAY, REAL_LABEL, EpochStats, adversarial_step, ema_average
+from app.training.gan_steps import (
+    EMA_DECAY,
+    REAL_LABEL,
+    AuxiliaryLoss,
+    EpochStats,
+    adversarial_step,
+    ema_average,
+)
 from app.training.options import TrainOptions, resolve_device, seed_everything
 from app.training.plots import plot_curves, plot_grid
 from app.training.progress import training_progress
@@ -41,6 +49,7 @@ log = logging.getLogger(__name__)
 # The epoch is chosen on noise drawn with this seed; the reported score uses seed 0
 # (evaluate_gan_consistency's default, as the admin API does), other noise.
 SELECTION_SEED = 1
+AUX_LR = 1e-3  # the auxiliary classifier learns the classes at a classifier's pace
 
 
 def _scaled_images(dataset: str, data_dir: Path, limit: int | None) -> tuple[Tensor, Tensor]:
@@ -55,13 +64,18 @@ def train_gan(
     judge: Path | None = None,
     net_kwargs: dict[str, Any] | None = None,
     show_progress: bool = True,
+    *,
+    aux_weight: float = 0.0,
 ) -> TrainResult:
     """Train generator + discriminator; write ``gan.pt`` (generator only) and its artifacts.
 
     ``judge`` is the cnn manifest (default ``<out>/cnn.json``); every epoch the
     exponential moving average of the generator is scored by the cnn and the best
-    epoch is kept.
+    epoch is kept. ``aux_weight`` > 0 adds AC-GAN's auxiliary classification loss.
     """
+    options = dataclasses.replace(
+        options, extra_args={**options.extra_args, "aux-weight": f"{aux_weight:g}"}
+    )
     seed_everything(options.seed)
     device = resolve_device(options.device)
     out = Path(options.out)
@@ -77,6 +91,11 @@ def train_gan(
     ema = AveragedModel(gen, avg_fn=ema_average, use_buffers=True)
     opt_g = torch.optim.Adam(gen.parameters(), lr=options.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=options.lr, betas=(0.5, 0.999))
+    auxiliary = None
+    if aux_weight > 0:
+        classifier = AuxiliaryClassifier(num_classes=kwargs["num_classes"]).to(device)
+        optimizer = torch.optim.Adam(classifier.parameters(), lr=AUX_LR, betas=(0.5, 0.999))
+        auxiliary = AuxiliaryLoss(classifier, optimizer, aux_weight)
     steps = num_batches(labels.numel(), options.batch_size)
     schedules = [
         torch.optim.lr_scheduler.CosineAnnealingLR(
@@ -104,6 +123,7 @@ def train_gan(
         "d_loss": [None],
         "g_loss": [None],
         "d_accuracy": [None],
+        **({"aux_fake_accuracy": [None]} if auxiliary else {}),
         "consistency": [score(ema.module)],
     }
     best_state, best_epoch, best_score = copy.deepcopy(ema.module.state_dict()), 0, -1.0
@@ -114,7 +134,7 @@ def train_gan(
             gen.train()
             disc.train()
             task = progress.add_task(f"epoch {epoch}/{options.epochs}", total=steps, metrics="")
-            stats = EpochStats()
+            stats = EpochStats(auxiliary=auxiliary is not None)
             for real, y in batches(images, labels, options.batch_size, rng):
                 z = torch.randn(y.numel(), z_dim, generator=rng)
                 y_fake = torch.randint(0, num_classes, (y.numel(),), generator=rng)
@@ -126,6 +146,7 @@ def train_gan(
                     y.to(device),
                     z.to(device),
                     y_fake.to(device),
+                    auxiliary,
                 )
                 ema.update_parameters(gen)
                 for schedule in schedules:
@@ -176,6 +197,11 @@ def train_gan(
             "real_label": REAL_LABEL,
             "ema_decay": EMA_DECAY,
             "discriminator": "ConditionalDiscriminator",
+            "auxiliary": (
+                {"classifier": "AuxiliaryClassifier", "weight": aux_weight, "lr": AUX_LR}
+                if auxiliary
+                else None
+            ),
             "train_size": labels.numel(),
             "selection": f"cnn consistency, 100 per class, seed {SELECTION_SEED}",
         },

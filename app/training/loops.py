@@ -106,8 +106,10 @@ def fit_classifier(
     images, labels = data.train
     steps = num_batches(labels.numel(), batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=settings.weight_decay)
+    # OneCycleLR divides by the length of its warm-up phase, which a run of under 8 steps
+    # (a tiny --limit) would make zero; such a run simply stops before the schedule ends.
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=lr, total_steps=epochs * steps, pct_start=0.25
+        optimizer, max_lr=lr, total_steps=max(epochs * steps, 8), pct_start=0.25
     )
     rng = torch.Generator().manual_seed(seed)
     ema = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from app.nets import ConditionalDiscriminator, ConditionalGenerator
+from app.nets import AuxiliaryClassifier, ConditionalDiscriminator, ConditionalGenerator
 
 
 def test_generator_makes_28x28_images_in_tanh_range() -> None:
@@ -37,3 +37,12 @@ def test_discriminator_gives_one_logit_per_image() -> None:
     with torch.inference_mode():
         logits = disc(torch.rand(4, 1, 28, 28) * 2 - 1, torch.tensor([0, 1, 2, 3]))
     assert logits.shape == (4,)
+
+
+def test_auxiliary_classifier_reads_the_image_alone() -> None:
+    classifier = AuxiliaryClassifier().eval()
+    with torch.inference_mode():
+        logits = classifier(torch.rand(3, 1, 28, 28) * 2 - 1)
+    assert logits.shape == (3, 10)
+    norms = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)  # fakes pass it in training mode too
+    assert not any(isinstance(m, norms) for m in classifier.modules())

@@ -34,3 +34,17 @@ def test_reads_both_ends_of_the_sequence() -> None:
         base = model(x)
         assert not torch.allclose(model(first), base)
         assert not torch.allclose(model(last), base)
+
+
+@pytest.mark.parametrize("steps", [1, 28])
+def test_the_mean_readout_adds_the_averaged_outputs_to_the_last_states(steps: int) -> None:
+    model = RowLSTM(hidden_size=16, readout="last_mean").eval()
+    assert model.head[-1].in_features == 4 * 16  # both directions' last states and mean outputs
+    with torch.inference_mode():
+        logits = model(torch.randn(2, steps, 28))
+    assert logits.shape == (2, 10) and torch.isfinite(logits).all()
+
+
+def test_an_unknown_readout_is_refused() -> None:
+    with pytest.raises(ValueError, match="readout must be one of"):
+        RowLSTM(readout="max")

@@ -15,6 +15,7 @@ from app.training.classifiers import TrainResult, train_lstm
 from app.training.cli import train_app
 from app.training.gan import train_gan
 from app.training.options import TrainOptions
+from tests.helpers.repo import REPO_ROOT
 
 LIMIT = 512
 
@@ -171,3 +172,50 @@ def test_gan_without_a_trained_cnn_says_to_train_it(
     assert result.exit_code == 1
     assert "run `python -m app train cnn` first" in caplog.text
     assert not (tmp_path / "gan.pt").exists()
+
+
+def test_lstm_cli_defaults_are_the_committed_recipe(train_data_dir: Path, tmp_path: Path) -> None:
+    """`train lstm` without options trains what models/lstm.json records (the mean readout,
+    random erasing, the EMA), and its manifest's command repeats it."""
+    args = ["lstm", "--epochs", "1", "--batch-size", "64", "--limit", "256", "--quiet"]
+    args += ["--data-dir", str(train_data_dir), "--out", str(tmp_path), "--device", "cpu"]
+    result = CliRunner().invoke(train_app, args)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "lstm.json").read_text())
+    committed = json.loads((REPO_ROOT / "models" / "lstm.json").read_text())
+    kwargs = manifest["architecture"]["kwargs"]
+    assert kwargs["readout"] == committed["architecture"]["kwargs"]["readout"] == "last_mean"
+    for key in ("erase", "ema_decay", "label_smoothing", "grad_clip"):
+        assert manifest["training"][key] == committed["training"][key], key
+    assert manifest["command"].endswith("--readout last_mean --erase 0.25 --ema-decay 0.999")
+
+
+def test_gan_with_the_auxiliary_classifier_records_it(
+    out: Path, train_data_dir: Path, tmp_path: Path
+) -> None:
+    options = TrainOptions(
+        epochs=1,
+        batch_size=32,
+        lr=2e-4,
+        data_dir=train_data_dir,
+        out=tmp_path,
+        limit=256,
+        device="cpu",
+    )
+    result = train_gan(options, judge=out / "cnn.json", show_progress=False, aux_weight=0.5)
+    manifest = result.manifest
+    assert manifest["training"]["auxiliary"]["weight"] == 0.5
+    assert manifest["command"].endswith("--aux-weight 0.5")
+    fake_accuracy = manifest["history"]["aux_fake_accuracy"]
+    assert fake_accuracy[0] is None and 0.0 <= fake_accuracy[1] <= 1.0
+    assert (tmp_path / "gan.pt").exists() and not (tmp_path / "aux.pt").exists()
+
+
+def test_a_run_shorter_than_the_schedule_warm_up_still_trains(
+    train_data_dir: Path, tmp_path: Path
+) -> None:
+    args = ["cnn", "--epochs", "1", "--batch-size", "64", "--limit", "200", "--quiet"]
+    args += ["--data-dir", str(train_data_dir), "--out", str(tmp_path), "--device", "cpu"]
+    result = CliRunner().invoke(train_app, args)  # 3 steps: OneCycleLR's warm-up would be 0
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "cnn.json").read_text())["test_n"] == 10_000
