@@ -28,7 +28,7 @@ class FashionCNN(nn.Module):
     chosen for serving: ~5 M multiply-adds per image instead of 19 M at (32, 64), in channel
     counts that are multiples of 16, which oneDNN's CPU kernels run fastest (a batch of 16
     takes 1.1 ms on one core here; (16, 48) 1.5 ms, (24, 48) 3.2 ms, (32, 64) 3.1 ms), at
-    0.9397 test accuracy after 60 epochs with random erasing and an EMA of the weights.
+    0.9400 test accuracy after 60 epochs with random erasing and an EMA of the weights.
     """
 
     def __init__(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import typer
 from typer.testing import CliRunner
 
 from app.datasets import class_names
@@ -219,3 +220,16 @@ def test_a_run_shorter_than_the_schedule_warm_up_still_trains(
     result = CliRunner().invoke(train_app, args)  # 3 steps: OneCycleLR's warm-up would be 0
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "cnn.json").read_text())["test_n"] == 10_000
+
+
+def test_gan_cli_defaults_are_the_committed_recipe() -> None:
+    """`train gan` without options trains what models/gan.json records."""
+    command = typer.main.get_command(train_app).commands["gan"]
+    defaults = {param.name: param.default for param in command.params}
+    committed = json.loads((REPO_ROOT / "models" / "gan.json").read_text())
+    assert defaults["aux_weight"] == committed["training"]["auxiliary"]["weight"] == 1.0
+    assert (defaults["epochs"], defaults["batch_size"]) == (
+        committed["epochs"],
+        committed["batch_size"],
+    )
+    assert defaults["lr"] == committed["lr"] and defaults["seed"] == committed["seed"]
