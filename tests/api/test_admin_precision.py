@@ -69,14 +69,16 @@ async def test_cnn_bf16_within_tolerance_is_promoted_and_a_drop_at_zero_is_refus
         assert described["parameters_version"] == passed["promotion"]["parameters_version"]
 
 
-async def test_lstm_int8_and_bf16_are_judged_on_the_test_split(
+async def test_lstm_int8_is_judged_on_the_test_split_and_held_to_its_tolerance(
     settings_factory: Callable[..., Settings],
 ) -> None:
     async with running_app(settings_factory(models=("lstm",))) as client:
-        # on the first 1,000 test images bfloat16 changes answers, one of them for the worse
-        refused = await _trial(client, "lstm", dtype="bfloat16", max_accuracy_drop=0.0, limit=1000)
-        assert refused["n"] == 1000 and refused["promoted"] is False
+        # on the whole test split int8 gets four more images wrong than float32 (0.9220 against
+        # 0.9224 with the committed checkpoint): refused at zero tolerance, kept at float32
+        refused = await _trial(client, "lstm", dtype="int8_dynamic", max_accuracy_drop=0.0)
+        assert refused["n"] == 10_000 and refused["promoted"] is False
         assert refused["candidate"]["accuracy"] < refused["baseline"]["accuracy"]
+        assert (await _model(client, "lstm"))["dtype"] == "float32"
         passed = await _trial(client, "lstm", dtype="int8_dynamic", limit=1000)
         assert passed["promoted"] is True and passed["drop"] <= 0.005
         assert passed["promotion"]["converged"] is True
@@ -97,12 +99,12 @@ async def test_the_gan_is_judged_by_the_cnns_consistency_on_its_samples(
     checkpoints = fashion_checkpoints(tmp_path_factory.mktemp("checkpoints"))
     settings = settings_factory(models=("cnn", "gan"), checkpoint_dir=checkpoints)
     async with running_app(settings) as client:
-        # 100 images per class: the cnn judges two more int8 images wrong than float32's (with
-        # the committed checkpoints; bfloat16 happens to gain here, so it shows the pass)
+        # 200 images per class: the cnn judges six more int8 images wrong than float32's (with
+        # the committed checkpoints; bfloat16 holds on 500, so it shows the pass)
         refused = await _trial(
-            client, "gan", dtype="int8_dynamic", max_accuracy_drop=0.0, limit=1000
+            client, "gan", dtype="int8_dynamic", max_accuracy_drop=0.0, limit=2000
         )
-        assert refused["metric"] == "consistency" and refused["n"] == 1000
+        assert refused["metric"] == "consistency" and refused["n"] == 2000
         assert refused["judge"]["model"] == "cnn" and "judged by cnn" in refused["dataset"]
         assert refused["candidate"]["consistency"] < refused["baseline"]["consistency"]
         assert len(refused["candidate"]["per_class_consistency"]) == 10

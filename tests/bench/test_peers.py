@@ -241,9 +241,18 @@ def test_answers_must_agree_on_top1_and_every_probability() -> None:
     ],
 )
 def test_the_command_passes_its_options_to_the_peer_run(
-    monkeypatch: pytest.MonkeyPatch, flags: list[str], concurrency: int, peers: tuple[str, ...]
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    flags: list[str],
+    concurrency: int,
+    peers: tuple[str, ...],
 ) -> None:
     seen: list[PeersOptions] = []
+    for peer in ("triton", "kserve"):  # "all" checks the v2 family's venvs before the v1 run
+        python = tmp_path / peer / "python"
+        python.parent.mkdir()
+        python.touch()
+        flags = [*flags, f"--{peer}-python", str(python)]
 
     def refuse(options: PeersOptions) -> None:
         seen.append(options)
