@@ -25,6 +25,7 @@ import torchgate_bench.peers
 from app.serving.inputs import FashionInput
 from app.serving.loading import WeightsLocation, load_model
 from app.zoo import SPECS
+from tests.helpers.peer_pythons import stand_in_v2_pythons
 from tests.helpers.programs import require_binary
 from tests.helpers.repo import REPO_ROOT
 from tests.helpers.results import check_document
@@ -248,10 +249,8 @@ def test_the_command_passes_its_options_to_the_peer_run(
     peers: tuple[str, ...],
 ) -> None:
     seen: list[PeersOptions] = []
-    for peer in ("triton", "kserve"):  # "all" checks the v2 family's venvs before the v1 run
-        python = tmp_path / peer / "python"
-        python.parent.mkdir()
-        python.touch()
+    # "all" checks the v2 family's venvs before the v1 run
+    for peer, python in stand_in_v2_pythons(tmp_path).items():
         flags = [*flags, f"--{peer}-python", str(python)]
 
     def refuse(options: PeersOptions) -> None:

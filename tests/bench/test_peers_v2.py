@@ -19,6 +19,7 @@ from app.api.grpc.tensors import read_inputs as read_grpc_inputs
 from app.api.v2_schemas import InferenceRequest
 from app.api.v2_tensors import read_inputs, split_body
 from app.serving.inputs import FashionInput
+from tests.helpers.peer_pythons import stand_in_v2_pythons
 from tests.helpers.repo import REPO_ROOT
 from tests.helpers.results import check_document
 from torchgate_bench.__main__ import cli
@@ -298,10 +299,7 @@ def test_the_command_passes_its_options_to_the_v2_run(
         raise RuntimeError("not this time")
 
     monkeypatch.setattr("torchgate_bench.peers.v2_run.run_v2_peers", refuse)
-    pythons = {peer: tmp_path / peer / "python" for peer in ("triton", "kserve")}
-    for python in pythons.values():
-        python.parent.mkdir()
-        python.touch()
+    pythons = stand_in_v2_pythons(tmp_path)
     flags = ["--peer", "triton,kserve", "--duration", "4", "--no-prepass"]
     flags += ["--triton-python", str(pythons["triton"]), "--kserve-python", str(pythons["kserve"])]
     outcome = CliRunner().invoke(cli, ["bench", *flags])
