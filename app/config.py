@@ -129,6 +129,9 @@ class Settings(BaseSettings):
     load_concurrency: int = Field(default=2, ge=1)
     workers: int = Field(default=1, ge=1)
     access_log: bool = True
+    # FastAPI's own OpenTelemetry spans, metrics and logs, for when an OpenTelemetry SDK is
+    # configured in the process; off, FastAPI skips asking for providers on every request.
+    opentelemetry: bool = False
     log_format: Literal["text", "json"] = "text"
     torch_threads: int | None = Field(default=None, ge=1)
     decode_threads: int | None = Field(default=None, ge=1)

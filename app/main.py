@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 
 from app import __version__
 from app.admin_token import admin_token
@@ -18,6 +19,7 @@ from app.api.connections import GuardedHttpProtocol
 from app.api.grpc.server import start_grpc_server, stop_grpc_server
 from app.api.http_errors import install_error_handlers
 from app.api.middleware import ServingMiddleware
+from app.api.routes import add_routes
 from app.api.upload_budget import UploadBudget
 from app.config import Settings
 from app.draining import Drain
@@ -105,17 +107,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        telemetry=_telemetry(settings),
     )
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.admin_token = token
-    for router in PUBLIC_ROUTERS:
-        app.include_router(router)
+    routers = list(PUBLIC_ROUTERS)
     if settings.admin_enabled and settings.admin_port is None:
-        app.include_router(ADMIN_ROUTER)
+        routers.append(ADMIN_ROUTER)
+    add_routes(app, routers)
     app.state.upload_budget = UploadBudget(settings.max_upload_bytes_in_flight)
     _add_common(app, settings)
     return app
+
+
+def _telemetry(settings: Settings) -> TelemetryConfig:
+    on = settings.opentelemetry
+    return {"tracing": on, "metrics": on, "logs": on}
 
 
 def _add_common(app: FastAPI, settings: Settings) -> None:
@@ -140,8 +148,9 @@ def create_admin_app(main_app: FastAPI) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        telemetry=_telemetry(settings),
     )
     admin_app.state = main_app.state
-    admin_app.include_router(ADMIN_ROUTER)
+    add_routes(admin_app, [ADMIN_ROUTER])
     _add_common(admin_app, settings)
     return admin_app

@@ -13,6 +13,7 @@ from app.api.parameters import MODEL_NAME, SMALL_JSON_BYTES, TOP_K, serving_stat
 from app.api.parsing import read_predict_payload, read_small_body, resolve_top_k
 from app.api.payloads import describe_validation_error
 from app.api.responses import FastJSONResponse
+from app.api.routes import RequestRoute
 from app.api.schemas import (
     ErrorResponse,
     GenerateRequest,
@@ -31,7 +32,8 @@ from app.api.v1_adapter import (
 from app.errors import InvalidInput
 from app.serving.heads import generate as generate_images
 
-router = APIRouter(prefix="/v1", tags=["inference"])
+# every endpoint here takes the Request alone and returns a Response: see app/api/routes.py
+router = APIRouter(prefix="/v1", tags=["inference"], route_class=RequestRoute)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in INFERENCE_ERROR_STATUSES

@@ -7,6 +7,7 @@ them) is in the response's ``parameters`` and in the same headers as v1.
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -16,6 +17,7 @@ from app.api.deps import RegistryDep, liveness_failure
 from app.api.http_errors import INFERENCE_ERROR_STATUSES
 from app.api.parameters import MODEL_NAME, MODEL_VERSION, serving_state
 from app.api.responses import FastJSONResponse, version_headers
+from app.api.routes import RequestRoute
 from app.api.v2_outputs import encode_response
 from app.api.v2_requests import ReadRequest, is_encoded, read_request
 from app.api.v2_schemas import (
@@ -33,7 +35,11 @@ from app.serving.registry import ModelRegistry
 from app.serving.runtime import ModelRuntime
 from app.tracing import current_request_id
 
-router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
+_TAGS: list[str | Enum] = ["open inference protocol (v2)"]
+# The inference routes, ahead of everything else (app/api/__init__.py): the ones clients call
+# thousands of times a second, each taking the Request alone (app/api/routes.py).
+infer_router = APIRouter(prefix="/v2", tags=_TAGS, route_class=RequestRoute)
+router = APIRouter(prefix="/v2", tags=_TAGS)
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
@@ -116,9 +122,7 @@ async def _answer(runtime: ModelRuntime, read: ReadRequest, settings: Settings) 
     return Response(content, media_type="application/octet-stream", headers=response_headers)
 
 
-# The inference routes first: FastAPI tries a router's routes in order, and these are the
-# ones clients call thousands of times a second (the rest are probes and metadata).
-@router.post(
+@infer_router.post(
     "/models/{name}/infer",
     response_model=InferenceResponse,
     responses=_INFER_RESPONSES,
@@ -129,7 +133,7 @@ async def infer_tensors(request: Request) -> Response:
     return await _infer(request)
 
 
-@router.post(
+@infer_router.post(
     "/models/{name}/versions/{version}/infer",
     response_model=InferenceResponse,
     responses=_INFER_RESPONSES,
