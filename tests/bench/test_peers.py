@@ -153,7 +153,10 @@ def test_the_peers_run_torchgates_network_and_weights() -> None:
     batch = torch.stack([_codec().from_image(garment_png(seed).data, 10**7) for seed in range(4)])
     with torch.inference_mode():
         expected = ours.module(batch)
-    torch.testing.assert_close(peer.forward(batch), expected, rtol=0, atol=1e-6)
+    # the same weights to float32 rounding: oneDNN picks its kernels (and summation order) by
+    # CPU and memory format, which moved one logit by 1.01e-6 on an AMD EPYC; other weights
+    # would differ in the first digit
+    torch.testing.assert_close(peer.forward(batch), expected, rtol=1e-5, atol=1e-5)
     assert peer.labels == list(ours.labels)
 
 
