@@ -5,8 +5,8 @@ endpoints clients call thousands of times a second.
   that every request walks twice (once to match, once to handle), with scope bookkeeping at each
   level. Our routers carry their prefixes, tags and dependencies on each of their routes and are
   included with no options of their own, so their routes become the app's routes as they are,
-  and Starlette matches a request against one list, once (/healthz: 1.5x the requests per
-  second of the nested routers, in one process, side by side).
+  and Starlette matches a request against one list, once (/healthz in process: ~1.3x less
+  time per request than through the nested routers, side by side).
 - ``RequestRoute``: FastAPI's own handler resolves dependencies, reads declared parameters and
   serializes a returned value on every request, and costs that much even when an endpoint has
   none of them. An endpoint that takes the ``Request`` alone and returns a ``Response`` needs
@@ -18,6 +18,7 @@ endpoints clients call thousands of times a second.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
@@ -37,16 +38,10 @@ class RequestRoute(APIRoute):
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         super().__init__(path, endpoint, **kwargs)
-        dependant = self.dependant
-        declared = (
-            dependant.path_params,
-            dependant.query_params,
-            dependant.header_params,
-            dependant.cookie_params,
-            dependant.body_params,
-            dependant.dependencies,
-        )
-        if any(declared) or dependant.request_param_name is None:
+        # one parameter, the Request (a Response, BackgroundTasks or declared parameter beside
+        # it would never be passed), and no dependencies (its router's included)
+        alone = len(inspect.signature(endpoint).parameters) == 1
+        if not alone or self.dependant.request_param_name is None or self.dependant.dependencies:
             raise TypeError(
                 f"{endpoint.__qualname__} ({path}): a RequestRoute's endpoint takes the Request "
                 "alone and has no dependencies; use an ordinary APIRoute for anything else."

@@ -98,6 +98,10 @@ def _with_parameter(request: Request, top_k: int) -> Response:
     raise AssertionError("never called")
 
 
+def _with_response(request: Request, response: Response) -> Response:
+    raise AssertionError("never called")
+
+
 async def _dependency() -> None:
     return None
 
@@ -106,10 +110,11 @@ async def _dependency() -> None:
     "endpoint, options",
     [
         (_with_parameter, {}),
+        (_with_response, {}),
         (lambda: Response(), {}),
         (lambda request: Response(), {"dependencies": [Depends(_dependency)]}),
     ],
-    ids=["a query parameter", "no request", "a dependency"],
+    ids=["a query parameter", "a response parameter", "no request", "a dependency"],
 )
 def test_a_request_route_refuses_an_endpoint_that_needs_fastapis_machinery(
     endpoint: Callable[..., Response], options: dict[str, object]
