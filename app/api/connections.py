@@ -30,6 +30,7 @@ from uvicorn.config import HTTP_PROTOCOLS
 from uvicorn.importer import import_from_string
 
 from app.api.coalescing import CoalescingTransport
+from app.api.deadlines import Deadlines
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,8 @@ class GuardedHttpProtocol(asyncio.Protocol):
         self._request: asyncio.Task[object] | None = None
         self.client_gone = False
         self._head_bytes = 0
-        self._deadline: asyncio.TimerHandle | None = None
+        self._deadlines = Deadlines.of(self._loop)  # one timer for all connections' heads
+        self._timed = False  # a head deadline is watched
 
     @classmethod
     def configure(cls, header_timeout_s: float, max_header_bytes: int) -> None:
@@ -86,7 +88,7 @@ class GuardedHttpProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._in_head:
-            if self._deadline is None:
+            if not self._timed:
                 self._arm()  # the first byte of the next request, after an answer
             seen = self._tail + data
             end = _head_end(seen)
@@ -140,16 +142,16 @@ class GuardedHttpProtocol(asyncio.Protocol):
         self._disarm()
 
     def _arm(self) -> None:
-        self._disarm()
-        self._deadline = self._loop.call_later(self.header_timeout_s, self._timed_out)
+        self._deadlines.watch(self, self._loop.time() + self.header_timeout_s, self._timed_out)
+        self._timed = True
 
     def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        if self._timed:
+            self._deadlines.unwatch(self)
+            self._timed = False
 
     def _timed_out(self) -> None:
-        self._deadline = None
+        self._timed = False
         if self._in_head:
             self._close(f"its request head did not arrive within {self.header_timeout_s:g} s")
 

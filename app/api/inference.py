@@ -78,7 +78,7 @@ async def predict(request: Request) -> FastJSONResponse:
     registry, settings = serving_state(request)
     runtime = classifier(registry, name)
     payload = await read_predict_payload(request, settings, runtime.on_decode_pool)
-    top_k = request.query_params.get("top_k")
+    top_k = request.query_params.get("top_k") if request.scope["query_string"] else None
     k = resolve_top_k(top_k, payload.top_k, num_classes=len(runtime.labels))
     if payload.images is not None:
         samples = await runtime.decode_images(payload.images)

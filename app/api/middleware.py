@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.connections import GuardedHttpProtocol
+from app.api.deadlines import Deadlines
 from app.api.http_errors import CLIENT_CLOSED_REQUEST, error_key
 from app.api.upload_budget import UploadBudget
 from app.errors import Overloaded
@@ -76,6 +77,30 @@ def _read_headers(scope: Scope) -> tuple[str | None, int | None]:
     return incoming, declared
 
 
+class _Stall:
+    """A request's body deadline, watched in the loop's ``Deadlines``: past it, the request's
+    task is cancelled, and the cancellation is turned into a 408 where the body was awaited
+    (as ``asyncio.timeout`` does it, on one shared timer instead of one per chunk)."""
+
+    __slots__ = ("cut_off", "task")
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[object] | None = None
+        self.cut_off = False
+
+    def cut(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.cut_off = True
+            self.task.cancel()
+
+    def ended_by_us(self) -> bool:
+        """Whether the cancellation being raised is ours alone (another one passes on)."""
+        if not self.cut_off or self.task is None:
+            return False
+        self.cut_off = False
+        return self.task.uncancel() == 0
+
+
 def _guard(scope: Scope) -> GuardedHttpProtocol | None:
     client = scope.get("client")
     return GuardedHttpProtocol.by_client.get(client) if isinstance(client, tuple) else None
@@ -121,19 +146,26 @@ class ServingMiddleware:
         body_done = False
         budget, limit = self.budget, self.max_body_bytes
         loop = asyncio.get_running_loop()
+        deadlines = Deadlines.of(loop)
         deadline = loop.time() + self.body_deadline_s
+        stall = _Stall()
 
         async def receive_guarded() -> Message:
             nonlocal received, body_done
             if body_done:  # after the body, a disconnect listener may wait as long as it likes
                 return await receive()
+            stall.task = asyncio.current_task()  # whichever task awaits the body
+            deadlines.watch(stall, min(loop.time() + self.chunk_timeout_s, deadline), stall.cut)
             try:
-                async with asyncio.timeout(min(self.chunk_timeout_s, deadline - loop.time())):
-                    message = await receive()
-            except TimeoutError:
-                raise HTTPException(
-                    408, self._too_slow(received), {"Connection": "close"}
-                ) from None
+                message = await receive()
+            except asyncio.CancelledError:
+                if stall.ended_by_us():
+                    raise HTTPException(
+                        408, self._too_slow(received), {"Connection": "close"}
+                    ) from None
+                raise
+            finally:
+                deadlines.unwatch(stall)
             size = len(message.get("body", b""))
             if size:
                 if received + size > limit:

@@ -167,3 +167,66 @@ def test_request_labels_stay_bounded_whatever_clients_send() -> None:
         "method": "OTHER",
         "code": "404",
     }
+
+
+def _stalling_app():  # type: ignore[no-untyped-def]
+    """The middleware around an endpoint that reads a body whose second chunk never comes."""
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.post("/echo")
+    async def echo(request: Request) -> dict[str, int]:
+        return {"received": len(await request.body())}
+
+    middleware = ServingMiddleware(
+        app, Metrics(), max_body_bytes=1_000, budget=UploadBudget(10_000), chunk_timeout_s=0.2
+    )
+    sent: list[dict] = []
+    chunks = [{"type": "http.request", "body": b"x" * 10, "more_body": True}]
+
+    async def receive() -> dict:
+        if chunks:
+            return chunks.pop()
+        await asyncio.sleep(3600)  # the client stalls
+        raise AssertionError("unreachable")
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/echo",
+        "raw_path": b"/echo",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/octet-stream")],
+        "client": ("127.0.0.1", 9),
+        "server": ("127.0.0.1", 80),
+        "scheme": "http",
+        "root_path": "",
+        "http_version": "1.1",
+    }
+    return middleware(scope, receive, send), sent
+
+
+async def test_a_stalled_body_is_answered_408_and_the_connection_closed() -> None:
+    call, sent = _stalling_app()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(call, timeout=5)
+    assert 0.2 <= loop.time() - started < 1.0  # the chunk timeout, at most a tick late
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    headers = dict(start["headers"])
+    assert start["status"] == 408 and headers[b"connection"] == b"close"
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    assert b"TORCHGATE_BODY_CHUNK_TIMEOUT_S" in body
+
+
+async def test_another_cancellation_while_the_body_is_awaited_is_not_a_408() -> None:
+    call, sent = _stalling_app()
+    task = asyncio.ensure_future(call)
+    await asyncio.sleep(0.05)
+    task.cancel()  # e.g. the server shutting down: it stays a cancellation
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not any(m["type"] == "http.response.start" for m in sent)
