@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.torch_threads_per_worker(os.cpu_count() or 1, cuda=device.type == "cuda")
     )
     sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
+    gc.set_threshold(settings.gc_gen0_threshold, *gc.get_threshold()[1:])
     skip_unused_record_fields()  # in every worker process: each builds its own app
     # serve's HTTP connections (uvicorn's protocol, guarded), in this worker process
     GuardedHttpProtocol.configure(settings.header_timeout_s, settings.max_header_bytes)

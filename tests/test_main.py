@@ -47,3 +47,18 @@ async def test_a_stopped_apps_models_can_be_freed(
     gc.collect()
     assert gc.get_freeze_count() == 0
     assert module() is None  # the graph builder's job on it was waited for at shutdown
+
+
+def test_the_young_generations_threshold_is_a_setting(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    import gc
+
+    original = gc.get_threshold()
+    try:
+        create_app(settings_factory(gc_gen0_threshold=5000))
+        assert gc.get_threshold() == (5000, *original[1:])  # the older generations untouched
+        create_app(settings_factory())
+        assert gc.get_threshold()[0] == 2000  # the default
+    finally:
+        gc.set_threshold(*original)
