@@ -8,7 +8,8 @@ than parse HTTP ourselves, ``GuardedHttpProtocol`` wraps uvicorn's own protocol 
 composition, through the public ``asyncio.Protocol`` interface) and only counts bytes and time:
 
 - from a connection's start, and from the first byte after an answer, its next request's head
-  must arrive whole within ``header_timeout_s``;
+  must arrive whole within ``header_timeout_s`` (watched on the loop's one deadline timer,
+  app/api/deadlines.py, so it fires up to 0.1 s late);
 - the bytes received until the blank line that ends a head (found by a byte search, nothing
   is interpreted) may not exceed ``max_header_bytes``; body bytes after it are the
   middleware's to bound and time.

@@ -154,7 +154,7 @@ class ServingMiddleware:
             nonlocal received, body_done
             if body_done:  # after the body, a disconnect listener may wait as long as it likes
                 return await receive()
-            stall.task = asyncio.current_task()  # whichever task awaits the body
+            stall.task = asyncio.current_task(loop)  # whichever task awaits the body
             deadlines.watch(stall, min(loop.time() + self.chunk_timeout_s, deadline), stall.cut)
             try:
                 message = await receive()
