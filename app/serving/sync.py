@@ -67,7 +67,8 @@ class ParameterSync(RecordReplay):
         self._on_tick = on_tick
         self._last_heartbeat = 0.0
         self._progress_at = time.monotonic()  # the last completed tick (or applied record)
-        self._wake_at: float | None = None  # when the loop, asleep between ticks, is due
+        self._loop_due: float | None = None  # when the event loop's next watch turn is due
+        self._loop_watch: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._left = False  # removed itself from the live set while stalled
@@ -92,8 +93,8 @@ class ParameterSync(RecordReplay):
         idle = now - self._progress_at
         if idle <= self.settings.sync_stall_s:
             return None
-        if self._wake_at is not None and now > self._wake_at + self.settings.heartbeat_s:
-            return None  # asleep past its time: the event loop has not run it, it did not stall
+        if self._loop_due is not None and now > self._loop_due + self.settings.heartbeat_s:
+            return None  # the event loop itself is behind: it has not run the sync loop yet
         last = f"; last error: {self.tick_error}" if self.tick_error else ""
         return (
             f"the control-store sync loop has completed no tick for {idle:.1f} s "
@@ -107,18 +108,28 @@ class ParameterSync(RecordReplay):
         self._task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         self.store.watch(lambda: loop.call_soon_threadsafe(self._changed.fire))
-        while True:
-            changed = self._changed.current()
-            await self._supervised_tick()
-            delay = max(0.0, self._last_heartbeat + self.settings.heartbeat_s - time.time())
-            self._wake_at = time.monotonic() + max(delay, 0.01)
-            await wait_for(changed, max(delay, 0.01))
-            woke, due = time.monotonic(), self._wake_at
-            self._wake_at = None
-            if woke - due > self.settings.heartbeat_s:
-                # The event loop was held up (blocked, starved of the GIL while models load,
-                # paused): that time is not the sync loop's, so its stall clock starts again.
-                self._progress_at += woke - due
+        self._watch_the_loop(loop)
+        try:
+            while True:
+                changed = self._changed.current()
+                await self._supervised_tick()
+                delay = max(0.0, self._last_heartbeat + self.settings.heartbeat_s - time.time())
+                await wait_for(changed, max(delay, 0.01))
+        finally:
+            if self._loop_watch is not None:
+                self._loop_watch.cancel()
+
+    def _watch_the_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A turn on the event loop every heartbeat. One that comes more than a heartbeat late
+        means the loop itself was held up (blocked, starved of the GIL while models load,
+        paused), whether the sync loop was asleep or in the middle of a tick: that time is not
+        the sync loop's, so its stall clock moves on by as much."""
+        now = time.monotonic()
+        due = self._loop_due
+        if due is not None and now - due > self.settings.heartbeat_s:
+            self._progress_at += now - due
+        self._loop_due = now + self.settings.heartbeat_s
+        self._loop_watch = loop.call_later(self.settings.heartbeat_s, self._watch_the_loop, loop)
 
     async def _supervised_tick(self) -> None:
         """One tick; whatever it raises is logged and the next tick tries again. A tick that

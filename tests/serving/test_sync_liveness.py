@@ -154,3 +154,27 @@ async def test_an_event_loop_held_up_is_not_a_stall_of_the_sync_loop(settings: S
         assert (await client.get("/healthz")).status_code == 200
         await asyncio.sleep(2 * 0.2)  # its next rounds complete
         assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_an_event_loop_held_up_mid_tick_is_not_a_stall_either(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop held up while a tick waits on the store in a thread (the tick's answer is
+    there, the loop has not taken it): liveness stays 200, as when the sync loop sleeps."""
+    in_tick = threading.Event()
+    async with running_app(settings) as client:
+        store = client.app_state.sync.store  # type: ignore[attr-defined]
+        expire = store.expire_jobs
+
+        def slow_expire():  # type: ignore[no-untyped-def]
+            in_tick.set()
+            time.sleep(0.05)
+            return expire()
+
+        monkeypatch.setattr(store, "expire_jobs", slow_expire)
+        while not in_tick.is_set():  # the next round's tick is in its thread now
+            await asyncio.sleep(0.01)
+        time.sleep(3 * STALL_S)  # the whole event loop held up, the tick's answer waiting
+        assert (await client.get("/healthz")).status_code == 200
+        await asyncio.sleep(2 * 0.2)  # its next rounds complete
+        assert (await client.get("/healthz")).status_code == 200
